@@ -1,0 +1,36 @@
+"""``python -m infer model=<dir> input=<file> output=<file>``: batch prediction."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+import infer
+from infer.batch import predict_file
+from infer.cli import user_errors
+
+
+@hydra.main(version_base="1.3", config_path="../conf/inference", config_name="infer")
+@user_errors
+def main(cfg: DictConfig) -> None:
+    options = OmegaConf.to_container(cfg.options, resolve=True) or {}
+    predictor = infer.load(cfg.model, **{k: v for k, v in options.items() if v is not None})
+    count = predict_file(
+        predictor,
+        cfg.input,
+        cfg.output,
+        text_field=cfg.text_field,
+        batch_size=cfg.batch_size,
+        input_format=cfg.input_format,
+        output_format=cfg.output_format,
+        thresholds=OmegaConf.to_container(cfg.thresholds) or None,
+        explain=cfg.explain,
+        progress=cfg.progress,
+    )
+    print(f"wrote {count} predictions to {cfg.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

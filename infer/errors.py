@@ -1,0 +1,25 @@
+"""One error type for everything a user can get wrong, printed as one line."""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class TopictoneError(Exception):
+    """A user-facing error: the CLIs print it as one line and exit non-zero."""
+
+
+class InputError(TopictoneError):
+    """Bad input data, located by file, line and field."""
+
+    def __init__(
+        self,
+        message: str,
+        file: str | PathLike[str] | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.file, self.line, self.field = file, line, field
+        where = ":".join(str(p) for p in (file, line) if p is not None)
+        what = f"field '{field}': " if field else ""
+        super().__init__(f"{where}: {what}{message}" if where else f"{what}{message}")

@@ -1,0 +1,128 @@
+"""The predictor contract shared by every model kind.
+
+Like a Hugging Face pipeline, ``predict`` is ``preprocess`` → ``_forward`` →
+``postprocess``; the label schema and thresholds travel with the predictor and its
+saved folder, so a loaded model decides exactly as it did when it was evaluated.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infer.artifact import Manifest
+from infer.errors import TopictoneError
+from infer.schema import LabelSchema, Prediction, decide_topics
+from infer.text import normalize
+
+Scores = tuple[np.ndarray, np.ndarray]
+"""Topic probabilities (n × topics) and tone distributions (n × tones)."""
+
+
+class Predictor(ABC):
+    kind: ClassVar[str]
+    requirements: ClassVar[tuple[str, ...]] = ("numpy",)
+
+    def __init__(
+        self,
+        schema: LabelSchema,
+        thresholds: Mapping[str, float] | None = None,
+        calibration: dict[str, Any] | None = None,
+    ) -> None:
+        self.schema = schema
+        self.thresholds = self.resolve_thresholds(thresholds)
+        self.calibration = calibration
+
+    def resolve_thresholds(self, overrides: Mapping[str, float] | None) -> dict[str, float]:
+        """This predictor's thresholds with ``overrides`` on top; unknown topics are an error."""
+        base = dict(getattr(self, "thresholds", None) or dict.fromkeys(self.schema.topics, 0.5))
+        for topic, value in (overrides or {}).items():
+            if topic not in base:
+                raise TopictoneError(
+                    f"threshold for unknown topic '{topic}' (topics: {', '.join(base)})"
+                )
+            if not 0.0 <= float(value) <= 1.0:
+                raise TopictoneError(f"threshold for '{topic}' must be in [0, 1], got {value}")
+            base[topic] = float(value)
+        return base
+
+    def preprocess(self, texts: Sequence[str]) -> list[str]:
+        return [normalize(t) for t in texts]
+
+    @abstractmethod
+    def _forward(self, texts: list[str]) -> Scores:
+        """Scores for already-normalised texts."""
+
+    def postprocess(self, scores: Scores, thresholds: Mapping[str, float]) -> list[Prediction]:
+        topic_scores, tone_probs = scores
+        topics, tones = self.schema.topics, self.schema.tones
+        out = []
+        for row_topics, row_tone in zip(topic_scores.tolist(), tone_probs.tolist(), strict=True):
+            out.append(
+                Prediction(
+                    topics=decide_topics(self.schema, row_topics, thresholds),
+                    topic_scores=dict(zip(topics, row_topics, strict=True)),
+                    tone=tones[int(np.argmax(row_tone))],
+                    tone_scores=dict(zip(tones, row_tone, strict=True)),
+                )
+            )
+        return out
+
+    def predict_scores(self, texts: Sequence[str]) -> Scores:
+        """Calibrated scores only, for evaluation and threshold tuning."""
+        return self.predict_scores_clean(self.preprocess(texts))
+
+    def predict(
+        self,
+        texts: Sequence[str],
+        thresholds: Mapping[str, float] | None = None,
+        explain: bool = False,
+    ) -> list[Prediction]:
+        """Labels for each text, in input order. ``thresholds`` overrides the saved ones."""
+        if isinstance(texts, str):
+            raise TypeError("predict takes a list of texts, not one string")
+        decided = self.resolve_thresholds(thresholds) if thresholds else self.thresholds
+        clean = self.preprocess(texts)
+        predictions = self.postprocess(self.predict_scores_clean(clean), decided)
+        if explain:
+            predictions = [
+                _with_explanation(p, self.explain(text, p))
+                for text, p in zip(clean, predictions, strict=True)
+            ]
+        return predictions
+
+    def predict_scores_clean(self, clean: list[str]) -> Scores:
+        if not clean:
+            return np.zeros((0, len(self.schema.topics))), np.zeros((0, len(self.schema.tones)))
+        return self._forward(clean)
+
+    def explain(self, text: str, prediction: Prediction, top_k: int = 5) -> dict:
+        """For each decided label, the terms that pushed it most (kinds override this)."""
+        raise TopictoneError(f"explanations are not available for '{self.kind}' models")
+
+    def settings(self) -> dict[str, Any]:
+        """Kind-specific settings saved in the manifest and handed back to ``load``."""
+        return {}
+
+    @abstractmethod
+    def save_weights(self, folder: Path) -> list[str]:
+        """Write the weights into ``folder``; return the file names written."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path, manifest: Manifest, **options: Any) -> Predictor:
+        """Rebuild the predictor from a checked model folder."""
+
+
+def _with_explanation(prediction: Prediction, explanation: dict) -> Prediction:
+    return Prediction(
+        topics=prediction.topics,
+        topic_scores=prediction.topic_scores,
+        tone=prediction.tone,
+        tone_scores=prediction.tone_scores,
+        explanation=explanation,
+    )

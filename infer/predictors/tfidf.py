@@ -1,0 +1,111 @@
+"""TF-IDF features with linear models: the fast, inspectable baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import skops.io as sio
+
+from infer.artifact import Manifest
+from infer.errors import TopictoneError
+from infer.predictors.base import Predictor, Scores
+from infer.schema import LabelSchema, Prediction
+
+WEIGHTS = "model.skops"
+# skops refuses unknown types unless trusted; we trust only these libraries' types.
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+class TfidfPredictor(Predictor):
+    """Holds a fitted vectoriser, a one-vs-rest topic model and a tone model."""
+
+    kind: ClassVar[str] = "tfidf"
+    requirements: ClassVar[tuple[str, ...]] = ("scikit-learn", "skops", "numpy", "scipy")
+
+    def __init__(
+        self,
+        schema: LabelSchema,
+        vectorizer: Any,
+        topic_model: Any,
+        tone_model: Any,
+        thresholds: dict[str, float] | None = None,
+        calibration: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(schema, thresholds, calibration)
+        self.vectorizer = vectorizer
+        self.topic_model = topic_model
+        self.tone_model = tone_model
+        self._feature_names: np.ndarray | None = None
+
+    def _forward(self, texts: list[str]) -> Scores:
+        features = self.vectorizer.transform(texts)
+        topic_scores = self.topic_model.predict_proba(features)
+        tone_probs = np.zeros((len(texts), len(self.schema.tones)))
+        tone_probs[:, self.tone_model.classes_] = self.tone_model.predict_proba(features)
+        return np.asarray(topic_scores, dtype=float), tone_probs
+
+    def explain(self, text: str, prediction: Prediction, top_k: int = 5) -> dict:
+        """Feature contributions (tf-idf value × coefficient) of the decided labels."""
+        if self._feature_names is None:
+            self._feature_names = self.vectorizer.get_feature_names_out()
+        row = self.vectorizer.transform([text]).tocsr()
+        weights = {
+            topic: _coefficients(self.topic_model.estimators_[self.schema.topics.index(topic)])[0]
+            for topic in prediction.topics
+        }
+        tone_coef = _coefficients(self.tone_model)
+        tone_index = list(self.tone_model.classes_).index(self.schema.tones.index(prediction.tone))
+        weights[prediction.tone] = tone_coef[tone_index] if len(tone_coef) > 1 else tone_coef[0]
+        out = {}
+        for label, coef in weights.items():
+            contrib = row.data * coef[row.indices]
+            order = np.argsort(-contrib)[:top_k]
+            out[label] = [
+                (_readable(self._feature_names[row.indices[i]]), round(float(contrib[i]), 4))
+                for i in order
+                if contrib[i] > 0
+            ]
+        return out
+
+    def save_weights(self, folder: Path) -> list[str]:
+        objects = {
+            "vectorizer": self.vectorizer,
+            "topics": self.topic_model,
+            "tone": self.tone_model,
+        }
+        sio.dump(objects, folder / WEIGHTS)
+        return [WEIGHTS]
+
+    @classmethod
+    def load(cls, folder: Path, manifest: Manifest, **options: Any) -> TfidfPredictor:
+        path = folder / WEIGHTS
+        untrusted = sio.get_untrusted_types(file=path)
+        refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+        if refused:
+            raise TopictoneError(f"{path}: refuses to load untrusted types {refused}")
+        objects = sio.load(path, trusted=untrusted)
+        return cls(
+            manifest.schema,
+            objects["vectorizer"],
+            objects["topics"],
+            objects["tone"],
+            thresholds=manifest.thresholds,
+            calibration=manifest.calibration,
+        )
+
+
+def _coefficients(model: Any) -> np.ndarray:
+    """The linear weights of a (possibly calibrated) linear classifier."""
+    if hasattr(model, "coef_"):
+        return np.asarray(model.coef_)
+    if hasattr(model, "calibrated_classifiers_"):
+        return np.mean([_coefficients(c.estimator) for c in model.calibrated_classifiers_], axis=0)
+    raise TopictoneError(f"cannot explain a {type(model).__name__}: no linear coefficients")
+
+
+def _readable(feature: str) -> str:
+    """'word__missile test' → 'missile test'; 'char__ मिस' → '…मिस…'."""
+    kind, _, term = feature.partition("__")
+    return f"…{term.strip()}…" if kind.startswith("char") else term

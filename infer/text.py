@@ -1,0 +1,34 @@
+"""Text normalisation, identical at training and inference time.
+
+The version number is saved in every model folder: a change here that alters the
+output must bump it, so an old model is never fed differently-normalised text unknowingly.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+NORMALIZATION_VERSION = 1
+
+# Zero-width and bidi formatting characters, except ZWJ/ZWNJ, which change how
+# Devanagari conjuncts render and are kept (as NFC leaves them).
+_INVISIBLE = re.compile("[\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff\u00ad]")
+# C0/C1 control characters other than the whitespace ones handled below.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+_SPACES = re.compile(r"[^\S\n]+")
+_BLANK_LINES = re.compile(r"\s*\n\s*\n\s*")
+_LINE_BREAK = re.compile(r" *\n *")
+
+
+def normalize(text: str) -> str:
+    """NFC, drop invisible/control characters, collapse whitespace.
+
+    Paragraph breaks survive as one blank line, single line breaks as one newline,
+    because the transformer's window splitter and people reading outputs both use them.
+    """
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub(" ", _INVISIBLE.sub("", text))
+    text = _SPACES.sub(" ", text)
+    text = _BLANK_LINES.sub("\n\n", text)
+    return _LINE_BREAK.sub("\n", text).strip()

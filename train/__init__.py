@@ -1,0 +1,1 @@
+"""topictone's training layer: builds on ``infer``, never imported by it."""

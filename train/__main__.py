@@ -1,0 +1,25 @@
+"""``python -m train [overrides]``: one training run, or a sweep with ``-m``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from infer.cli import user_errors
+from train.run import run
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@user_errors
+def main(cfg: DictConfig) -> float | None:
+    metrics = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    # Returned for Hydra sweepers that optimise: the dev topic macro-F1.
+    dev = metrics.get("dev") or {}
+    return dev.get("topics/macro_f1")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Labelled data: read, validate row by row, and hold as a ``datasets.Dataset``.
+
+Rows are read by ``infer.io`` (line-numbered streaming) so every problem is reported
+by file, line and field before training starts; the validated rows become a
+``datasets.Dataset`` with multi-hot topics and an integer tone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+
+from infer.errors import InputError
+from infer.io import read_rows, require_text
+from infer.schema import LabelSchema
+
+
+def parse_topics(value: Any, schema: LabelSchema, file: Path, line: int, field: str) -> list[str]:
+    """A list of topic names; in CSV a JSON list or names joined by '|'."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            try:
+                value = json.loads(stripped)
+            except json.JSONDecodeError:
+                raise InputError("not a valid JSON list", file, line, field) from None
+        else:
+            value = [t.strip() for t in stripped.split("|") if t.strip()]
+    if not isinstance(value, list):
+        raise InputError(
+            f"must be a list of topic names, got {type(value).__name__}", file, line, field
+        )
+    for topic in value:
+        if topic not in schema.topics:
+            raise InputError(
+                f"unknown topic {topic!r} (schema: {', '.join(schema.topics)})", file, line, field
+            )
+    return value
+
+
+def read_labelled(
+    path: str | Path, data_cfg: Mapping[str, Any], schema: LabelSchema
+) -> datasets.Dataset:
+    """Validate every row of a labelled file and return it as a Dataset.
+
+    Columns: ``id``, ``text``, ``topics`` (multi-hot floats in schema order), ``tone``
+    (index into the schema's tones), and each field named in ``keep`` (None where absent).
+    """
+    file = Path(path)
+    fields = data_cfg["fields"]
+    keep = list(data_cfg.get("keep") or [])
+    columns: dict[str, list[Any]] = {
+        "id": [],
+        "text": [],
+        "topics": [],
+        "tone": [],
+        **{k: [] for k in keep},
+    }
+    if not file.is_file() and data_cfg.get("missing_hint"):
+        raise InputError(f"no such file; {data_cfg['missing_hint']}", file)
+    for line, row, _ in read_rows(file, data_cfg.get("format")):
+        text = require_text(row, fields["text"], file, line)
+        if fields["topics"] not in row:
+            raise InputError("missing", file, line, fields["topics"])
+        topics = parse_topics(row[fields["topics"]], schema, file, line, fields["topics"])
+        tone = row.get(fields["tone"])
+        if tone is None:
+            raise InputError("missing", file, line, fields["tone"])
+        if tone not in schema.tones:
+            raise InputError(
+                f"unknown tone {tone!r} (schema: {', '.join(schema.tones)})",
+                file,
+                line,
+                fields["tone"],
+            )
+        columns["id"].append(str(row.get(fields["id"], f"{file.name}:{line}")))
+        columns["text"].append(text)
+        columns["topics"].append([float(t in topics) for t in schema.topics])
+        columns["tone"].append(schema.tones.index(tone))
+        for name in keep:
+            value = row.get(name)
+            columns[name].append(None if value is None else str(value))
+    return datasets.Dataset.from_dict(columns)
+
+
+def targets(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-hot topic matrix (n × topics, int) and tone indices (n,)."""
+    topics = np.asarray(dataset["topics"], dtype=int).reshape(len(dataset), -1)
+    return topics, np.asarray(dataset["tone"], dtype=int)
+
+
+def load_splits(data_cfg: Mapping[str, Any], schema: LabelSchema) -> dict[str, datasets.Dataset]:
+    """The configured splits that have a path (train is required)."""
+    splits = {}
+    for split in ("train", "dev", "test"):
+        path = data_cfg.get(split)
+        if path:
+            splits[split] = read_labelled(path, data_cfg, schema)
+    if "train" not in splits:
+        raise InputError("data config has no train file")
+    return splits

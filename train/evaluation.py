@@ -1,0 +1,75 @@
+"""Scores → metrics through the repo's own `evaluate` modules, and the printed table."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import evaluate
+import numpy as np
+
+from infer.schema import LabelSchema
+
+METRICS_DIR = Path(__file__).parent / "metrics"
+
+
+@cache
+def _metric(name: str) -> evaluate.EvaluationModule:
+    return evaluate.load(str(METRICS_DIR / name))
+
+
+def decisions(
+    topic_scores: np.ndarray, schema: LabelSchema, thresholds: dict[str, float]
+) -> np.ndarray:
+    cut = np.array([thresholds[t] for t in schema.topics])
+    return (topic_scores >= cut).astype(int)
+
+
+def compute_metrics(
+    schema: LabelSchema,
+    topic_scores: np.ndarray,
+    tone_probs: np.ndarray,
+    topic_true: np.ndarray,
+    tone_true: np.ndarray,
+    thresholds: dict[str, float],
+) -> dict[str, Any]:
+    """Topic metrics (prefixed ``topics/``) and tone metrics (``tone/``) in one flat dict."""
+    topics = _metric("multilabel_f1").compute(
+        predictions=decisions(topic_scores, schema, thresholds).tolist(),
+        references=topic_true.tolist(),
+        labels=list(schema.topics),
+    )
+    tone = _metric("tone_f1").compute(
+        predictions=tone_probs.argmax(axis=1).tolist(),
+        references=tone_true.tolist(),
+        labels=list(schema.tones),
+    )
+    return {
+        "n": len(tone_true),
+        **{f"topics/{k}": v for k, v in topics.items()},
+        **{f"tone/{k}": v for k, v in tone.items()},
+    }
+
+
+def format_table(metrics: dict[str, dict[str, Any]], schema: LabelSchema) -> str:
+    """A plain-text table: one column per split, per-topic P/R/F1 and the summaries."""
+    splits = list(metrics)
+    rows: list[tuple[str, str]] = [
+        (f"topic {t} {m}", f"topics/{t}_{m}")
+        for t in schema.topics
+        for m in ("precision", "recall", "f1")
+    ]
+    rows += [
+        ("topics micro-F1", "topics/micro_f1"),
+        ("topics macro-F1", "topics/macro_f1"),
+        ("topics subset accuracy", "topics/subset_accuracy"),
+        ("tone accuracy", "tone/accuracy"),
+        ("tone macro-F1", "tone/macro_f1"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{'':{width}}  " + "  ".join(f"{s:>8}" for s in splits)]
+    lines.append(f"{'n':{width}}  " + "  ".join(f"{metrics[s]['n']:>8}" for s in splits))
+    for label, key in rows:
+        lines.append(f"{label:{width}}  " + "  ".join(f"{metrics[s][key]:>8.4f}" for s in splits))
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""One training run: seed → data → fit → evaluate → save → report, into the run folder."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from infer.artifact import package_versions, save_model, sha256
+from infer.predictors.base import Predictor
+from infer.schema import LabelSchema
+from train.data import load_splits, targets
+from train.evaluation import compute_metrics, format_table
+
+VERSIONED = (
+    "topictone",
+    "scikit-learn",
+    "numpy",
+    "scipy",
+    "datasets",
+    "evaluate",
+    "hydra-core",
+    "skops",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "accelerate",
+)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+def git_commit() -> str | None:
+    """The commit of the code that ran (with '-dirty' for local changes), if in a repository."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def evaluate_split(predictor: Predictor, dataset: datasets.Dataset) -> tuple[dict[str, Any], list]:
+    topic_scores, tone_probs = predictor.predict_scores(dataset["text"])
+    topic_true, tone_true = targets(dataset)
+    metrics = compute_metrics(
+        predictor.schema, topic_scores, tone_probs, topic_true, tone_true, predictor.thresholds
+    )
+    predictions = predictor.postprocess((topic_scores, tone_probs), predictor.thresholds)
+    return metrics, predictions
+
+
+def write_predictions(
+    path: Path, dataset: datasets.Dataset, predictions: list, schema: LabelSchema
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = [c for c in dataset.column_names if c not in ("id", "text", "topics", "tone")]
+    with path.open("w", encoding="utf-8") as handle:
+        for row, prediction in zip(dataset, predictions, strict=True):
+            record = {
+                "id": row["id"],
+                "topics": [t for t, on in zip(schema.topics, row["topics"], strict=True) if on],
+                "tone": schema.tones[row["tone"]],
+                **{c: row[c] for c in extra},
+                "prediction": prediction.to_dict(),
+            }
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train, evaluate and save everything a run needs to be reproduced; return the metrics."""
+    seed_everything(cfg.seed)
+    schema = LabelSchema.from_dict(cfg.labels)
+    splits = load_splits(cfg.data, schema)
+    fitter = instantiate({k: v for k, v in cfg.model.items() if k != "kind"})
+    fitter.fit(splits["train"], schema, dev=splits.get("dev"), workdir=run_dir / "checkpoints")
+    predictor: Predictor = fitter.predictor_
+
+    metrics = {}
+    for name in ("dev", "test"):
+        if name in splits:
+            metrics[name], predictions = evaluate_split(predictor, splits[name])
+            write_predictions(
+                run_dir / "predictions" / f"{name}.jsonl", splits[name], predictions, schema
+            )
+    save_model(predictor, run_dir / "model", metrics)
+
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    manifest = {
+        "seed": cfg.seed,
+        "git_commit": git_commit(),
+        "command": sys.argv,
+        "versions": package_versions(VERSIONED),
+        "data": {str(cfg.data[s]): sha256(Path(cfg.data[s])) for s in splits},
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    print(f"\n{cfg.model.kind} on {cfg.data.name} — run folder {run_dir}\n")
+    print(format_table(metrics, schema))
+    return metrics
