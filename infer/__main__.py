@@ -9,10 +9,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import infer
 from infer.batch import predict_file
-from infer.cli import user_errors
+from infer.cli import CONF_DIR, user_errors
 
 
-@hydra.main(version_base="1.3", config_path="../conf/inference", config_name="infer")
+@hydra.main(version_base="1.3", config_path=f"{CONF_DIR}/inference", config_name="infer")
 @user_errors
 def main(cfg: DictConfig) -> None:
     options = OmegaConf.to_container(cfg.options, resolve=True) or {}

@@ -5,9 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 from infer.errors import TopictoneError
+
+# Absolute, so that `python -m infer`, the console scripts and in-process calls agree.
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:

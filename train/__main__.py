@@ -8,11 +8,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from infer.cli import user_errors
+from infer.cli import CONF_DIR, user_errors
 from train.run import run
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 @user_errors
 def main(cfg: DictConfig) -> float | None:
     metrics = run(cfg, Path(HydraConfig.get().runtime.output_dir))

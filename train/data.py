@@ -16,13 +16,15 @@ import datasets
 import numpy as np
 
 from infer.errors import InputError
-from infer.io import read_rows, require_text
+from infer.io import detect_format, read_rows, require_text
 from infer.schema import LabelSchema
 
 
-def parse_topics(value: Any, schema: LabelSchema, file: Path, line: int, field: str) -> list[str]:
-    """A list of topic names; in CSV a JSON list or names joined by '|'."""
-    if isinstance(value, str):
+def parse_topics(
+    value: Any, schema: LabelSchema, file: Path, line: int, field: str, csv: bool = False
+) -> list[str]:
+    """A list of topic names; in CSV (all text) a JSON list or names joined by "|"."""
+    if csv and isinstance(value, str):
         stripped = value.strip()
         if stripped.startswith("["):
             try:
@@ -63,11 +65,12 @@ def read_labelled(
     }
     if not file.is_file() and data_cfg.get("missing_hint"):
         raise InputError(f"no such file; {data_cfg['missing_hint']}", file)
+    is_csv = detect_format(file, data_cfg.get("format")) == "csv"
     for line, row, _ in read_rows(file, data_cfg.get("format")):
         text = require_text(row, fields["text"], file, line)
         if fields["topics"] not in row:
             raise InputError("missing", file, line, fields["topics"])
-        topics = parse_topics(row[fields["topics"]], schema, file, line, fields["topics"])
+        topics = parse_topics(row[fields["topics"]], schema, file, line, fields["topics"], is_csv)
         tone = row.get(fields["tone"])
         if tone is None:
             raise InputError("missing", file, line, fields["tone"])

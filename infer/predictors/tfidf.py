@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,6 +15,7 @@ from infer.predictors.base import Predictor, Scores
 from infer.schema import LabelSchema, Prediction
 
 WEIGHTS = "model.skops"
+VOCABULARY = "vocabulary.json"
 # skops refuses unknown types unless trusted; we trust only these libraries' types.
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 
@@ -70,13 +72,30 @@ class TfidfPredictor(Predictor):
         return out
 
     def save_weights(self, folder: Path) -> list[str]:
-        objects = {
-            "vectorizer": self.vectorizer,
-            "topics": self.topic_model,
-            "tone": self.tone_model,
-        }
-        sio.dump(objects, folder / WEIGHTS)
-        return [WEIGHTS]
+        # Vocabularies (hundreds of thousands of n-grams) go to JSON: skops stores a
+        # dict item by item and takes seconds to load one; JSON takes a fraction.
+        vectorizers = _vectorizers(self.vectorizer)
+        vocabularies = {name: vec.vocabulary_ for name, vec in vectorizers.items()}
+        with (folder / VOCABULARY).open("w", encoding="utf-8") as handle:
+            json.dump(
+                {name: sorted(v, key=v.get) for name, v in vocabularies.items()},
+                handle,
+                ensure_ascii=False,
+            )
+        try:
+            for vec in vectorizers.values():
+                del vec.vocabulary_
+                vec.__dict__.pop("stop_words_", None)  # pruned terms: not needed to predict
+            objects = {
+                "vectorizer": self.vectorizer,
+                "topics": self.topic_model,
+                "tone": self.tone_model,
+            }
+            sio.dump(objects, folder / WEIGHTS)
+        finally:
+            for name, vec in vectorizers.items():
+                vec.vocabulary_ = vocabularies[name]
+        return [WEIGHTS, VOCABULARY]
 
     @classmethod
     def load(cls, folder: Path, manifest: Manifest, **options: Any) -> TfidfPredictor:
@@ -86,6 +105,10 @@ class TfidfPredictor(Predictor):
         if refused:
             raise TopictoneError(f"{path}: refuses to load untrusted types {refused}")
         objects = sio.load(path, trusted=untrusted)
+        with (folder / VOCABULARY).open(encoding="utf-8") as handle:
+            terms = json.load(handle)
+        for name, vec in _vectorizers(objects["vectorizer"]).items():
+            vec.vocabulary_ = {term: i for i, term in enumerate(terms[name])}
         return cls(
             manifest.schema,
             objects["vectorizer"],
@@ -94,6 +117,13 @@ class TfidfPredictor(Predictor):
             thresholds=manifest.thresholds,
             calibration=manifest.calibration,
         )
+
+
+def _vectorizers(vectorizer: Any) -> dict[str, Any]:
+    """The fitted text vectorisers by name: the parts of a FeatureUnion, or the one itself."""
+    if hasattr(vectorizer, "transformer_list"):
+        return dict(vectorizer.transformer_list)
+    return {"vectorizer": vectorizer}
 
 
 def _coefficients(model: Any) -> np.ndarray:

@@ -1,0 +1,98 @@
+"""Readers and writers: streaming, located errors, atomic output."""
+
+from pathlib import Path
+
+import pytest
+
+from infer.errors import InputError, TopictoneError
+from infer.io import open_writer, read_rows, require_text
+
+
+def write(path: Path, content: bytes | str) -> Path:
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return path
+
+
+def test_jsonl_rows_keep_line_numbers_and_skip_blank_lines(tmp_path):
+    f = write(tmp_path / "a.jsonl", '{"text": "a"}\n\n{"text": "b"}\n')
+    assert [(line, row) for line, row, _ in read_rows(f)] == [
+        (1, {"text": "a"}),
+        (3, {"text": "b"}),
+    ]
+
+
+def test_csv_multiline_field_reports_line_of_record(tmp_path):
+    f = write(tmp_path / "a.csv", 'id,text\n1,"two\nlines"\n2,ok\n')
+    rows = [(line, row) for line, row, _ in read_rows(f)]
+    assert rows == [(3, {"id": "1", "text": "two\nlines"}), (4, {"id": "2", "text": "ok"})]
+
+
+def test_parquet_rows(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["a", "b"], "id": [1, 2]}), tmp_path / "a.parquet")
+    assert [row["text"] for _, row, _ in read_rows(tmp_path / "a.parquet")] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("empty.jsonl", b"", "empty.jsonl: file is empty"),
+        ("blank.jsonl", b"\n\n", "blank.jsonl: file has no records"),
+        ("bad.jsonl", b'{"text": "a"}\n{"text": \n', "bad.jsonl:2: invalid JSON"),
+        ("list.jsonl", b'["a"]\n', "list.jsonl:1: expected a JSON object"),
+        (
+            "latin1.jsonl",
+            '{"text": "ok"}\n{"text": "café"}\n'.encode("latin-1"),
+            "latin1.jsonl:2: not valid UTF-8",
+        ),
+        ("short.csv", b"id,text\n1\n", "short.csv:2: 1 fields where the header has 2"),
+        ("bad.parquet", b"not parquet", "bad.parquet: not a readable Parquet file"),
+    ],
+)
+def test_bad_files_are_located(tmp_path, name, content, message):
+    f = write(tmp_path / name, content)
+    with pytest.raises(InputError) as err:
+        list(read_rows(f))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_and_unknown_suffix(tmp_path):
+    with pytest.raises(InputError, match=r"nope\.jsonl: no such file"):
+        list(read_rows(tmp_path / "nope.jsonl"))
+    with pytest.raises(TopictoneError, match="cannot tell the format"):
+        list(read_rows(write(tmp_path / "a.txt", "x")))
+
+
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        ({}, "field 'text': missing"),
+        ({"text": 3}, "must be a string, got int"),
+        ({"text": "  "}, "field 'text': empty text"),
+        ({"text": None}, "got NoneType"),
+    ],
+)
+def test_require_text(row, message):
+    with pytest.raises(InputError, match=message) as err:
+        require_text(row, "text", "f.jsonl", 7)
+    assert str(err.value).startswith("f.jsonl:7: ")
+
+
+def test_writer_is_atomic(tmp_path):
+    target = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError), open_writer(target) as writer:
+        writer.write([{"a": 1}])
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with open_writer(target) as writer:
+        writer.write([{"a": 1}])
+    assert target.read_text() == '{"a": 1}\n'
+
+
+def test_csv_writer_encodes_nested_values(tmp_path):
+    with open_writer(tmp_path / "o.csv") as writer:
+        writer.write([{"id": 1, "topics": ["defence"]}])
+    assert (tmp_path / "o.csv").read_text().splitlines() == ["id,topics", '1,"[""defence""]"']

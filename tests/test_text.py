@@ -1,0 +1,25 @@
+from infer.text import normalize
+
+
+def test_nfc_composes_devanagari():
+    decomposed = "क\u093c"  # KA + NUKTA
+    assert normalize(decomposed) == "\u0958".replace("\u0958", normalize("\u0915\u093c"))
+    assert normalize("e\u0301") == "\u00e9"
+
+
+def test_invisible_and_control_characters_are_removed():
+    assert normalize("de\u200bfence\ufeff\x00 news\x07") == "defence news"
+
+
+def test_zwj_and_zwnj_are_kept_for_devanagari():
+    assert "\u200d" in normalize("क्\u200dष") and "\u200c" in normalize("क्\u200cष")
+
+
+def test_whitespace_collapses_but_paragraphs_survive():
+    text = "  Army  tests\tmissile \r\n\r\n\n second   paragraph\nline  "
+    assert normalize(text) == "Army tests missile\n\nsecond paragraph\nline"
+
+
+def test_idempotent():
+    text = "  भारत\u200b और   इजरायल \n\n\n समझौता "
+    assert normalize(normalize(text)) == normalize(text)

