@@ -14,6 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 DEMO = ROOT / "data" / "demo"

@@ -57,6 +57,21 @@ class WindowCollator:
         return batch
 
 
+def freeze_bottom_layers(encoder: torch.nn.Module, count: int, embeddings_frozen: bool) -> None:
+    """Freeze the lowest ``count`` encoder layers (and all embeddings, so no gradient flows
+    below them): on a CPU this skips their backward pass, the bulk of the training cost."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if layers is None or count > len(layers):
+        raise TopictoneError(
+            f"model.freeze_layers={count}: the backbone has "
+            f"{'no BERT-style layer list' if layers is None else f'{len(layers)} layers'}"
+        )
+    if not embeddings_frozen:
+        raise TopictoneError("model.freeze_layers needs model.freeze_embeddings=true")
+    for module in (encoder.embeddings, *layers[:count]):
+        module.requires_grad_(False)
+
+
 class TransformerFitter:
     """Fine-tunes encoder + topic head + tone head; leaves the predictor in ``predictor_``."""
 
@@ -82,6 +97,7 @@ class TransformerFitter:
         warmup: float = 0.1,
         weight_decay: float = 0.01,
         freeze_embeddings: bool = True,
+        freeze_layers: int = 0,
         dropout: float = 0.1,
         topic_pos_weight: str | list[float] | None = "auto",
         max_pos_weight: float = 10.0,
@@ -187,6 +203,7 @@ class TransformerFitter:
             train_sampling_strategy="group_by_length",
             length_column_name="length",
             remove_unused_columns=False,
+            dataloader_pin_memory=torch.cuda.is_available(),
             label_names=["topic_labels", "tone_labels"],
             logging_steps=self.logging_steps,
             disable_tqdm=not self.progress,
@@ -235,6 +252,8 @@ class TransformerFitter:
             model.tone_head.load_state_dict(previous.model.tone_head.state_dict())
         if self.freeze_embeddings:
             encoder.get_input_embeddings().weight.requires_grad_(False)
+        if self.freeze_layers:
+            freeze_bottom_layers(encoder, self.freeze_layers, self.freeze_embeddings)
 
         workdir = Path(workdir or "checkpoints")
         trainer = Trainer(

@@ -1,0 +1,120 @@
+"""The transformer path on a tiny random BERT: train → save → infer.load → predict → CLI."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import DEMO, FAST_TFIDF, tiny_transformer_overrides, train_run
+
+torch = pytest.importorskip("torch", reason="the transformer model needs topictone[transformer]")
+
+import infer  # noqa: E402
+from infer.errors import TopictoneError  # noqa: E402
+from infer.predictors.transformer import encode_windows, pool  # noqa: E402
+
+
+def demo_texts(split="test"):
+    return [json.loads(line)["text"] for line in (DEMO / f"{split}.jsonl").open(encoding="utf-8")]
+
+
+def test_model_folder_is_self_contained(transformer_run, tiny_backbone, tmp_path):
+    model = transformer_run / "model"
+    for name in ("topictone.json", "model.safetensors", "config.json", "tokenizer.json", "README.md"):
+        assert (model / name).is_file(), name
+    manifest = json.loads((model / "topictone.json").read_text())
+    assert manifest["kind"] == "transformer"
+    assert manifest["settings"]["max_length"] == 32 and manifest["settings"]["topic_pooling"] == "max"
+    assert set(manifest["files"]) >= {"model.safetensors", "config.json", "tokenizer.json"}
+    # Loads from a copy while the backbone folder it was trained from is gone.
+    moved = shutil.copytree(model, tmp_path / "model")
+    hidden = tiny_backbone.rename(tiny_backbone.with_name("hidden-backbone"))
+    try:
+        assert infer.load(moved).predict(["Army tests a missile"])[0].tone
+    finally:
+        hidden.rename(tiny_backbone)
+
+
+def test_predictions_match_the_run_and_keep_input_order(transformer_run):
+    predictor = infer.load(transformer_run / "model", batch_size=8)
+    texts = demo_texts()
+    together = predictor.predict_scores(texts)
+    one_by_one = [predictor.predict_scores([t]) for t in texts[:12]]
+    for i, (topics, tone) in enumerate(one_by_one):
+        np.testing.assert_allclose(together[0][i], topics[0], atol=1e-5)
+        np.testing.assert_allclose(together[1][i], tone[0], atol=1e-5)
+    rows = [json.loads(line) for line in (transformer_run / "predictions/test.jsonl").open()]
+    for row, prediction in zip(rows, predictor.predict(texts), strict=True):
+        assert row["prediction"]["topics"] == prediction.topics
+        assert row["prediction"]["tone_scores"] == pytest.approx(prediction.tone_scores, abs=1e-5)
+
+
+def test_same_prediction_shape_and_cli_as_tfidf(transformer_run, tmp_path, cli):
+    out = tmp_path / "pred.jsonl"
+    result = cli("infer", f"model={transformer_run / 'model'}", f"input={DEMO / 'dev.jsonl'}",
+                 f"output={out}", "options.threads=1", "options.batch_size=16")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.open()]
+    assert len(rows) == 60
+    assert set(rows[0]["prediction"]) == {"topics", "topic_scores", "tone", "tone_scores"}
+    assert list(rows[0]["prediction"]["topic_scores"]) == ["defence", "counterterrorism", "technology"]
+
+
+def test_long_texts_are_split_into_overlapping_windows(transformer_run):
+    predictor = infer.load(transformer_run / "model")
+    tokenizer = predictor.tokenizer
+    article = max(demo_texts("train"), key=len)
+    whole = tokenizer(article, add_special_tokens=False)["input_ids"]
+    [windows] = encode_windows(tokenizer, [article], max_length=32, stride=8, max_windows=100)
+    assert len(windows) > 1 and all(len(w) <= 32 for w in windows)
+    inner = [w[1:-1] for w in windows]  # without <s> … </s>
+    assert inner[0] == whole[:30]
+    assert inner[1][:8] == inner[0][-8:], "consecutive windows overlap by `stride` tokens"
+    [capped] = encode_windows(tokenizer, [article], max_length=32, stride=8, max_windows=2)
+    assert capped == windows[:2]
+
+
+def test_window_pooling_rules():
+    logits = torch.tensor([[1.0, -2.0], [3.0, 0.0], [5.0, 5.0]])
+    doc = torch.tensor([0, 0, 1])
+    assert pool(logits, doc, 2, "max").tolist() == [[3.0, 0.0], [5.0, 5.0]]
+    assert pool(logits, doc, 2, "mean").tolist() == [[2.0, -1.0], [5.0, 5.0]]
+
+
+def test_weights_that_do_not_match_the_manifest(transformer_run, tmp_path):
+    model = shutil.copytree(transformer_run / "model", tmp_path / "model")
+    manifest = json.loads((model / "topictone.json").read_text())
+    manifest["schema"]["topics"] = ["defence", "technology"]
+    manifest["thresholds"] = {"defence": 0.5, "technology": 0.5}
+    (model / "topictone.json").write_text(json.dumps(manifest))
+    with pytest.raises(TopictoneError, match="weights do not match the manifest"):
+        infer.load(model)
+
+
+def test_backbone_errors(tiny_backbone, tmp_path):
+    overrides = tiny_transformer_overrides(tiny_backbone)
+    with pytest.raises(TopictoneError, match="neither a local folder nor reachable.*hubs may be offline"):
+        train_run([*overrides, "model.backbone=no-such-org/no-such-model"], tmp_path / "a")
+    with pytest.raises(TopictoneError, match="max_length=512 exceeds the backbone's limit of 128"):
+        train_run([*overrides, "model.max_length=512"], tmp_path / "b")
+
+
+def test_fine_tuning_further_needs_the_same_labels(transformer_run, tiny_backbone, tmp_path):
+    overrides = [*tiny_transformer_overrides(tiny_backbone), f"model.init_from={transformer_run / 'model'}"]
+    with pytest.raises(TopictoneError, match="label schema .* differs from the configured one"):
+        train_run([*overrides, "labels.topics=[defence,counterterrorism,technology,sport]"],
+                  tmp_path / "a")
+    with pytest.raises(TopictoneError, match="not a transformer model"):
+        tfidf = tmp_path / "tfidf"
+        train_run(FAST_TFIDF, tfidf)
+        train_run([*tiny_transformer_overrides(tiny_backbone), f"model.init_from={tfidf / 'model'}"],
+                  tmp_path / "b")
+
+
+def test_same_seed_same_results(transformer_run, tiny_backbone, tmp_path):
+    train_run(tiny_transformer_overrides(tiny_backbone), tmp_path)
+    first = json.loads((transformer_run / "metrics.json").read_text())
+    again = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(again) == set(first)
+    for split in first:
+        assert again[split] == pytest.approx(first[split])
