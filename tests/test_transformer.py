@@ -20,11 +20,19 @@ def demo_texts(split="test"):
 
 def test_model_folder_is_self_contained(transformer_run, tiny_backbone, tmp_path):
     model = transformer_run / "model"
-    for name in ("topictone.json", "model.safetensors", "config.json", "tokenizer.json", "README.md"):
+    for name in (
+        "topictone.json",
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "README.md",
+    ):
         assert (model / name).is_file(), name
     manifest = json.loads((model / "topictone.json").read_text())
     assert manifest["kind"] == "transformer"
-    assert manifest["settings"]["max_length"] == 32 and manifest["settings"]["topic_pooling"] == "max"
+    assert (
+        manifest["settings"]["max_length"] == 32 and manifest["settings"]["topic_pooling"] == "max"
+    )
     assert set(manifest["files"]) >= {"model.safetensors", "config.json", "tokenizer.json"}
     # Loads from a copy while the backbone folder it was trained from is gone.
     moved = shutil.copytree(model, tmp_path / "model")
@@ -51,13 +59,23 @@ def test_predictions_match_the_run_and_keep_input_order(transformer_run):
 
 def test_same_prediction_shape_and_cli_as_tfidf(transformer_run, tmp_path, cli):
     out = tmp_path / "pred.jsonl"
-    result = cli("infer", f"model={transformer_run / 'model'}", f"input={DEMO / 'dev.jsonl'}",
-                 f"output={out}", "options.threads=1", "options.batch_size=16")
+    result = cli(
+        "infer",
+        f"model={transformer_run / 'model'}",
+        f"input={DEMO / 'dev.jsonl'}",
+        f"output={out}",
+        "options.threads=1",
+        "options.batch_size=16",
+    )
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in out.open()]
     assert len(rows) == 60
     assert set(rows[0]["prediction"]) == {"topics", "topic_scores", "tone", "tone_scores"}
-    assert list(rows[0]["prediction"]["topic_scores"]) == ["defence", "counterterrorism", "technology"]
+    assert list(rows[0]["prediction"]["topic_scores"]) == [
+        "defence",
+        "counterterrorism",
+        "technology",
+    ]
 
 
 def test_long_texts_are_split_into_overlapping_windows(transformer_run):
@@ -93,22 +111,31 @@ def test_weights_that_do_not_match_the_manifest(transformer_run, tmp_path):
 
 def test_backbone_errors(tiny_backbone, tmp_path):
     overrides = tiny_transformer_overrides(tiny_backbone)
-    with pytest.raises(TopictoneError, match="neither a local folder nor reachable.*hubs may be offline"):
+    with pytest.raises(
+        TopictoneError, match=r"neither a local folder nor reachable.*hubs may be offline"
+    ):
         train_run([*overrides, "model.backbone=no-such-org/no-such-model"], tmp_path / "a")
     with pytest.raises(TopictoneError, match="max_length=512 exceeds the backbone's limit of 128"):
         train_run([*overrides, "model.max_length=512"], tmp_path / "b")
 
 
 def test_fine_tuning_further_needs_the_same_labels(transformer_run, tiny_backbone, tmp_path):
-    overrides = [*tiny_transformer_overrides(tiny_backbone), f"model.init_from={transformer_run / 'model'}"]
-    with pytest.raises(TopictoneError, match="label schema .* differs from the configured one"):
-        train_run([*overrides, "labels.topics=[defence,counterterrorism,technology,sport]"],
-                  tmp_path / "a")
+    overrides = [
+        *tiny_transformer_overrides(tiny_backbone),
+        f"model.init_from={transformer_run / 'model'}",
+    ]
+    with pytest.raises(TopictoneError, match=r"label schema .* differs from the configured one"):
+        train_run(
+            [*overrides, "labels.topics=[defence,counterterrorism,technology,sport]"],
+            tmp_path / "a",
+        )
     with pytest.raises(TopictoneError, match="not a transformer model"):
         tfidf = tmp_path / "tfidf"
         train_run(FAST_TFIDF, tfidf)
-        train_run([*tiny_transformer_overrides(tiny_backbone), f"model.init_from={tfidf / 'model'}"],
-                  tmp_path / "b")
+        train_run(
+            [*tiny_transformer_overrides(tiny_backbone), f"model.init_from={tfidf / 'model'}"],
+            tmp_path / "b",
+        )
 
 
 def test_same_seed_same_results(transformer_run, tiny_backbone, tmp_path):

@@ -146,10 +146,11 @@ class TransformerFitter:
     ) -> tuple[list[float] | None, list[float] | None]:
         topic_true, tone_true = targets(train)
         pos_weight = self.topic_pos_weight
-        if pos_weight == "auto":
+        if pos_weight in ("auto", "sqrt"):
             positives = topic_true.sum(axis=0).clip(min=1)
-            pos_weight = ((len(topic_true) - positives) / positives).clip(1.0, self.max_pos_weight)
-            pos_weight = pos_weight.tolist()
+            ratio = (len(topic_true) - positives) / positives
+            ratio = np.sqrt(ratio) if pos_weight == "sqrt" else ratio
+            pos_weight = ratio.clip(1.0, self.max_pos_weight).tolist()
         class_weight = self.tone_class_weight
         if class_weight == "balanced":
             counts = np.bincount(tone_true, minlength=tone_true.max() + 1).clip(min=1)

@@ -262,17 +262,16 @@ class TransformerPredictor(Predictor):
                 f"{folder / WEIGHTS}: weights do not match the manifest's model ({first})"
             ) from None
         tokenizer = AutoTokenizer.from_pretrained(folder)
+        saved = {k: settings[k] for k in ("max_length", "stride", "max_windows", "prefix")}
+        # Options override the saved settings: more windows than in training is fine,
+        # since pooling is per element; the window length and prefix should not change.
         return cls(
             manifest.schema,
             model,
             tokenizer,
-            max_length=settings["max_length"],
-            stride=settings["stride"],
-            max_windows=settings["max_windows"],
-            prefix=settings.get("prefix", ""),
             thresholds=manifest.thresholds,
             calibration=manifest.calibration,
-            **options,
+            **{**saved, **options},
         )
 
 

@@ -1,0 +1,75 @@
+"""What long-text windows change against truncation, on the multi-paragraph texts.
+
+    python benchmarks/chunking.py --model <transformer model folder> [--data FILE ...]
+
+Scores the same model twice on the texts whose ``unit`` is ``article``: once with its
+saved windows (``max_windows`` overlapping windows pooled per text) and once truncated to
+the first window, and prints topic and tone metrics side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "data/demo/dev.jsonl", ROOT / "data/demo/test.jsonl"],
+    )
+    args = parser.parse_args()
+
+    import infer
+    from train.data import read_labelled, targets
+    from train.evaluation import compute_metrics
+
+    predictor = infer.load(args.model)
+    cfg = {
+        "fields": {"id": "id", "text": "text", "topics": "topics", "tone": "tone"},
+        "keep": ["unit"],
+    }
+    texts, topic_rows, tone_rows = [], [], []
+    for path in args.data:
+        data = read_labelled(path, cfg, predictor.schema)
+        data = data.filter(lambda row: row["unit"] == "article")
+        texts += data["text"]
+        topics, tone = targets(data)
+        topic_rows.append(topics)
+        tone_rows.append(tone)
+    import numpy as np
+
+    topic_true, tone_true = np.concatenate(topic_rows), np.concatenate(tone_rows)
+    windows = predictor.encode(predictor.preprocess(texts))
+    print(
+        f"{len(texts)} articles; windows per article with max_length {predictor.max_length}: "
+        f"mean {np.mean([len(w) for w in windows]):.1f}, max {max(len(w) for w in windows)}"
+    )
+
+    results = {}
+    saved = predictor.max_windows
+    for name, max_windows in (("windows", saved), ("truncated", 1)):
+        predictor.max_windows = max_windows
+        scores = predictor.predict_scores(texts)
+        results[name] = compute_metrics(
+            predictor.schema, *scores, topic_true, tone_true, predictor.thresholds
+        )
+    keys = [f"topics/{t}_f1" for t in predictor.schema.topics]
+    keys += ["topics/micro_f1", "topics/macro_f1", "tone/accuracy", "tone/macro_f1"]
+    print(f"{'metric':28} {'windows':>9} {'truncated':>9}")
+    for key in keys:
+        print(f"{key:28} {results['windows'][key]:9.4f} {results['truncated'][key]:9.4f}")
+    print(json.dumps({"max_windows": saved, "articles": len(texts)}))
+
+
+if __name__ == "__main__":
+    main()
