@@ -129,3 +129,27 @@ def test_labels_are_configuration(tmp_path):
 
     with pytest.raises(InputError, match="unknown topic 'counterterrorism'"):
         train_run(["labels.topics=[defence,technology]", *FAST_TFIDF], tmp_path)
+
+
+def test_calibration_and_tuned_thresholds_ship_in_the_model(tfidf_run, tmp_path):
+    train_run([*FAST_TFIDF, "decision.calibrate=true", "decision.thresholds=f1"], tmp_path)
+    manifest = json.loads((tmp_path / "model" / "topictone.json").read_text())
+    assert manifest["calibration"] == {"method": "sklearn-sigmoid"}
+    assert manifest["thresholds"] != {t: 0.5 for t in manifest["thresholds"]}
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) == {"dev_before_fitting", "dev", "test"}
+    # Tuning on dev can only raise dev F1 per topic; the model folder decides the same way.
+    for topic in manifest["thresholds"]:
+        assert (
+            metrics["dev"][f"topics/{topic}_f1"]
+            >= metrics["dev_before_fitting"][f"topics/{topic}_f1"]
+        )
+    predictor = infer.load(tmp_path / "model")
+    assert predictor.thresholds == manifest["thresholds"]
+    rows = [json.loads(line) for line in (tmp_path / "predictions/dev.jsonl").open()]
+    texts = {
+        json.loads(line)["id"]: json.loads(line)["text"] for line in (DEMO / "dev.jsonl").open()
+    }
+    again = predictor.predict([texts[r["id"]] for r in rows])
+    assert [r["prediction"]["topics"] for r in rows] == [p.topics for p in again]
+    assert predictor.predict(["Army tests missile"], explain=True)[0].explanation is not None

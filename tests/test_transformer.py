@@ -145,3 +145,19 @@ def test_same_seed_same_results(transformer_run, tiny_backbone, tmp_path):
     assert set(again) == set(first)
     for split in first:
         assert again[split] == pytest.approx(first[split])
+
+
+def test_temperature_calibration_and_thresholds_travel_with_the_model(tiny_backbone, tmp_path):
+    overrides = tiny_transformer_overrides(tiny_backbone)
+    train_run([*overrides, "decision.calibrate=true", "decision.thresholds=f1"], tmp_path)
+    manifest = json.loads((tmp_path / "model" / "topictone.json").read_text())
+    calibration = manifest["calibration"]
+    assert calibration["method"] == "temperature"
+    assert len(calibration["topic_temperature"]) == 3 and calibration["tone_temperature"] > 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # Temperature scaling fitted on dev cannot make dev calibration much worse.
+    assert metrics["dev"]["tone_ece"] <= metrics["dev_before_fitting"]["tone_ece"] + 0.02
+    predictor = infer.load(tmp_path / "model")
+    rows = [json.loads(line) for line in (tmp_path / "predictions/dev.jsonl").open()]
+    again = predictor.predict(demo_texts("dev"))
+    assert [r["prediction"]["topics"] for r in rows] == [p.topics for p in again]

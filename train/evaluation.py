@@ -66,10 +66,14 @@ def format_table(metrics: dict[str, dict[str, Any]], schema: LabelSchema) -> str
         ("topics subset accuracy", "topics/subset_accuracy"),
         ("tone accuracy", "tone/accuracy"),
         ("tone macro-F1", "tone/macro_f1"),
+        ("topics ECE", "topics_ece"),
+        ("tone ECE", "tone_ece"),
     ]
     width = max(len(label) for label, _ in rows)
-    lines = [f"{'':{width}}  " + "  ".join(f"{s:>8}" for s in splits)]
-    lines.append(f"{'n':{width}}  " + "  ".join(f"{metrics[s]['n']:>8}" for s in splits))
+    cols = {s: max(8, len(s)) for s in splits}
+    lines = [f"{'':{width}}  " + "  ".join(f"{s:>{cols[s]}}" for s in splits)]
+    lines.append(f"{'n':{width}}  " + "  ".join(f"{metrics[s]['n']:>{cols[s]}}" for s in splits))
     for label, key in rows:
-        lines.append(f"{label:{width}}  " + "  ".join(f"{metrics[s][key]:>8.4f}" for s in splits))
+        values = "  ".join(f"{metrics[s][key]:>{cols[s]}.4f}" for s in splits)
+        lines.append(f"{label:{width}}  {values}")
     return "\n".join(lines)

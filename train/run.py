@@ -18,6 +18,7 @@ from infer.artifact import package_versions, save_model, sha256
 from infer.predictors.base import Predictor
 from infer.schema import LabelSchema
 from train.data import load_splits, targets
+from train.decision import calibrate, calibration_errors, tune_thresholds
 from train.evaluation import compute_metrics, format_table
 
 VERSIONED = (
@@ -68,6 +69,9 @@ def evaluate_split(predictor: Predictor, dataset: datasets.Dataset) -> tuple[dic
     metrics = compute_metrics(
         predictor.schema, topic_scores, tone_probs, topic_true, tone_true, predictor.thresholds
     )
+    metrics.update(
+        calibration_errors(predictor.schema, (topic_scores, tone_probs), topic_true, tone_true)
+    )
     predictions = predictor.postprocess((topic_scores, tone_probs), predictor.thresholds)
     return metrics, predictions
 
@@ -89,6 +93,33 @@ def write_predictions(
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def fit_decisions(
+    predictor: Predictor, dev: datasets.Dataset | None, decision: DictConfig
+) -> dict[str, Any]:
+    """Calibrate scores and tune thresholds on dev as configured.
+
+    Returns the dev metrics before fitting (``dev_before_fitting``) when anything was
+    fitted: the later ``dev`` figures are then optimistic, ``test`` stays honest.
+    """
+    predictor.thresholds = dict.fromkeys(predictor.schema.topics, float(decision.fixed))
+    if dev is None or (not decision.calibrate and decision.thresholds == "fixed"):
+        return {}
+    before, _ = evaluate_split(predictor, dev)
+    topic_true, tone_true = targets(dev)
+    if decision.calibrate:
+        calibrate(predictor, dev["text"], topic_true, tone_true)
+    topic_scores, _ = predictor.predict_scores(dev["text"])
+    predictor.thresholds = tune_thresholds(
+        predictor.schema,
+        topic_scores,
+        topic_true,
+        decision.thresholds,
+        decision.fixed,
+        decision.target_precision,
+    )
+    return {"dev_before_fitting": before}
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train, evaluate and save everything a run needs to be reproduced; return the metrics."""
     seed_everything(cfg.seed)
@@ -98,7 +129,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     fitter.fit(splits["train"], schema, dev=splits.get("dev"), workdir=run_dir / "checkpoints")
     predictor: Predictor = fitter.predictor_
 
-    metrics = {}
+    metrics = fit_decisions(predictor, splits.get("dev"), cfg.decision)
     for name in ("dev", "test"):
         if name in splits:
             metrics[name], predictions = evaluate_split(predictor, splits[name])

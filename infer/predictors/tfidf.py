@@ -132,6 +132,8 @@ def _coefficients(model: Any) -> np.ndarray:
         return np.asarray(model.coef_)
     if hasattr(model, "calibrated_classifiers_"):
         return np.mean([_coefficients(c.estimator) for c in model.calibrated_classifiers_], axis=0)
+    if hasattr(model, "estimator"):  # FrozenEstimator, as wrapped by a calibrator
+        return _coefficients(model.estimator)
     raise TopictoneError(f"cannot explain a {type(model).__name__}: no linear coefficients")
 
 

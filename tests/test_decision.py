@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from infer.errors import TopictoneError
+from infer.schema import LabelSchema
+from train.decision import expected_calibration_error, tune_thresholds
+
+SCHEMA = LabelSchema(topics=("a", "b"), tones=("x", "y"))
+
+
+def test_f1_thresholds_separate_what_can_be_separated():
+    scores = np.array([[0.9, 0.1], [0.35, 0.2], [0.3, 0.8], [0.1, 0.6]])
+    truth = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
+    thresholds = tune_thresholds(SCHEMA, scores, truth, "f1")
+    decided = scores >= np.array([thresholds["a"], thresholds["b"]])
+    assert (decided == truth.astype(bool)).all()
+
+
+def test_precision_rule_and_fallbacks():
+    scores = np.array([[0.9, 0.5], [0.6, 0.4], [0.5, 0.3], [0.2, 0.2]])
+    truth = np.array([[1, 0], [0, 0], [1, 0], [0, 0]])
+    thresholds = tune_thresholds(SCHEMA, scores, truth, "precision", target_precision=1.0)
+    assert thresholds["a"] == 0.9  # the lowest cut with precision 1.0
+    assert thresholds["b"] == 0.5  # no positives: the fixed threshold
+    with pytest.raises(TopictoneError, match="must be one of"):
+        tune_thresholds(SCHEMA, scores, truth, "magic")
+
+
+def test_expected_calibration_error():
+    assert expected_calibration_error(np.array([0.0, 1.0]), np.array([0, 1])) == 0.0
+    assert expected_calibration_error(np.array([0.9, 0.9]), np.array([0, 0])) == pytest.approx(0.9)
