@@ -91,6 +91,7 @@ def tiny_transformer_overrides(backbone: Path) -> list[str]:
         "model.max_length=32",
         "model.stride=8",
         "model.max_windows=4",
+        "model.freeze_layers=0",
         "model.epochs=2",
         "model.batch_size=16",
         "model.learning_rate=1e-3",

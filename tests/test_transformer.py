@@ -161,3 +161,12 @@ def test_temperature_calibration_and_thresholds_travel_with_the_model(tiny_backb
     rows = [json.loads(line) for line in (tmp_path / "predictions/dev.jsonl").open()]
     again = predictor.predict(demo_texts("dev"))
     assert [r["prediction"]["topics"] for r in rows] == [p.topics for p in again]
+
+
+def test_occlusion_explanations(transformer_run):
+    predictor = infer.load(transformer_run / "model")
+    text = "Army test-fires a new missile while hackers attack a telecom network"
+    [p] = predictor.predict([text], thresholds={"defence": 0.0}, explain=True)
+    assert "defence" in p.explanation and p.tone in p.explanation
+    assert all(term in text for term, _ in p.explanation["defence"])
+    assert all(drop > 0 for _, drop in p.explanation["defence"])

@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 from infer.artifact import Manifest
 from infer.errors import TopictoneError
 from infer.predictors.base import Predictor, Scores
-from infer.schema import LabelSchema
+from infer.schema import LabelSchema, Prediction
 
 WEIGHTS = "model.safetensors"
 POOLING = ("max", "mean")
@@ -224,6 +224,29 @@ class TransformerPredictor(Predictor):
     def _forward(self, texts: list[str]) -> Scores:
         topic_logits, tone_logits = self.logits(self.encode(texts))
         return scores_from_logits(topic_logits, tone_logits, self.calibration)
+
+    def explain(
+        self, text: str, prediction: Prediction, top_k: int = 5, max_units: int = 80
+    ) -> dict:
+        """Occlusion: drop each word (or run of words, for long texts) and keep those whose
+        removal lowers a decided label's score most. Costs one batch of ~``max_units`` texts."""
+        words = text.split()
+        size = max(1, -(-len(words) // max_units))
+        units = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+        variants = [" ".join(units[:i] + units[i + 1 :]) or "." for i in range(len(units))]
+        topic_scores, tone_probs = self._forward(variants)
+        base = dict(prediction.topic_scores)
+        out = {}
+        for label in [*prediction.topics, prediction.tone]:
+            if label in base:
+                drops = base[label] - topic_scores[:, self.schema.topics.index(label)]
+            else:
+                drops = (
+                    prediction.tone_scores[label] - tone_probs[:, self.schema.tones.index(label)]
+                )
+            order = np.argsort(-drops)[:top_k]
+            out[label] = [(units[i], round(float(drops[i]), 4)) for i in order if drops[i] > 0]
+        return out
 
     def settings(self) -> dict[str, Any]:
         return {
