@@ -56,6 +56,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path)
     parser.add_argument("--texts", type=int, default=450, help="gold dev texts to time on")
+    parser.add_argument(
+        "--run-dir", type=Path, help="keep the fine-tuning run here (default: a temp dir)"
+    )
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     if not GOLD.is_dir():
@@ -68,7 +71,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            run = Path(tmp) / "run"
+            run = (args.run_dir or Path(tmp) / "run").resolve()
             start = time.perf_counter()
             subprocess.run(
                 [

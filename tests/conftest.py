@@ -62,7 +62,8 @@ def call_main(
     module: str, *args: str, capsys: pytest.CaptureFixture
 ) -> subprocess.CompletedProcess:
     """Run a `python -m <module>` entry point in this process (no start-up cost), same argv."""
-    main = importlib.import_module(f"{module}.__main__").main
+    target = importlib.import_module(module)
+    main = getattr(target, "main", None) or importlib.import_module(f"{module}.__main__").main
     cwd = Path.cwd()
     os.chdir(ROOT)
     code = 0

@@ -153,3 +153,26 @@ def test_calibration_and_tuned_thresholds_ship_in_the_model(tfidf_run, tmp_path)
     again = predictor.predict([texts[r["id"]] for r in rows])
     assert [r["prediction"]["topics"] for r in rows] == [p.topics for p in again]
     assert predictor.predict(["Army tests missile"], explain=True)[0].explanation is not None
+
+
+def test_report_renders_with_figures_and_breakdowns(tfidf_run):
+    report = (tfidf_run / "report" / "report.md").read_text()
+    for split in ("dev", "test"):
+        assert f"## {split} (60 texts)" in report
+        for figure in ("per-topic", "confusion", "pr", "reliability"):
+            png = tfidf_run / "report" / f"{split}-{figure}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert f"]({png.name})" in report
+    assert "| lang | en | 30 |" in report and "| unit | article |" in report
+
+
+def test_evaluate_entry_point_on_any_model(tfidf_run, tmp_path, cli):
+    out = tmp_path / "eval"
+    result = cli("train.evaluate", f"model={tfidf_run / 'model'}", "data=demo", "split=test",
+                 f"out={out}", f"data.test={DEMO / 'test.jsonl'}")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"] == pytest.approx(json.loads((tfidf_run / "metrics.json").read_text())["test"])
+    assert (out / "report.md").is_file() and "topics macro-F1" in result.stdout
+    bad = cli("train.evaluate", "data=demo")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: usage:")

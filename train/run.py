@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from infer.schema import LabelSchema
 from train.data import load_splits, targets
 from train.decision import calibrate, calibration_errors, tune_thresholds
 from train.evaluation import compute_metrics, format_table
+from train.report import write_report
 
 VERSIONED = (
     "topictone",
@@ -63,17 +65,24 @@ def git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
-def evaluate_split(predictor: Predictor, dataset: datasets.Dataset) -> tuple[dict[str, Any], list]:
-    topic_scores, tone_probs = predictor.predict_scores(dataset["text"])
-    topic_true, tone_true = targets(dataset)
-    metrics = compute_metrics(
-        predictor.schema, topic_scores, tone_probs, topic_true, tone_true, predictor.thresholds
-    )
-    metrics.update(
-        calibration_errors(predictor.schema, (topic_scores, tone_probs), topic_true, tone_true)
-    )
-    predictions = predictor.postprocess((topic_scores, tone_probs), predictor.thresholds)
-    return metrics, predictions
+@dataclass
+class Evaluation:
+    """One split scored by a predictor: what metrics, predictions and the report need."""
+
+    dataset: datasets.Dataset
+    scores: tuple[np.ndarray, np.ndarray]
+    truth: tuple[np.ndarray, np.ndarray]
+    metrics: dict[str, Any]
+    predictions: list
+
+
+def evaluate_split(predictor: Predictor, dataset: datasets.Dataset) -> Evaluation:
+    scores = predictor.predict_scores(dataset["text"])
+    truth = targets(dataset)
+    metrics = compute_metrics(predictor.schema, *scores, *truth, predictor.thresholds)
+    metrics.update(calibration_errors(predictor.schema, scores, *truth))
+    predictions = predictor.postprocess(scores, predictor.thresholds)
+    return Evaluation(dataset, scores, truth, metrics, predictions)
 
 
 def write_predictions(
@@ -104,7 +113,7 @@ def fit_decisions(
     predictor.thresholds = dict.fromkeys(predictor.schema.topics, float(decision.fixed))
     if dev is None or (not decision.calibrate and decision.thresholds == "fixed"):
         return {}
-    before, _ = evaluate_split(predictor, dev)
+    before = evaluate_split(predictor, dev).metrics
     topic_true, tone_true = targets(dev)
     if decision.calibrate:
         calibrate(predictor, dev["text"], topic_true, tone_true)
@@ -130,12 +139,15 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     predictor: Predictor = fitter.predictor_
 
     metrics = fit_decisions(predictor, splits.get("dev"), cfg.decision)
-    for name in ("dev", "test"):
-        if name in splits:
-            metrics[name], predictions = evaluate_split(predictor, splits[name])
-            write_predictions(
-                run_dir / "predictions" / f"{name}.jsonl", splits[name], predictions, schema
-            )
+    evaluations = {name: evaluate_split(predictor, splits[name])
+                   for name in ("dev", "test") if name in splits}
+    for name, evaluation in evaluations.items():
+        metrics[name] = evaluation.metrics
+        write_predictions(run_dir / "predictions" / f"{name}.jsonl", evaluation.dataset,
+                          evaluation.predictions, schema)
+    if cfg.report and evaluations:
+        write_report(run_dir / "report", f"{cfg.model.kind} on {cfg.data.name}", evaluations,
+                     schema, predictor.thresholds)
     save_model(predictor, run_dir / "model", metrics)
 
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
