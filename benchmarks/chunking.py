@@ -2,9 +2,9 @@
 
     python benchmarks/chunking.py --model <transformer model folder> [--data FILE ...]
 
-Scores the same model twice on the texts whose ``unit`` is ``article``: once with its
-saved windows (``max_windows`` overlapping windows pooled per text) and once truncated to
-the first window, and prints topic and tone metrics side by side.
+Scores the same model on the texts whose ``unit`` is ``article`` truncated to the first
+window, with the windows it was trained with (``max_windows`` overlapping windows pooled
+per text), and with more windows (``--max-windows``), and prints the metrics side by side.
 """
 
 from __future__ import annotations
@@ -26,6 +26,13 @@ def main() -> None:
         type=Path,
         nargs="+",
         default=[ROOT / "data/demo/dev.jsonl", ROOT / "data/demo/test.jsonl"],
+    )
+    parser.add_argument(
+        "--max-windows",
+        type=int,
+        nargs="*",
+        default=[8],
+        help="window counts to compare besides 1 and the trained one",
     )
     args = parser.parse_args()
 
@@ -55,20 +62,25 @@ def main() -> None:
         f"mean {np.mean([len(w) for w in windows]):.1f}, max {max(len(w) for w in windows)}"
     )
 
-    results = {}
     saved = predictor.max_windows
-    for name, max_windows in (("windows", saved), ("truncated", 1)):
+    settings = sorted({1, saved, *args.max_windows})
+    results = {}
+    for max_windows in settings:
         predictor.max_windows = max_windows
         scores = predictor.predict_scores(texts)
-        results[name] = compute_metrics(
+        results[max_windows] = compute_metrics(
             predictor.schema, *scores, topic_true, tone_true, predictor.thresholds
         )
     keys = [f"topics/{t}_f1" for t in predictor.schema.topics]
     keys += ["topics/micro_f1", "topics/macro_f1", "tone/accuracy", "tone/macro_f1"]
-    print(f"{'metric':28} {'windows':>9} {'truncated':>9}")
+    names = {
+        m: "truncated" if m == 1 else f"{m} windows" + (" (trained)" if m == saved else "")
+        for m in settings
+    }
+    print(f"{'metric':28} " + " ".join(f"{names[m]:>19}" for m in settings))
     for key in keys:
-        print(f"{key:28} {results['windows'][key]:9.4f} {results['truncated'][key]:9.4f}")
-    print(json.dumps({"max_windows": saved, "articles": len(texts)}))
+        print(f"{key:28} " + " ".join(f"{results[m][key]:19.4f}" for m in settings))
+    print(json.dumps({"trained_max_windows": saved, "articles": len(texts)}))
 
 
 if __name__ == "__main__":

@@ -168,11 +168,19 @@ def test_report_renders_with_figures_and_breakdowns(tfidf_run):
 
 def test_evaluate_entry_point_on_any_model(tfidf_run, tmp_path, cli):
     out = tmp_path / "eval"
-    result = cli("train.evaluate", f"model={tfidf_run / 'model'}", "data=demo", "split=test",
-                 f"out={out}", f"data.test={DEMO / 'test.jsonl'}")
+    result = cli(
+        "train.evaluate",
+        f"model={tfidf_run / 'model'}",
+        "data=demo",
+        "split=test",
+        f"out={out}",
+        f"data.test={DEMO / 'test.jsonl'}",
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["test"] == pytest.approx(json.loads((tfidf_run / "metrics.json").read_text())["test"])
+    assert metrics["test"] == pytest.approx(
+        json.loads((tfidf_run / "metrics.json").read_text())["test"]
+    )
     assert (out / "report.md").is_file() and "topics macro-F1" in result.stdout
     bad = cli("train.evaluate", "data=demo")
     assert bad.returncode == 2 and bad.stderr.startswith("error: usage:")

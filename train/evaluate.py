@@ -21,7 +21,7 @@ from train.evaluation import format_table
 from train.report import write_report
 from train.run import evaluate_split
 
-USAGE = "usage: python -m train.evaluate model=<model folder> data=<config> [split=dev,test] [out=<dir>]"
+USAGE = "usage: python -m train.evaluate model=<dir> data=<config> [split=dev,test] [out=<dir>]"
 
 
 @user_errors
@@ -48,10 +48,17 @@ def main(argv: list[str] | None = None) -> None:
             dataset = read_labelled(data_cfg[split], data_cfg, predictor.schema)
             evaluations[split] = evaluate_split(predictor, dataset)
     if not evaluations:
-        raise TopictoneError(f"data config '{data_cfg.name}' has none of the splits {ours['split']}")
+        raise TopictoneError(
+            f"data config '{data_cfg.name}' has none of the splits {ours['split']}"
+        )
     out = Path(ours["out"] or Path(ours["model"]).resolve().parent / f"evaluation-{data_cfg.name}")
-    report = write_report(out, f"{predictor.kind} model {ours['model']} on {data_cfg.name}",
-                          evaluations, predictor.schema, predictor.thresholds)
+    report = write_report(
+        out,
+        f"{predictor.kind} model {ours['model']} on {data_cfg.name}",
+        evaluations,
+        predictor.schema,
+        predictor.thresholds,
+    )
     metrics = {name: e.metrics for name, e in evaluations.items()}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     print(format_table(metrics, predictor.schema))

@@ -48,28 +48,50 @@ def figure_per_topic(metrics: dict, schema: LabelSchema, path: Path) -> str:
     return _save(fig, path)
 
 
-def figure_confusions(schema: LabelSchema, topic_true: np.ndarray, topic_pred: np.ndarray,
-                      tone_true: np.ndarray, tone_pred: np.ndarray, path: Path) -> str:
+def figure_confusions(
+    schema: LabelSchema,
+    topic_true: np.ndarray,
+    topic_pred: np.ndarray,
+    tone_true: np.ndarray,
+    tone_pred: np.ndarray,
+    path: Path,
+) -> str:
     from sklearn.metrics import ConfusionMatrixDisplay
 
     plt = _plt()
-    fig, axes = plt.subplots(1, len(schema.topics) + 1, figsize=(3.2 * (len(schema.topics) + 1), 3.2))
+    fig, axes = plt.subplots(
+        1, len(schema.topics) + 1, figsize=(3.2 * (len(schema.topics) + 1), 3.2)
+    )
     ConfusionMatrixDisplay.from_predictions(
-        tone_true, tone_pred, labels=range(len(schema.tones)), display_labels=schema.tones,
-        ax=axes[0], colorbar=False, xticks_rotation=45,
+        tone_true,
+        tone_pred,
+        labels=range(len(schema.tones)),
+        display_labels=schema.tones,
+        ax=axes[0],
+        colorbar=False,
+        xticks_rotation=45,
     )
     axes[0].set_title("tone")
     for i, topic in enumerate(schema.topics):
         ConfusionMatrixDisplay.from_predictions(
-            topic_true[:, i], topic_pred[:, i], labels=[0, 1], display_labels=["no", "yes"],
-            ax=axes[i + 1], colorbar=False,
+            topic_true[:, i],
+            topic_pred[:, i],
+            labels=[0, 1],
+            display_labels=["no", "yes"],
+            ax=axes[i + 1],
+            colorbar=False,
         )
         axes[i + 1].set_title(topic)
     return _save(fig, path)
 
 
-def figure_pr_curves(schema: LabelSchema, topic_true: np.ndarray, topic_scores: np.ndarray,
-                     thresholds: dict[str, float], path: Path) -> str:
+def figure_pr_curves(
+    schema: LabelSchema,
+    topic_true: np.ndarray,
+    topic_scores: np.ndarray,
+    thresholds: dict[str, float],
+    path: Path,
+) -> str:
     from sklearn.metrics import precision_recall_curve
 
     plt = _plt()
@@ -90,17 +112,29 @@ def figure_pr_curves(schema: LabelSchema, topic_true: np.ndarray, topic_scores: 
     return _save(fig, path)
 
 
-def figure_reliability(topic_true: np.ndarray, topic_scores: np.ndarray, tone_correct: np.ndarray,
-                       tone_confidence: np.ndarray, path: Path, bins: int = 10) -> str:
+def figure_reliability(
+    topic_true: np.ndarray,
+    topic_scores: np.ndarray,
+    tone_correct: np.ndarray,
+    tone_confidence: np.ndarray,
+    path: Path,
+    bins: int = 10,
+) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.5, 4))
     edges = np.linspace(0, 1, bins + 1)
-    for name, probs, truth in (("topics", topic_scores.ravel(), topic_true.ravel()),
-                               ("tone", tone_confidence, tone_correct)):
+    for name, probs, truth in (
+        ("topics", topic_scores.ravel(), topic_true.ravel()),
+        ("tone", tone_confidence, tone_correct),
+    ):
         which = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
         filled = [b for b in range(bins) if (which == b).any()]
-        ax.plot([probs[which == b].mean() for b in filled],
-                [truth[which == b].mean() for b in filled], "o-", label=name)
+        ax.plot(
+            [probs[which == b].mean() for b in filled],
+            [truth[which == b].mean() for b in filled],
+            "o-",
+            label=name,
+        )
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
     ax.set_xlabel("predicted probability")
     ax.set_ylabel("observed frequency")
@@ -109,19 +143,27 @@ def figure_reliability(topic_true: np.ndarray, topic_scores: np.ndarray, tone_co
     return _save(fig, path)
 
 
-def breakdown_rows(dataset: Any, schema: LabelSchema, scores: tuple[np.ndarray, np.ndarray],
-                   truth: tuple[np.ndarray, np.ndarray], thresholds: dict[str, float],
-                   overall: dict) -> list[str]:
-    lines = ["| field | bucket | n | topics macro-F1 | Δ overall | tone macro-F1 | Δ overall |",
-             "|---|---|---|---|---|---|---|"]
+def breakdown_rows(
+    dataset: Any,
+    schema: LabelSchema,
+    scores: tuple[np.ndarray, np.ndarray],
+    truth: tuple[np.ndarray, np.ndarray],
+    thresholds: dict[str, float],
+    overall: dict,
+) -> list[str]:
+    lines = [
+        "| field | bucket | n | topics macro-F1 | Δ overall | tone macro-F1 | Δ overall |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for field in BREAKDOWNS:
         if field not in dataset.column_names:
             continue
         values = np.array([str(v) for v in dataset[field]])
         for bucket in sorted(set(values)):
             mask = values == bucket
-            m = compute_metrics(schema, scores[0][mask], scores[1][mask], truth[0][mask],
-                                truth[1][mask], thresholds)
+            m = compute_metrics(
+                schema, scores[0][mask], scores[1][mask], truth[0][mask], truth[1][mask], thresholds
+            )
             lines.append(
                 f"| {field} | {bucket} | {int(mask.sum())} | {m['topics/macro_f1']:.3f} | "
                 f"{m['topics/macro_f1'] - overall['topics/macro_f1']:+.3f} | "
@@ -130,36 +172,75 @@ def breakdown_rows(dataset: Any, schema: LabelSchema, scores: tuple[np.ndarray, 
     return lines
 
 
-def write_report(folder: Path, title: str, splits: dict[str, Any], schema: LabelSchema,
-                 thresholds: dict[str, float]) -> Path:
+def write_report(
+    folder: Path,
+    title: str,
+    splits: dict[str, Any],
+    schema: LabelSchema,
+    thresholds: dict[str, float],
+) -> Path:
     """``splits[name]`` has ``dataset``, ``scores`` (topic, tone) and ``truth`` (topic, tone)."""
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {title}", "",
-             "Thresholds: " + ", ".join(f"{t} {v:.3f}" for t, v in thresholds.items()), ""]
+    lines = [
+        f"# {title}",
+        "",
+        "Thresholds: " + ", ".join(f"{t} {v:.3f}" for t, v in thresholds.items()),
+        "",
+    ]
     for name, split in splits.items():
         (topic_scores, tone_probs), (topic_true, tone_true) = split.scores, split.truth
-        metrics = compute_metrics(schema, topic_scores, tone_probs, topic_true, tone_true, thresholds)
-        metrics.update(calibration_errors(schema, (topic_scores, tone_probs), topic_true, tone_true))
+        metrics = compute_metrics(
+            schema, topic_scores, tone_probs, topic_true, tone_true, thresholds
+        )
+        metrics.update(
+            calibration_errors(schema, (topic_scores, tone_probs), topic_true, tone_true)
+        )
         topic_pred = decisions(topic_scores, schema, thresholds)
         tone_pred = tone_probs.argmax(axis=1)
         figures = [
             figure_per_topic(metrics, schema, folder / f"{name}-per-topic.png"),
-            figure_confusions(schema, topic_true, topic_pred, tone_true, tone_pred,
-                              folder / f"{name}-confusion.png"),
-            figure_pr_curves(schema, topic_true, topic_scores, thresholds, folder / f"{name}-pr.png"),
-            figure_reliability(topic_true, topic_scores, tone_pred == tone_true, tone_probs.max(axis=1),
-                               folder / f"{name}-reliability.png"),
+            figure_confusions(
+                schema,
+                topic_true,
+                topic_pred,
+                tone_true,
+                tone_pred,
+                folder / f"{name}-confusion.png",
+            ),
+            figure_pr_curves(
+                schema, topic_true, topic_scores, thresholds, folder / f"{name}-pr.png"
+            ),
+            figure_reliability(
+                topic_true,
+                topic_scores,
+                tone_pred == tone_true,
+                tone_probs.max(axis=1),
+                folder / f"{name}-reliability.png",
+            ),
         ]
-        lines += [f"## {name} ({metrics['n']} texts)", "",
-                  "| topic | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-        lines += [f"| {t} | {metrics[f'topics/{t}_precision']:.3f} | {metrics[f'topics/{t}_recall']:.3f} "
-                  f"| {metrics[f'topics/{t}_f1']:.3f} | {metrics[f'topics/{t}_support']} |"
-                  for t in schema.topics]
-        lines += ["", f"Topics: micro-F1 {metrics['topics/micro_f1']:.3f}, macro-F1 "
-                  f"{metrics['topics/macro_f1']:.3f}, subset accuracy {metrics['topics/subset_accuracy']:.3f}, "
-                  f"ECE {metrics['topics_ece']:.3f}. Tone: accuracy {metrics['tone/accuracy']:.3f}, "
-                  f"macro-F1 {metrics['tone/macro_f1']:.3f}, ECE {metrics['tone_ece']:.3f}.", ""]
-        lines += breakdown_rows(split.dataset, schema, split.scores, split.truth, thresholds, metrics)
+        lines += [
+            f"## {name} ({metrics['n']} texts)",
+            "",
+            "| topic | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t} | {metrics[f'topics/{t}_precision']:.3f} | {metrics[f'topics/{t}_recall']:.3f} "
+            f"| {metrics[f'topics/{t}_f1']:.3f} | {metrics[f'topics/{t}_support']} |"
+            for t in schema.topics
+        ]
+        lines += [
+            "",
+            f"Topics: micro-F1 {metrics['topics/micro_f1']:.3f}, macro-F1 "
+            f"{metrics['topics/macro_f1']:.3f}, "
+            f"subset accuracy {metrics['topics/subset_accuracy']:.3f}, "
+            f"ECE {metrics['topics_ece']:.3f}. Tone: accuracy {metrics['tone/accuracy']:.3f}, "
+            f"macro-F1 {metrics['tone/macro_f1']:.3f}, ECE {metrics['tone_ece']:.3f}.",
+            "",
+        ]
+        lines += breakdown_rows(
+            split.dataset, schema, split.scores, split.truth, thresholds, metrics
+        )
         lines += [""] + [f"![{f}]({f})" for f in figures] + [""]
     path = folder / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -139,15 +139,25 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     predictor: Predictor = fitter.predictor_
 
     metrics = fit_decisions(predictor, splits.get("dev"), cfg.decision)
-    evaluations = {name: evaluate_split(predictor, splits[name])
-                   for name in ("dev", "test") if name in splits}
+    evaluations = {
+        name: evaluate_split(predictor, splits[name]) for name in ("dev", "test") if name in splits
+    }
     for name, evaluation in evaluations.items():
         metrics[name] = evaluation.metrics
-        write_predictions(run_dir / "predictions" / f"{name}.jsonl", evaluation.dataset,
-                          evaluation.predictions, schema)
+        write_predictions(
+            run_dir / "predictions" / f"{name}.jsonl",
+            evaluation.dataset,
+            evaluation.predictions,
+            schema,
+        )
     if cfg.report and evaluations:
-        write_report(run_dir / "report", f"{cfg.model.kind} on {cfg.data.name}", evaluations,
-                     schema, predictor.thresholds)
+        write_report(
+            run_dir / "report",
+            f"{cfg.model.kind} on {cfg.data.name}",
+            evaluations,
+            schema,
+            predictor.thresholds,
+        )
     save_model(predictor, run_dir / "model", metrics)
 
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
