@@ -3,7 +3,12 @@ import pytest
 
 from infer.errors import TopictoneError
 from infer.schema import LabelSchema
-from train.decision import expected_calibration_error, tune_thresholds
+from train.decision import (
+    _fit_temperature,
+    _softmax_nll,
+    expected_calibration_error,
+    tune_thresholds,
+)
 
 SCHEMA = LabelSchema(topics=("a", "b"), tones=("x", "y"))
 
@@ -29,3 +34,14 @@ def test_precision_rule_and_fallbacks():
 def test_expected_calibration_error():
     assert expected_calibration_error(np.array([0.0, 1.0]), np.array([0, 1])) == 0.0
     assert expected_calibration_error(np.array([0.9, 0.9]), np.array([0, 0])) == pytest.approx(0.9)
+
+
+def test_temperature_scaling_softens_overconfident_logits():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, 2000)
+    honest = rng.normal(size=(2000, 3))
+    honest[np.arange(2000), truth] += 1.0
+    overconfident = honest * 4.0
+    temperature = _fit_temperature(lambda t: _softmax_nll(overconfident / t, truth))
+    assert 3.0 < temperature < 5.0
+    assert _softmax_nll(overconfident / temperature, truth) < _softmax_nll(overconfident, truth)
