@@ -62,13 +62,13 @@ class TfidfPredictor(Predictor):
         weights[prediction.tone] = tone_coef[tone_index] if len(tone_coef) > 1 else tone_coef[0]
         out = {}
         for label, coef in weights.items():
-            contrib = row.data * coef[row.indices]
-            order = np.argsort(-contrib)[:top_k]
-            out[label] = [
-                (_readable(self._feature_names[row.indices[i]]), round(float(contrib[i]), 4))
-                for i in order
-                if contrib[i] > 0
-            ]
+            # Char n-grams with and without their boundary spaces read the same: summed.
+            terms: dict[str, float] = {}
+            for index, value in zip(row.indices, row.data * coef[row.indices], strict=True):
+                term = _readable(self._feature_names[index])
+                terms[term] = terms.get(term, 0.0) + float(value)
+            ranked = sorted(terms.items(), key=lambda item: -item[1])[:top_k]
+            out[label] = [(term, round(value, 4)) for term, value in ranked if value > 0]
         return out
 
     def save_weights(self, folder: Path) -> list[str]:
