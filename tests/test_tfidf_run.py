@@ -184,3 +184,47 @@ def test_evaluate_entry_point_on_any_model(tfidf_run, tmp_path, cli):
     assert (out / "report.md").is_file() and "topics macro-F1" in result.stdout
     bad = cli("train.evaluate", "data=demo")
     assert bad.returncode == 2 and bad.stderr.startswith("error: usage:")
+
+
+def test_weak_sources_are_mapped_deduplicated_and_mixed(tmp_path, capsys):
+    import os
+
+    from conftest import ROOT
+    from omegaconf import open_dict
+
+    from train.run import run
+
+    dev_text = json.loads((DEMO / "dev.jsonl").open().readline())["text"]
+    source = tmp_path / "weak.csv"
+    source.write_text(
+        "headline,section\n"
+        '"New chip doubles phone battery life",tech\n'
+        '"Cup final ends in a draw",sport\n'
+        '"Parliament session begins",politics\n'
+        f'"{dev_text[:200]}",tech\n',
+        encoding="utf-8",
+    )
+    cfg = compose_train(FAST_TFIDF)
+    with open_dict(cfg):
+        cfg.weak.sources = [
+            {
+                "name": "toy",
+                "builder": "csv",
+                "path": str(source),
+                "text": ["headline"],
+                "label": "section",
+                "map": {"tech": {"topics": ["technology"]}, "sport": {"topics": []}},
+                "weight": 0.5,
+            }
+        ]
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        run(cfg, tmp_path / "run")
+    finally:
+        os.chdir(cwd)
+    out = capsys.readouterr().out
+    assert "weak source toy: 2 rows mixed in, 1 with unmapped categories and 1 repeating" in out
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert str(source) in manifest["data"]
+    assert infer.load(tmp_path / "run" / "model").predict(["New chip"])[0].topic_scores

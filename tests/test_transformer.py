@@ -180,3 +180,35 @@ def test_occlusion_explanations(transformer_run):
     assert "defence" in p.explanation and p.tone in p.explanation
     assert all(term in text for term, _ in p.explanation["defence"])
     assert all(drop > 0 for _, drop in p.explanation["defence"])
+
+
+def test_weighted_loss_ignores_unknown_labels():
+    from infer.predictors.transformer import TopicToneModel
+
+    class Encoder(torch.nn.Module):
+        config = type("Config", (), {"hidden_size": 4})()
+
+        def forward(self, input_ids, attention_mask):
+            return type(
+                "Out", (), {"last_hidden_state": input_ids.unsqueeze(-1).float().expand(-1, -1, 4)}
+            )()
+
+    torch.manual_seed(0)
+    model = TopicToneModel(Encoder(), 2, 3, dropout=0.0).eval()
+    inputs = {
+        "input_ids": torch.tensor([[1, 2], [3, 4]]),
+        "attention_mask": torch.ones(2, 2, dtype=torch.long),
+        "doc_index": torch.tensor([0, 1]),
+        "topic_labels": torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+        "tone_labels": torch.tensor([0, 2]),
+    }
+    both = model(**inputs)["loss"]
+    first_only = model(
+        **{k: v[:1] for k, v in inputs.items() if k != "doc_index"}, doc_index=torch.tensor([0])
+    )["loss"]
+    masked = model(
+        **inputs, topic_weight=torch.tensor([1.0, 0.0]), tone_weight=torch.tensor([1.0, 0.0])
+    )["loss"]
+    assert torch.allclose(masked, first_only) and not torch.allclose(both, first_only)
+    unweighted = model(**inputs, topic_weight=torch.ones(2), tone_weight=torch.ones(2))["loss"]
+    assert torch.allclose(unweighted, both)

@@ -107,3 +107,18 @@ def load_splits(data_cfg: Mapping[str, Any], schema: LabelSchema) -> dict[str, d
     if "train" not in splits:
         raise InputError("data config has no train file")
     return splits
+
+
+def partial_labels(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which rows know their topics, which their tone, and each row's weight.
+
+    Labelled data knows both with weight 1; weak sources (``train.weak``) may know one.
+    """
+    n = len(dataset)
+    if "weight" not in dataset.column_names:
+        return np.ones(n, dtype=bool), np.ones(n, dtype=bool), np.ones(n)
+    return (
+        np.asarray(dataset["topics_known"], dtype=bool),
+        np.asarray(dataset["tone_known"], dtype=bool),
+        np.asarray(dataset["weight"], dtype=float),
+    )

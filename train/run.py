@@ -22,6 +22,7 @@ from train.data import load_splits, targets
 from train.decision import calibrate, calibration_errors, tune_thresholds
 from train.evaluation import compute_metrics, format_table
 from train.report import write_report
+from train.weak import mix_weak
 
 VERSIONED = (
     "topictone",
@@ -134,6 +135,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     seed_everything(cfg.seed)
     schema = LabelSchema.from_dict(cfg.labels)
     splits = load_splits(cfg.data, schema)
+    if cfg.weak.sources:
+        every_text = [text for split in splits.values() for text in split["text"]]
+        splits["train"] = mix_weak(splits["train"], cfg.weak.sources, schema, every_text, cfg.seed)
     fitter = instantiate({k: v for k, v in cfg.model.items() if k != "kind"})
     fitter.fit(splits["train"], schema, dev=splits.get("dev"), workdir=run_dir / "checkpoints")
     predictor: Predictor = fitter.predictor_
@@ -167,7 +171,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "git_commit": git_commit(),
         "command": sys.argv,
         "versions": package_versions(VERSIONED),
-        "data": {str(cfg.data[s]): sha256(Path(cfg.data[s])) for s in splits},
+        "data": {
+            **{str(cfg.data[s]): sha256(Path(cfg.data[s])) for s in splits},
+            **{str(w.path): sha256(Path(w.path)) for w in cfg.weak.sources},
+        },
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     print(f"\n{cfg.model.kind} on {cfg.data.name} — run folder {run_dir}\n")

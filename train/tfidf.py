@@ -6,6 +6,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
@@ -14,7 +15,7 @@ from sklearn.pipeline import FeatureUnion
 from infer.predictors.tfidf import TfidfPredictor
 from infer.schema import LabelSchema
 from infer.text import normalize
-from train.data import targets
+from train.data import partial_labels, targets
 
 # Word characters plus Devanagari vowel signs and viramas, which `\w` misses: the
 # default scikit-learn pattern cuts "भारत" into "रत". Dandas (U+0964/5) split words.
@@ -105,7 +106,19 @@ class TfidfFitter:
         topic_true, tone_true = targets(train)
         vectorizer = self._vectorizer()
         features = vectorizer.fit_transform(texts)
-        topic_model = OneVsRestClassifier(self._linear(self.topic_C)).fit(features, topic_true)
-        tone_model = self._linear(self.tone_C).fit(features, tone_true)
+        # Weakly labelled rows (train.weak) know only some labels and weigh less.
+        known_topics, known_tone, weight = partial_labels(train)
+        with sklearn.config_context(enable_metadata_routing=True):
+            topic_model = OneVsRestClassifier(
+                self._linear(self.topic_C).set_fit_request(sample_weight=True)
+            ).fit(
+                features[known_topics], topic_true[known_topics], sample_weight=weight[known_topics]
+            )
+        # The fit request is fitting-time state; skops cannot serialise it.
+        for estimator in (topic_model.estimator, *topic_model.estimators_):
+            estimator.__dict__.pop("_metadata_request", None)
+        tone_model = self._linear(self.tone_C).fit(
+            features[known_tone], tone_true[known_tone], sample_weight=weight[known_tone]
+        )
         self.predictor_ = TfidfPredictor(schema, vectorizer, topic_model, tone_model)
         return self

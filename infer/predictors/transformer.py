@@ -69,7 +69,10 @@ class TopicToneModel(nn.Module):
         doc_index: torch.Tensor,
         topic_labels: torch.Tensor | None = None,
         tone_labels: torch.Tensor | None = None,
+        topic_weight: torch.Tensor | None = None,
+        tone_weight: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """``topic_weight``/``tone_weight`` weigh each text's loss (0: label unknown)."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         windows = self.dropout((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-6))
@@ -78,13 +81,28 @@ class TopicToneModel(nn.Module):
         tone_logits = pool(self.tone_head(windows), doc_index, n_docs, self.tone_pooling)
         out = {"topic_logits": topic_logits, "tone_logits": tone_logits}
         if topic_labels is not None and tone_labels is not None:
+            ones = torch.ones(n_docs, dtype=topic_logits.dtype, device=topic_logits.device)
+            topic_weight = ones if topic_weight is None else topic_weight.to(topic_logits)
+            tone_weight = ones if tone_weight is None else tone_weight.to(tone_logits)
             pos_weight = None if self._pos_weight is None else self._pos_weight.to(topic_logits)
-            weight = None if self._class_weight is None else self._class_weight.to(tone_logits)
-            topic_loss = nn.functional.binary_cross_entropy_with_logits(
-                topic_logits, topic_labels.to(topic_logits), pos_weight=pos_weight
+            class_weight = (
+                None if self._class_weight is None else self._class_weight.to(tone_logits)
             )
-            tone_loss = nn.functional.cross_entropy(tone_logits, tone_labels, weight=weight)
-            out["loss"] = self.topic_loss_weight * topic_loss + self.tone_loss_weight * tone_loss
+            topic_loss = nn.functional.binary_cross_entropy_with_logits(
+                topic_logits, topic_labels.to(topic_logits), pos_weight=pos_weight, reduction="none"
+            ).mean(dim=1)
+            tone_loss = nn.functional.cross_entropy(
+                tone_logits, tone_labels, weight=class_weight, reduction="none"
+            )
+            # Weighted means; with all weights 1 these equal the usual mean reductions.
+            tone_norm = (
+                tone_weight if class_weight is None else tone_weight * class_weight[tone_labels]
+            )
+            out["loss"] = self.topic_loss_weight * (
+                topic_weight * topic_loss
+            ).sum() / topic_weight.sum().clamp(min=1e-6) + self.tone_loss_weight * (
+                tone_weight * tone_loss
+            ).sum() / tone_norm.sum().clamp(min=1e-6)
         return out
 
 
