@@ -125,8 +125,10 @@ class TransformerFitter:
 
     # -- pieces ---------------------------------------------------------------
 
-    def _backbone(self, schema: LabelSchema) -> tuple[torch.nn.Module, Any, str]:
-        """The encoder and tokenizer to start from: a topictone model, or a backbone."""
+    def _backbone(
+        self, schema: LabelSchema
+    ) -> tuple[torch.nn.Module, Any, str, TopicToneModel | None]:
+        """Encoder, tokenizer, their source, and the model whose heads to continue (if any)."""
         if self.init_from:
             previous = infer.load(self.init_from)
             if previous.kind != "transformer":
@@ -137,7 +139,7 @@ class TransformerFitter:
                     f"differs from the configured one {schema.to_dict()}; fine-tune with the same "
                     "labels, or start from a backbone"
                 )
-            return previous.model.encoder, previous.tokenizer, str(self.init_from)
+            return previous.model.encoder, previous.tokenizer, str(self.init_from), previous.model
         source = resolve_backbone(self.backbone, self.cache_dir)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
@@ -147,7 +149,7 @@ class TransformerFitter:
                 f"model.backbone={self.backbone}: neither a local folder nor reachable on the "
                 f"Hugging Face hub ({str(err).splitlines()[0]}); {HUB_HINT}"
             ) from None
-        return encoder, tokenizer, source
+        return encoder, tokenizer, source, None
 
     def _loss_weights(
         self, train: datasets.Dataset
@@ -236,7 +238,7 @@ class TransformerFitter:
         if self.threads:
             torch.set_num_threads(int(self.threads))
         torch.manual_seed(self.seed)
-        encoder, tokenizer, source = self._backbone(schema)
+        encoder, tokenizer, source, previous = self._backbone(schema)
         limit = backbone_limit(encoder.config, tokenizer)
         if self.max_length > limit:
             raise TopictoneError(
@@ -257,10 +259,9 @@ class TransformerFitter:
             self.topic_loss_weight,
             self.tone_loss_weight,
         )
-        if self.init_from:
-            previous = infer.load(self.init_from)
-            model.topic_head.load_state_dict(previous.model.topic_head.state_dict())
-            model.tone_head.load_state_dict(previous.model.tone_head.state_dict())
+        if previous is not None:
+            model.topic_head.load_state_dict(previous.topic_head.state_dict())
+            model.tone_head.load_state_dict(previous.tone_head.state_dict())
         if self.freeze_embeddings:
             encoder.get_input_embeddings().weight.requires_grad_(False)
         if self.freeze_layers:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -90,7 +91,7 @@ class Predictor(ABC):
         predictions = self.postprocess(self.predict_scores_clean(clean), decided)
         if explain:
             predictions = [
-                _with_explanation(p, self.explain(text, p))
+                replace(p, explanation=self.explain(text, p))
                 for text, p in zip(clean, predictions, strict=True)
             ]
         return predictions
@@ -116,13 +117,3 @@ class Predictor(ABC):
     @abstractmethod
     def load(cls, folder: Path, manifest: Manifest, **options: Any) -> Predictor:
         """Rebuild the predictor from a checked model folder."""
-
-
-def _with_explanation(prediction: Prediction, explanation: dict) -> Prediction:
-    return Prediction(
-        topics=prediction.topics,
-        topic_scores=prediction.topic_scores,
-        tone=prediction.tone,
-        tone_scores=prediction.tone_scores,
-        explanation=explanation,
-    )
