@@ -120,6 +120,7 @@ def test_multirun_sweep_writes_one_folder_per_point_and_a_summary(tmp_path, cli)
         "model.topic_C=1,8",
         "model.char_ngram_range=[2,3]",
         "data.test=null",
+        "decision.thresholds=f1",
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr
@@ -127,6 +128,12 @@ def test_multirun_sweep_writes_one_folder_per_point_and_a_summary(tmp_path, cli)
     assert (sweep / "1" / "model" / "topictone.json").is_file()
     summary = json.loads((sweep / "summary.json").read_text())
     assert [row["overrides"][0] for row in summary] == ["model.topic_C=1", "model.topic_C=8"]
+    first = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert summary[0]["cross-fitted"] == first["dev_crossfit"]["topics/macro_f1"]
+    assert summary[0]["topic_f1"]["defence"] == first["dev"]["topics/defence_f1"]
+    table = (sweep / "summary.md").read_text()
+    assert "| run | overrides | topics macro-F1 | cross-fitted | before fitting |" in table
+    assert "| counterterrorism F1 |" in table and len(table.splitlines()) == 6
     assert "Multirun summary" in result.stdout
 
 

@@ -6,6 +6,7 @@ from infer.schema import LabelSchema
 from train.decision import (
     _fit_temperature,
     _softmax_nll,
+    crossfit_decisions,
     expected_calibration_error,
     tune_thresholds,
 )
@@ -25,7 +26,8 @@ def test_precision_rule_and_fallbacks():
     scores = np.array([[0.9, 0.5], [0.6, 0.4], [0.5, 0.3], [0.2, 0.2]])
     truth = np.array([[1, 0], [0, 0], [1, 0], [0, 0]])
     thresholds = tune_thresholds(SCHEMA, scores, truth, "precision", target_precision=1.0)
-    assert thresholds["a"] == 0.9  # the lowest cut with precision 1.0
+    assert thresholds["a"] == pytest.approx(0.75)  # the lowest cut with precision 1.0 is 0.9,
+    # placed halfway down to the next score (0.6): the same decisions, with a margin
     assert thresholds["b"] == 0.5  # no positives: the fixed threshold
     with pytest.raises(TopictoneError, match="must be one of"):
         tune_thresholds(SCHEMA, scores, truth, "magic")
@@ -45,3 +47,23 @@ def test_temperature_scaling_softens_overconfident_logits():
     temperature = _fit_temperature(lambda t: _softmax_nll(overconfident / t, truth))
     assert 3.0 < temperature < 5.0
     assert _softmax_nll(overconfident / temperature, truth) < _softmax_nll(overconfident, truth)
+
+
+def test_crossfit_keeps_what_transfers_and_exposes_what_does_not():
+    rng = np.random.default_rng(0)
+    truth = (rng.random((200, 2)) < 0.3).astype(int)
+    # Separable with one cut per topic (not 0.5): every held-out fold is decided right.
+    separable = np.where(truth == 1, 0.3 + 0.1 * rng.random((200, 2)), 0.2 * rng.random((200, 2)))
+    assert (crossfit_decisions(SCHEMA, separable, truth) == truth).all()
+    # Scores unrelated to the labels: tuning in-sample still finds a cut that looks useful;
+    # cross-fitted decisions show it does not carry over.
+    noise = rng.random((200, 2))
+    thresholds = tune_thresholds(SCHEMA, noise, truth, "f1")
+    in_sample = (noise >= np.array([thresholds["a"], thresholds["b"]])).astype(int)
+    crossfit = crossfit_decisions(SCHEMA, noise, truth)
+
+    def f1(decided: np.ndarray) -> float:
+        hits = (decided & truth).sum()
+        return 2 * hits / (decided.sum() + truth.sum())
+
+    assert f1(crossfit) < f1(in_sample)

@@ -164,6 +164,7 @@ def test_temperature_calibration_and_thresholds_travel_with_the_model(tiny_backb
     assert len(calibration["topic_temperature"]) == 3 and calibration["tone_temperature"] > 0
     assert set(json.loads((tmp_path / "metrics.json").read_text())) == {
         "dev_before_fitting",
+        "dev_crossfit",
         "dev",
         "test",
     }

@@ -14,10 +14,12 @@ from scipy.optimize import minimize_scalar
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import precision_recall_curve
+from sklearn.model_selection import KFold
 
 from infer.errors import TopictoneError
 from infer.predictors.base import Predictor
 from infer.schema import LabelSchema
+from train.evaluation import decisions
 
 RULES = ("fixed", "f1", "precision")
 
@@ -46,8 +48,35 @@ def tune_thresholds(
         if rule == "precision":
             reached = np.flatnonzero(precision >= target_precision)
             best = int(reached[0]) if len(reached) else best
-        thresholds[topic] = float(cuts[best])
+        # Halfway down to the next lower score: the same decisions on these texts, and a
+        # margin for unseen positives that score just under the lowest one seen.
+        thresholds[topic] = float(cuts[best] + cuts[best - 1]) / 2 if best else float(cuts[0])
     return thresholds
+
+
+def crossfit_decisions(
+    schema: LabelSchema,
+    topic_scores: np.ndarray,
+    topic_true: np.ndarray,
+    rule: str = "f1",
+    fixed: float = 0.5,
+    target_precision: float = 0.8,
+    folds: int = 5,
+    seed: int = 0,
+) -> np.ndarray:
+    """Topic decisions for each dev text from thresholds tuned on the other folds only.
+
+    Thresholds tuned and scored on the same texts overstate what unseen texts get;
+    cross-fitting gives an honest estimate from the same dev set. (Calibration is monotone
+    per topic, so it cannot move these decisions.)
+    """
+    decided = np.zeros_like(topic_true, dtype=int)
+    for fit_rows, held_rows in KFold(folds, shuffle=True, random_state=seed).split(topic_scores):
+        thresholds = tune_thresholds(
+            schema, topic_scores[fit_rows], topic_true[fit_rows], rule, fixed, target_precision
+        )
+        decided[held_rows] = decisions(topic_scores[held_rows], schema, thresholds)
+    return decided
 
 
 def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int = 10) -> float:
@@ -119,6 +148,10 @@ def calibrate(
             FrozenEstimator(predictor.tone_model), method="sigmoid"
         ).fit(features, tone_true)
         predictor.calibration = {"method": "sklearn-sigmoid"}
+    elif predictor.kind == "ensemble":
+        for member in predictor.members.values():
+            calibrate(member, texts, topic_true, tone_true)
+        predictor.calibration = {"method": "members"}
     else:
         raise TopictoneError(f"no calibration for '{predictor.kind}' models")
 

@@ -172,14 +172,41 @@ def breakdown_rows(
     return lines
 
 
+def fitting_note(fitting: dict[str, dict[str, Any]], split: str, schema: LabelSchema) -> list[str]:
+    """The honest figures for the split the decisions were fitted on."""
+    lines = [
+        f"Calibration and thresholds were fitted on {split}, so the figures above are "
+        "optimistic for unseen texts. Honest figures from the same texts:",
+        "",
+        "| estimate | " + " | ".join(f"{t} F1" for t in schema.topics) + " | topics macro-F1 |",
+        "|---|" + "---|" * (len(schema.topics) + 1),
+    ]
+    names = {
+        f"{split}_crossfit": "thresholds tuned on the other folds (cross-fitted)",
+        f"{split}_before_fitting": "before fitting (fixed thresholds, uncalibrated)",
+    }
+    for key, label in names.items():
+        if key in fitting:
+            m = fitting[key]
+            per_topic = " | ".join(f"{m[f'topics/{t}_f1']:.3f}" for t in schema.topics)
+            lines.append(f"| {label} | {per_topic} | {m['topics/macro_f1']:.3f} |")
+    return [*lines, ""]
+
+
 def write_report(
     folder: Path,
     title: str,
     splits: dict[str, Any],
     schema: LabelSchema,
     thresholds: dict[str, float],
+    fitting: dict[str, dict[str, Any]] | None = None,
+    fitted_on: str = "dev",
 ) -> Path:
-    """``splits[name]`` has ``dataset``, ``scores`` (topic, tone) and ``truth`` (topic, tone)."""
+    """``splits[name]`` has ``dataset``, ``scores`` (topic, tone) and ``truth`` (topic, tone).
+
+    ``fitting`` holds the metrics of the split that calibration and thresholds were fitted
+    on (``dev_before_fitting``, ``dev_crossfit``), shown beside its optimistic figures.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
         f"# {title}",
@@ -238,6 +265,8 @@ def write_report(
             f"macro-F1 {metrics['tone/macro_f1']:.3f}, ECE {metrics['tone_ece']:.3f}.",
             "",
         ]
+        if name == fitted_on and fitting:
+            lines += fitting_note(fitting, name, schema)
         lines += breakdown_rows(
             split.dataset, schema, split.scores, split.truth, thresholds, metrics
         )

@@ -19,7 +19,7 @@ from infer.artifact import package_versions, save_model, sha256
 from infer.predictors.base import Predictor
 from infer.schema import LabelSchema
 from train.data import load_splits, targets
-from train.decision import calibrate, calibration_errors, tune_thresholds
+from train.decision import calibrate, calibration_errors, crossfit_decisions, tune_thresholds
 from train.evaluation import compute_metrics, format_table
 from train.report import write_report
 from train.weak import mix_weak
@@ -109,7 +109,9 @@ def fit_decisions(
     """Calibrate scores and tune thresholds on dev as configured.
 
     Returns the dev metrics before fitting (``dev_before_fitting``) when anything was
-    fitted: the later ``dev`` figures are then optimistic, ``test`` stays honest.
+    fitted: the later ``dev`` figures are then optimistic, ``test`` stays honest. Tuned
+    thresholds add ``dev_crossfit``: each dev text decided by thresholds tuned on the
+    other folds, an honest estimate of what tuning on dev gives unseen texts.
     """
     predictor.thresholds = dict.fromkeys(predictor.schema.topics, float(decision.fixed))
     if dev is None or (not decision.calibrate and decision.thresholds == "fixed"):
@@ -118,16 +120,20 @@ def fit_decisions(
     topic_true, tone_true = targets(dev)
     if decision.calibrate:
         calibrate(predictor, dev["text"], topic_true, tone_true)
-    topic_scores, _ = predictor.predict_scores(dev["text"])
-    predictor.thresholds = tune_thresholds(
-        predictor.schema,
-        topic_scores,
-        topic_true,
-        decision.thresholds,
-        decision.fixed,
-        decision.target_precision,
-    )
-    return {"dev_before_fitting": before}
+    scores = predictor.predict_scores(dev["text"])
+    rule = (decision.thresholds, decision.fixed, decision.target_precision)
+    predictor.thresholds = tune_thresholds(predictor.schema, scores[0], topic_true, *rule)
+    metrics = {"dev_before_fitting": before}
+    if decision.thresholds != "fixed":
+        decided = crossfit_decisions(
+            predictor.schema, scores[0], topic_true, *rule, folds=decision.crossfit_folds
+        )
+        half = dict.fromkeys(predictor.schema.topics, 0.5)  # decided is 0/1 already
+        metrics["dev_crossfit"] = {
+            **compute_metrics(predictor.schema, decided, scores[1], topic_true, tone_true, half),
+            **calibration_errors(predictor.schema, scores, topic_true, tone_true),
+        }
+    return metrics
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -138,7 +144,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.weak.sources:
         every_text = [text for split in splits.values() for text in split["text"]]
         splits["train"] = mix_weak(splits["train"], cfg.weak.sources, schema, every_text, cfg.seed)
-    fitter = instantiate({k: v for k, v in cfg.model.items() if k != "kind"})
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)  # nested members too
+    fitter = instantiate({k: v for k, v in model_cfg.items() if k != "kind"})
     fitter.fit(splits["train"], schema, dev=splits.get("dev"), workdir=run_dir / "checkpoints")
     predictor: Predictor = fitter.predictor_
 
@@ -161,6 +168,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             evaluations,
             schema,
             predictor.thresholds,
+            fitting=metrics,
         )
     save_model(predictor, run_dir / "model", metrics)
 

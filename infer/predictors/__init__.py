@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "tfidf": "infer.predictors.tfidf:TfidfPredictor",
     "transformer": "infer.predictors.transformer:TransformerPredictor",
+    "ensemble": "infer.predictors.ensemble:EnsemblePredictor",
 }
 
 

@@ -1,0 +1,124 @@
+"""A weighted ensemble of saved models: TF-IDF n-gram evidence and transformer context.
+
+The two kinds err differently on gold dev (TF-IDF is the stronger on defence and
+counterterrorism, the transformer on technology and tone), so a weighted mean of their
+calibrated scores beats either alone (BENCHMARKS.md). The folder holds each member as a
+complete model folder under ``members/<name>/``; the ensemble's own thresholds decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infer.artifact import Manifest, save_model
+from infer.errors import TopictoneError
+from infer.predictors.base import Predictor, Scores
+from infer.schema import LabelSchema, Prediction
+
+MEMBERS = "members"
+
+
+class EnsemblePredictor(Predictor):
+    """Weighted mean of its members' (calibrated) topic scores and tone distributions."""
+
+    kind: ClassVar[str] = "ensemble"
+
+    def __init__(
+        self,
+        schema: LabelSchema,
+        members: Mapping[str, Predictor],
+        weights: Mapping[str, float] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        calibration: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(schema, thresholds, calibration)
+        if not members:
+            raise TopictoneError("an ensemble needs at least one member model")
+        for name, member in members.items():
+            if member.schema != schema:
+                raise TopictoneError(
+                    f"ensemble member '{name}' has labels {member.schema.to_dict()}, "
+                    f"the ensemble {schema.to_dict()}"
+                )
+        weights = dict(weights or dict.fromkeys(members, 1.0))
+        if set(weights) != set(members) or min(weights.values()) < 0 or not sum(weights.values()):
+            raise TopictoneError(
+                f"ensemble weights {weights} must be >= 0, not all 0, one per member "
+                f"({', '.join(members)})"
+            )
+        self.members = dict(members)
+        self.weights = {name: float(weights[name]) / sum(weights.values()) for name in members}
+
+    @property
+    def requirements(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(dict.fromkeys(r for m in self.members.values() for r in m.requirements))
+
+    def _forward(self, texts: list[str]) -> Scores:
+        topic_scores = np.zeros((len(texts), len(self.schema.topics)))
+        tone_probs = np.zeros((len(texts), len(self.schema.tones)))
+        for name, member in self.members.items():
+            member_topics, member_tone = member.predict_scores_clean(texts)
+            topic_scores += self.weights[name] * member_topics
+            tone_probs += self.weights[name] * member_tone
+        return topic_scores, tone_probs
+
+    def explain(self, text: str, prediction: Prediction, top_k: int = 5) -> dict:
+        """Each member's evidence for the ensemble's decided labels, weighted and summed by
+        term (TF-IDF: feature contributions; transformer: occlusion drops)."""
+        merged: dict[str, dict[str, float]] = {}
+        for name, member in self.members.items():
+            # The member explains the ensemble's labels against its own scores.
+            own = member.postprocess(member.predict_scores_clean([text]), member.thresholds)[0]
+            decided = replace(own, topics=prediction.topics, tone=prediction.tone)
+            for label, terms in member.explain(text, decided, top_k).items():
+                for term, value in terms:
+                    bucket = merged.setdefault(label, {})
+                    bucket[term] = bucket.get(term, 0.0) + self.weights[name] * value
+        return {
+            label: [(term, round(value, 4)) for term, value in sorted(terms.items(), key=_desc)][
+                :top_k
+            ]
+            for label, terms in merged.items()
+        }
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "members": {
+                name: {"kind": member.kind, "weight": self.weights[name]}
+                for name, member in self.members.items()
+            }
+        }
+
+    def save_weights(self, folder: Path) -> list[str]:
+        names = []
+        for name, member in self.members.items():
+            save_model(member, folder / MEMBERS / name)
+            names += [
+                p.relative_to(folder).as_posix()
+                for p in sorted((folder / MEMBERS / name).iterdir())
+                if p.is_file()
+            ]
+        return names
+
+    @classmethod
+    def load(cls, folder: Path, manifest: Manifest, **options: Any) -> EnsemblePredictor:
+        """Members load with the same options (a TF-IDF member ignores a transformer's)."""
+        from infer import load  # the package's loader: members are model folders themselves
+
+        members = manifest.settings.get("members", {})
+        return cls(
+            manifest.schema,
+            {name: load(folder / MEMBERS / name, **options) for name in members},
+            {name: spec["weight"] for name, spec in members.items()},
+            thresholds=manifest.thresholds,
+            calibration=manifest.calibration,
+        )
+
+
+def _desc(item: tuple[str, float]) -> float:
+    return -item[1]

@@ -1,0 +1,56 @@
+"""Fitting an ensemble: train each member (or load one already trained), then combine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import datasets
+from hydra.utils import instantiate
+
+import infer
+from infer.errors import TopictoneError
+from infer.predictors.ensemble import EnsemblePredictor
+from infer.schema import LabelSchema
+
+
+class EnsembleFitter:
+    """Members are model configs (each with ``_target_`` and ``kind``, as in ``conf/model/``)
+    or paths of trained model folders, which are loaded instead of retrained. Calibration
+    and thresholds are fitted afterwards on the ensemble, like any model's."""
+
+    kind = "ensemble"
+
+    def __init__(
+        self, members: Mapping[str, Any], weights: Mapping[str, float] | None = None
+    ) -> None:
+        self.members = members
+        self.weights = weights
+
+    def fit(
+        self,
+        train: datasets.Dataset,
+        schema: LabelSchema,
+        dev: datasets.Dataset | None = None,
+        workdir: str | Path | None = None,
+        **_: Any,
+    ) -> EnsembleFitter:
+        workdir = Path(workdir or "checkpoints")
+        predictors = {}
+        self.fitters_ = {}
+        for name, spec in self.members.items():
+            if isinstance(spec, (str, Path)):
+                predictors[name] = infer.load(spec)
+                continue
+            if not isinstance(spec, Mapping) or "_target_" not in spec:
+                raise TopictoneError(
+                    f"model.members.{name}: give a model config (with _target_) or the path "
+                    "of a trained model folder"
+                )
+            fitter = instantiate({k: v for k, v in spec.items() if k != "kind"})
+            fitter.fit(train, schema, dev=dev, workdir=workdir / name)
+            self.fitters_[name] = fitter
+            predictors[name] = fitter.predictor_
+        self.predictor_ = EnsemblePredictor(schema, predictors, self.weights)
+        return self
