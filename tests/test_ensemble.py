@@ -84,6 +84,13 @@ def test_ensemble_of_trained_folders_with_weights(tfidf_run, transformer_run, tm
     result = cli("infer", f"model={tmp_path / 'model'}", f"input={source}", f"output={out}")
     assert result.returncode == 0, result.stderr
     assert len(out.read_text().splitlines()) == 2
+    # So does the evaluation command, with the same figures as the run.
+    report = tmp_path / "evaluation"
+    result = cli("train.evaluate", f"model={tmp_path / 'model'}", "data=demo", f"out={report}")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((report / "metrics.json").read_text())["dev"] == pytest.approx(
+        json.loads((tmp_path / "metrics.json").read_text())["dev"]
+    )
 
 
 def test_ensemble_errors(tfidf_run, tmp_path):
