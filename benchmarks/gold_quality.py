@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -45,10 +46,14 @@ def bucket_metrics(run: Path) -> list[tuple[str, int, float, float, float]]:
     tone_true = np.array([schema.tones.index(r["tone"]) for r in rows])
     scores = np.array([[r["prediction"]["topic_scores"][t] for t in schema.topics] for r in rows])
     probs = np.array([[r["prediction"]["tone_scores"][t] for t in schema.tones] for r in rows])
-    # The run's own cross-fitting (same folds): each text decided by thresholds tuned on
-    # the other folds. With fixed thresholds there is nothing to cross-fit.
-    rule = json.loads((run / "metrics.json").read_text()).get("dev_crossfit") and "f1"
-    crossfit = crossfit_decisions(schema, scores, topic_true, rule) if rule else None
+    # The run's own cross-fitting (same function, same folds) on its saved calibrated dev
+    # scores: each text decided by thresholds tuned on the other folds. With fixed
+    # thresholds there is nothing to cross-fit.
+    decision = OmegaConf.load(run / "config.yaml").decision
+    crossfit = None
+    if decision.thresholds != "fixed":
+        rule = (decision.thresholds, decision.fixed, decision.target_precision)
+        crossfit = crossfit_decisions(schema, scores, topic_true, *rule)
     half = dict.fromkeys(schema.topics, 0.5)
     out = []
     buckets = [("all", np.ones(len(rows), dtype=bool))]
@@ -123,7 +128,7 @@ def main() -> None:
         topics_t, tone_t = TARGETS[kind]
         target = f"{topics_t:.2f} / {tone_t:.2f}" if topics_t else "-"
         print(
-            f"| {kind} | all, 0.5 thresholds, uncalibrated | {before['n']} | "
+            f"| {kind} | all, 0.5 thresholds, before dev fitting | {before['n']} | "
             f"{before['topics/macro_f1']:.3f} | | {before['tone/macro_f1']:.3f} | |"
         )
         buckets = bucket_metrics(run)
