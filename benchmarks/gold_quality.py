@@ -84,7 +84,7 @@ def train(kind: str, run: Path, runs: Path) -> None:
         overrides.append("model.progress=false")
     if kind == "ensemble" and (runs / "transformer" / "model" / "topictone.json").is_file():
         # The gold_transformer run is the member gold_ensemble would train (same settings,
-        # same seed): load it instead of spending another half hour of CPU.
+        # same seed): load it instead of spending another CPU hour.
         overrides = [
             o.replace("model.progress", "model.members.transformer.progress") for o in overrides
         ]
