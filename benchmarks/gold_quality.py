@@ -80,15 +80,15 @@ def bucket_metrics(run: Path) -> list[tuple[str, int, float, float, float]]:
 
 def train(kind: str, run: Path, runs: Path) -> None:
     overrides = [f"experiment=gold_{kind}", f"hydra.run.dir={run}"]
-    if kind != "tfidf":
+    member = runs / "transformer" / "model"
+    if kind == "transformer":
         overrides.append("model.progress=false")
-    if kind == "ensemble" and (runs / "transformer" / "model" / "topictone.json").is_file():
+    elif kind == "ensemble" and (member / "topictone.json").is_file():
         # The gold_transformer run is the member gold_ensemble would train (same settings,
         # same seed): load it instead of spending another CPU hour.
-        overrides = [
-            o.replace("model.progress", "model.members.transformer.progress") for o in overrides
-        ]
-        overrides.append(f"model.members.transformer={runs / 'transformer' / 'model'}")
+        overrides.append(f"model.members.transformer={member}")
+    elif kind == "ensemble":
+        overrides.append("model.members.transformer.progress=false")
     print(f"$ python -m train {' '.join(overrides)}", file=sys.stderr, flush=True)
     subprocess.run(
         [sys.executable, "-m", "train", *overrides],

@@ -79,12 +79,11 @@ class EnsemblePredictor(Predictor):
                 for term, value in terms:
                     bucket = merged.setdefault(label, {})
                     bucket[term] = bucket.get(term, 0.0) + self.weights[name] * value
-        return {
-            label: [(term, round(value, 4)) for term, value in sorted(terms.items(), key=_desc)][
-                :top_k
-            ]
-            for label, terms in merged.items()
-        }
+        out = {}
+        for label, terms in merged.items():
+            ranked = sorted(terms.items(), key=lambda item: -item[1])[:top_k]
+            out[label] = [(term, round(value, 4)) for term, value in ranked]
+        return out
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -118,7 +117,3 @@ class EnsemblePredictor(Predictor):
             thresholds=manifest.thresholds,
             calibration=manifest.calibration,
         )
-
-
-def _desc(item: tuple[str, float]) -> float:
-    return -item[1]
