@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infer.errors import TopictoneError
+from infer.paths import inside
 from infer.schema import LabelSchema
 from infer.text import NORMALIZATION_VERSION
 
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
 
 MANIFEST = "topictone.json"
 FORMAT = "topictone-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: label order stored with the weights, every file covered by checksums
+CARD = "README.md"  # the model card: written for people, never read by a loader
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_FILES = 10_000
 
 
 @dataclass
@@ -97,7 +101,7 @@ def save_model(
         (staging / MANIFEST).write_text(
             json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
-        (staging / "README.md").write_text(model_card(manifest), encoding="utf-8")
+        (staging / CARD).write_text(model_card(manifest), encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -113,7 +117,11 @@ def read_manifest(path: str | os.PathLike[str], verify: bool = True) -> Manifest
     if not folder.is_dir():
         raise TopictoneError(f"{folder}: model folder not found")
     manifest_path = folder / MANIFEST
+    if manifest_path.is_symlink():
+        raise TopictoneError(f"{manifest_path}: is a link; a model folder holds plain files")
     try:
+        if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise TopictoneError(f"{manifest_path}: larger than {MAX_MANIFEST_BYTES} bytes")
         data = json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TopictoneError(f"{folder}: not a topictone model (no {MANIFEST})") from None
@@ -128,16 +136,18 @@ def read_manifest(path: str | os.PathLike[str], verify: bool = True) -> Manifest
         )
     try:
         manifest = Manifest.from_json(data)
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, AttributeError) as err:
         raise TopictoneError(f"{manifest_path}: malformed manifest ({err})") from None
+    check_thresholds(manifest_path, manifest)
     if manifest.normalization_version != NORMALIZATION_VERSION:
         raise TopictoneError(
             f"{manifest_path}: model expects text normalisation v{manifest.normalization_version}, "
             f"this topictone has v{NORMALIZATION_VERSION}; retrain or install the matching version"
         )
     if verify:
+        check_files(folder, manifest)
         for name, digest in manifest.files.items():
-            file = folder / name
+            file = inside(folder, name, "file")
             if not file.is_file():
                 raise TopictoneError(f"{file}: weights file listed in {MANIFEST} is missing")
             if sha256(file) != digest:
@@ -146,6 +156,44 @@ def read_manifest(path: str | os.PathLike[str], verify: bool = True) -> Manifest
                     "or belong to another model"
                 )
     return manifest
+
+
+def check_thresholds(path: Path, manifest: Manifest) -> None:
+    thresholds = manifest.thresholds
+    if not isinstance(thresholds, dict) or set(thresholds) != set(manifest.schema.topics):
+        raise TopictoneError(f"{path}: thresholds must name exactly the schema's topics")
+    for topic, value in thresholds.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise TopictoneError(f"{path}: threshold for '{topic}' must be a number in [0, 1]")
+
+
+def folder_files(folder: Path) -> set[str]:
+    """Every file below ``folder`` as a relative POSIX name; a link anywhere is refused."""
+    found: set[str] = set()
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        for name in [*dirs, *files]:
+            path = Path(root) / name
+            if path.is_symlink():
+                raise TopictoneError(f"{path}: is a link; a model folder holds plain files only")
+        found.update((Path(root) / name).relative_to(folder).as_posix() for name in files)
+        if len(found) > MAX_FILES:
+            raise TopictoneError(f"{folder}: more than {MAX_FILES} files")
+    return found
+
+
+def check_files(folder: Path, manifest: Manifest) -> None:
+    """``files`` must be plain names inside the folder and cover every file in it."""
+    if not isinstance(manifest.files, dict) or not manifest.files:
+        raise TopictoneError(f"{folder / MANIFEST}: lists no files; checksums cannot be checked")
+    for name, digest in manifest.files.items():
+        inside(folder, name, "file")
+        if not isinstance(digest, str) or len(digest) != 64:
+            raise TopictoneError(f"{folder / MANIFEST}: file {name!r} has no SHA-256 checksum")
+    unlisted = sorted(folder_files(folder) - set(manifest.files) - {MANIFEST, CARD})
+    if unlisted:
+        raise TopictoneError(
+            f"{folder}: files not covered by the checksums in {MANIFEST}: {', '.join(unlisted[:5])}"
+        )
 
 
 def model_card(manifest: Manifest) -> str:
@@ -172,3 +220,13 @@ def model_card(manifest: Manifest) -> str:
             ]
             lines.append("")
     return "\n".join(lines)
+
+
+def check_stored_schema(path: Path, stored: Any, schema: LabelSchema) -> None:
+    """The label order saved with the weights must be the manifest's: a reordered manifest
+    would otherwise swap labels silently."""
+    if stored != schema.to_dict():
+        raise TopictoneError(
+            f"{path}: the labels stored with the weights ({stored}) differ from the "
+            f"manifest's schema ({schema.to_dict()})"
+        )

@@ -113,7 +113,7 @@ def test_weights_that_do_not_match_the_manifest(transformer_run, tmp_path):
     manifest["schema"]["topics"] = ["defence", "technology"]
     manifest["thresholds"] = {"defence": 0.5, "technology": 0.5}
     (model / "topictone.json").write_text(json.dumps(manifest))
-    with pytest.raises(TopictoneError, match="weights do not match the manifest"):
+    with pytest.raises(TopictoneError, match="labels stored with the weights"):
         infer.load(model)
 
 

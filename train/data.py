@@ -97,13 +97,25 @@ def targets(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
     return topics, np.asarray(dataset["tone"], dtype=int)
 
 
+def split_files(value: Any) -> list[str]:
+    """A split's files: one path, or a list of paths read one after the other."""
+    if not value:
+        return []
+    return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
+
+
+def read_split(value: Any, data_cfg: Mapping[str, Any], schema: LabelSchema) -> datasets.Dataset:
+    """Every file of a split, validated and concatenated in order."""
+    parts = [read_labelled(path, data_cfg, schema) for path in split_files(value)]
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
 def load_splits(data_cfg: Mapping[str, Any], schema: LabelSchema) -> dict[str, datasets.Dataset]:
-    """The configured splits that have a path (train is required)."""
+    """The configured splits that have a path or a list of paths (train is required)."""
     splits = {}
     for split in ("train", "dev", "test"):
-        path = data_cfg.get(split)
-        if path:
-            splits[split] = read_labelled(path, data_cfg, schema)
+        if split_files(data_cfg.get(split)):
+            splits[split] = read_split(data_cfg.get(split), data_cfg, schema)
     if "train" not in splits:
         raise InputError("data config has no train file")
     return splits

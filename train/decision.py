@@ -121,8 +121,8 @@ def calibrate(
 ) -> None:
     """Fit the predictor's score calibration on labelled texts, in place."""
     clean = predictor.preprocess(texts)
-    if predictor.kind == "transformer":
-        topic_logits, tone_logits = predictor.logits(predictor.encode(clean))
+    if hasattr(predictor, "logits_clean"):  # logit models: temperature scaling
+        topic_logits, tone_logits = predictor.logits_clean(clean)
         predictor.calibration = {
             "method": "temperature",
             "topic_temperature": [

@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 import infer
 from infer.cli import CONF_DIR, user_errors
 from infer.errors import TopictoneError
-from train.data import read_labelled
+from train.data import read_split
 from train.evaluation import format_table
 from train.report import write_report
 from train.run import evaluate_split
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     evaluations = {}
     for split in ours["split"].split(","):
         if data_cfg.get(split):
-            dataset = read_labelled(data_cfg[split], data_cfg, predictor.schema)
+            dataset = read_split(data_cfg[split], data_cfg, predictor.schema)
             evaluations[split] = evaluate_split(predictor, dataset)
     if not evaluations:
         raise TopictoneError(

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from infer.artifact import package_versions, save_model, sha256
 from infer.predictors.base import Predictor
 from infer.schema import LabelSchema
-from train.data import load_splits, targets
+from train.data import load_splits, split_files, targets
 from train.decision import calibrate, calibration_errors, crossfit_decisions, tune_thresholds
 from train.evaluation import compute_metrics, format_table
 from train.report import write_report
@@ -180,7 +180,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "command": sys.argv,
         "versions": package_versions(VERSIONED),
         "data": {
-            **{str(cfg.data[s]): sha256(Path(cfg.data[s])) for s in splits},
+            **{f: sha256(Path(f)) for s in splits for f in split_files(cfg.data[s])},
             **{str(w.path): sha256(Path(w.path)) for w in cfg.weak.sources},
         },
     }

@@ -14,6 +14,7 @@ REGISTRY: dict[str, str] = {
     "tfidf": "infer.predictors.tfidf:TfidfPredictor",
     "transformer": "infer.predictors.transformer:TransformerPredictor",
     "ensemble": "infer.predictors.ensemble:EnsemblePredictor",
+    "encoder": "infer.predictors.encoder:EncoderPredictor",
 }
 
 

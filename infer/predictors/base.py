@@ -117,3 +117,17 @@ class Predictor(ABC):
     @abstractmethod
     def load(cls, folder: Path, manifest: Manifest, **options: Any) -> Predictor:
         """Rebuild the predictor from a checked model folder."""
+
+
+def scores_from_logits(
+    topic_logits: np.ndarray, tone_logits: np.ndarray, calibration: dict[str, Any] | None
+) -> Scores:
+    """Sigmoid topic scores and softmax tone distribution, temperature-scaled if calibrated."""
+    calibration = calibration or {}
+    topic_t = np.asarray(calibration.get("topic_temperature", 1.0), dtype=np.float64)
+    tone_t = float(calibration.get("tone_temperature", 1.0))
+    topics = 1.0 / (1.0 + np.exp(-topic_logits.astype(np.float64) / topic_t))
+    z = tone_logits.astype(np.float64) / tone_t
+    z -= z.max(axis=1, keepdims=True)
+    tone = np.exp(z)
+    return topics, tone / tone.sum(axis=1, keepdims=True)

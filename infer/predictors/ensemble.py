@@ -17,6 +17,7 @@ import numpy as np
 
 from infer.artifact import Manifest, save_model
 from infer.errors import TopictoneError
+from infer.paths import inside
 from infer.predictors.base import Predictor, Scores
 from infer.schema import LabelSchema, Prediction
 
@@ -109,7 +110,14 @@ class EnsemblePredictor(Predictor):
         """Members load with the same options (a TF-IDF member ignores a transformer's)."""
         from infer import load  # the package's loader: members are model folders themselves
 
-        members = manifest.settings.get("members", {})
+        members = manifest.settings.get("members")
+        if not isinstance(members, dict) or not members:
+            raise TopictoneError(f"{folder}: ensemble manifest lists no members")
+        for name in members:
+            if not isinstance(name, str) or "/" in name:
+                raise TopictoneError(f"{folder}: ensemble member {name!r} is not a plain name")
+            if not inside(folder, f"{MEMBERS}/{name}", "member").is_dir():
+                raise TopictoneError(f"{folder}: ensemble member {name!r} is not a subfolder")
         return cls(
             manifest.schema,
             {name: load(folder / MEMBERS / name, **options) for name in members},

@@ -3,21 +3,48 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import skops.io as sio
 
-from infer.artifact import Manifest
+from infer.artifact import Manifest, check_stored_schema
 from infer.errors import TopictoneError
 from infer.predictors.base import Predictor, Scores
 from infer.schema import LabelSchema, Prediction
 
 WEIGHTS = "model.skops"
 VOCABULARY = "vocabulary.json"
-# skops refuses unknown types unless trusted; we trust only these libraries' types.
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+# Exactly the types and skops node kinds that the TF-IDF fitter saves (calibrated or not),
+# as listed by a fresh save (tests/test_artifact_safety.py checks both directions). Any
+# other type in a file, even one skops itself would trust, is refused before loading.
+TRUSTED_TYPES = frozenset(
+    {
+        "builtins.dict",
+        "builtins.list",
+        "builtins.str",
+        "builtins.tuple",
+        "numpy.float64",
+        "numpy.ndarray",
+        "sklearn.calibration.CalibratedClassifierCV",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+        "sklearn.feature_extraction.text.TfidfTransformer",
+        "sklearn.feature_extraction.text.TfidfVectorizer",
+        "sklearn.frozen._frozen.FrozenEstimator",
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.multiclass.OneVsRestClassifier",
+        "sklearn.pipeline.FeatureUnion",
+        "sklearn.preprocessing._label.LabelBinarizer",
+    }
+)
+TRUSTED_NODES = frozenset(
+    {"DictNode", "JsonNode", "ListNode", "NdArrayNode", "ObjectNode", "TupleNode", "TypeNode"}
+)
+OBJECTS = ("vectorizer", "topics", "tone")
+MAX_SCHEMA_BYTES = 64 << 20  # the object tree of a skops file (weights are separate arrays)
 
 
 class TfidfPredictor(Predictor):
@@ -87,6 +114,7 @@ class TfidfPredictor(Predictor):
                 del vec.vocabulary_
                 vec.__dict__.pop("stop_words_", None)  # pruned terms: not needed to predict
             objects = {
+                "schema": self.schema.to_dict(),  # label order, checked against the manifest
                 "vectorizer": self.vectorizer,
                 "topics": self.topic_model,
                 "tone": self.tone_model,
@@ -100,11 +128,20 @@ class TfidfPredictor(Predictor):
     @classmethod
     def load(cls, folder: Path, manifest: Manifest, **options: Any) -> TfidfPredictor:
         path = folder / WEIGHTS
-        untrusted = sio.get_untrusted_types(file=path)
-        refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+        types, nodes = skops_contents(path)
+        refused = sorted(types - TRUSTED_TYPES) + sorted(f"node {n}" for n in nodes - TRUSTED_NODES)
         if refused:
-            raise TopictoneError(f"{path}: refuses to load untrusted types {refused}")
-        objects = sio.load(path, trusted=untrusted)
+            raise TopictoneError(
+                f"{path}: refused, it holds types a topictone model never saves: "
+                + ", ".join(refused[:5])
+            )
+        try:
+            objects = sio.load(path, trusted=sorted(types))
+        except Exception as err:  # a malformed file: one line, never a traceback
+            raise TopictoneError(f"{path}: unreadable skops file ({type(err).__name__})") from None
+        if not isinstance(objects, dict) or set(objects) != {*OBJECTS, "schema"}:
+            raise TopictoneError(f"{path}: not a topictone TF-IDF model")
+        check_stored_schema(path, objects["schema"], manifest.schema)
         with (folder / VOCABULARY).open(encoding="utf-8") as handle:
             terms = json.load(handle)
         for name, vec in _vectorizers(objects["vectorizer"]).items():
@@ -117,6 +154,32 @@ class TfidfPredictor(Predictor):
             thresholds=manifest.thresholds,
             calibration=manifest.calibration,
         )
+
+
+def skops_contents(path: Path) -> tuple[set[str], set[str]]:
+    """Every type (module.name) and node kind named anywhere in a skops file's object tree."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("schema.json")
+            if info.file_size > MAX_SCHEMA_BYTES:
+                raise TopictoneError(f"{path}: object tree of {info.file_size} bytes is too large")
+            tree = json.loads(archive.read(info))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
+        raise TopictoneError(f"{path}: not a skops file ({type(err).__name__})") from None
+    types: set[str] = set()
+    nodes: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__module__" in node or "__class__" in node:
+                types.add(f"{node.get('__module__')}.{node.get('__class__')}")
+            if "__loader__" in node:
+                nodes.add(str(node["__loader__"]))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return types, nodes
 
 
 def _vectorizers(vectorizer: Any) -> dict[str, Any]:

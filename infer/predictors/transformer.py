@@ -7,6 +7,7 @@ into one prediction per text — the same function in training and at inference.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,16 +15,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 
-from infer.artifact import Manifest
+from infer.artifact import Manifest, check_stored_schema
 from infer.errors import TopictoneError
-from infer.predictors.base import Predictor, Scores
+from infer.predictors.base import Predictor, Scores, scores_from_logits
 from infer.schema import LabelSchema, Prediction
 
 WEIGHTS = "model.safetensors"
+SAFE_LOAD = {"trust_remote_code": False, "local_files_only": True}  # a model folder runs no code
 POOLING = ("max", "mean")
 
 
@@ -239,9 +242,12 @@ class TransformerPredictor(Predictor):
             run(batch)
         return topic_out, tone_out
 
+    def logits_clean(self, clean: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Uncalibrated logits for normalised texts (calibration is fitted on these)."""
+        return self.logits(self.encode(clean))
+
     def _forward(self, texts: list[str]) -> Scores:
-        topic_logits, tone_logits = self.logits(self.encode(texts))
-        return scores_from_logits(topic_logits, tone_logits, self.calibration)
+        return scores_from_logits(*self.logits_clean(texts), self.calibration)
 
     def explain(
         self, text: str, prediction: Prediction, top_k: int = 5, max_units: int = 80
@@ -278,7 +284,7 @@ class TransformerPredictor(Predictor):
 
     def save_weights(self, folder: Path) -> list[str]:
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, folder / WEIGHTS)
+        save_file(state, folder / WEIGHTS, metadata={"schema": json.dumps(self.schema.to_dict())})
         self.model.encoder.config.save_pretrained(folder)
         before = set(os.listdir(folder))
         self.tokenizer.save_pretrained(folder)
@@ -287,7 +293,10 @@ class TransformerPredictor(Predictor):
     @classmethod
     def load(cls, folder: Path, manifest: Manifest, **options: Any) -> TransformerPredictor:
         settings = manifest.settings
-        config = AutoConfig.from_pretrained(folder)
+        check_stored_schema(folder / WEIGHTS, stored_schema(folder / WEIGHTS), manifest.schema)
+        config = AutoConfig.from_pretrained(folder, **SAFE_LOAD)
+        if getattr(config, "auto_map", None):
+            raise TopictoneError(f"{folder}/config.json: asks for custom code (auto_map), refused")
         model = TopicToneModel(
             without_pooler(AutoModel.from_config, config),
             len(manifest.schema.topics),
@@ -302,7 +311,7 @@ class TransformerPredictor(Predictor):
             raise TopictoneError(
                 f"{folder / WEIGHTS}: weights do not match the manifest's model ({first})"
             ) from None
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder, **SAFE_LOAD)
         saved = {k: settings[k] for k in ("max_length", "stride", "max_windows", "prefix")}
         # Options override the saved settings: more windows than in training is fine,
         # since pooling is per element; the window length and prefix should not change.
@@ -316,15 +325,10 @@ class TransformerPredictor(Predictor):
         )
 
 
-def scores_from_logits(
-    topic_logits: np.ndarray, tone_logits: np.ndarray, calibration: dict[str, Any] | None
-) -> Scores:
-    """Sigmoid topic scores and softmax tone distribution, temperature-scaled if calibrated."""
-    calibration = calibration or {}
-    topic_t = np.asarray(calibration.get("topic_temperature", 1.0), dtype=np.float64)
-    tone_t = float(calibration.get("tone_temperature", 1.0))
-    topics = 1.0 / (1.0 + np.exp(-topic_logits.astype(np.float64) / topic_t))
-    z = tone_logits.astype(np.float64) / tone_t
-    z -= z.max(axis=1, keepdims=True)
-    tone = np.exp(z)
-    return topics, tone / tone.sum(axis=1, keepdims=True)
+def stored_schema(path: Path) -> Any:
+    """The label schema saved in a safetensors file's metadata (None if absent)."""
+    try:
+        with safe_open(path, "np") as handle:
+            return json.loads((handle.metadata() or {}).get("schema", "null"))
+    except (OSError, ValueError) as err:
+        raise TopictoneError(f"{path}: unreadable safetensors file ({err})") from None

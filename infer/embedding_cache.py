@@ -1,0 +1,73 @@
+"""Embeddings kept on disk by text hash, so reruns and sweeps never embed a text twice.
+
+One SQLite file per encoder fingerprint (weights, tokenizer and every setting that
+changes a vector): a changed encoder or setting is a new file, never a stale hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fingerprint(folder: Path, settings: dict[str, Any]) -> str:
+    """Identity of an encoder folder and its settings, cheap to compute: configs by content,
+    large files by name, size and modification time."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(str(path.relative_to(folder)).encode())
+        if stat.st_size < 1 << 20:
+            digest.update(path.read_bytes())
+        else:
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:32]
+
+
+class EmbeddingCache:
+    """``get_or_embed(texts, embed)``: cached rows read back, the others embedded and stored."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB)")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=60)
+
+    def get_or_embed(
+        self, texts: Sequence[str], embed: Callable[[list[str]], np.ndarray]
+    ) -> np.ndarray:
+        keys = [text_key(t) for t in texts]
+        found: dict[str, np.ndarray] = {}
+        with self._connect() as db:
+            unique = list(dict.fromkeys(keys))
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, blob in db.execute(
+                    f"SELECT key, vec FROM vectors WHERE key IN ({marks})", chunk
+                ):
+                    found[key] = np.frombuffer(blob, dtype=np.float32)
+        missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in found}
+        if missing:
+            vectors = np.asarray(embed(list(missing.values())), dtype=np.float32)
+            new = dict(zip(missing, vectors, strict=True))
+            with self._connect() as db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                    [(k, v.tobytes()) for k, v in new.items()],
+                )
+            found.update(new)
+        return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)

@@ -1,0 +1,330 @@
+"""A frozen sentence encoder with linear heads: strong features for little training.
+
+Any Hugging Face encoder, or a sentence-transformers folder (Transformer → Pooling →
+Dense… → Normalize, e.g. ``google/embeddinggemma-300m``), embeds each text once; a
+logistic topic head (sigmoid per topic) and a multinomial tone head read the embedding.
+Long texts become windows (the prompt on each), whose embeddings are averaged.
+
+The sentence-transformers layout is read as data: only the module types below are
+accepted, their files must lie inside the folder, and no class is imported by name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from infer.artifact import Manifest, check_stored_schema
+from infer.embedding_cache import EmbeddingCache
+from infer.errors import TopictoneError
+from infer.paths import inside
+from infer.predictors.base import Predictor, Scores, scores_from_logits
+from infer.predictors.transformer import SAFE_LOAD, stored_schema, without_pooler
+from infer.schema import LabelSchema
+
+ENCODER = "encoder"  # the encoder's own Hugging Face folder, inside the model folder
+HEADS = "heads.safetensors"
+LAYOUT = "topictone_encoder.json"  # pooling, dense layers, normalisation, prompt
+DENSE = "dense.safetensors"
+ST_MODULES = {
+    "sentence_transformers.models.Transformer",
+    "sentence_transformers.models.Pooling",
+    "sentence_transformers.models.Dense",
+    "sentence_transformers.models.Normalize",
+}
+ACTIVATIONS = {"torch.nn.modules.linear.Identity": None, "torch.nn.modules.activation.Tanh": "tanh"}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class SentenceEncoder:
+    """Tokenise into prompted windows, encode, mean-pool, apply dense layers, normalise."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        dense: Sequence[tuple[torch.Tensor, torch.Tensor | None, str | None]] = (),
+        normalize: bool = False,
+        prompt: str = "",
+        max_length: int = 256,
+        stride: int = 32,
+        max_windows: int = 1,
+        batch_size: int = 16,
+        dtype: str = "float32",
+    ) -> None:
+        if dtype not in DTYPES:
+            raise TopictoneError(f"encoder dtype must be one of {sorted(DTYPES)}, got '{dtype}'")
+        self.model = model.to(DTYPES[dtype]).eval()
+        self.tokenizer, self.dense, self.normalize = tokenizer, list(dense), normalize
+        self.prompt, self.max_length, self.stride = prompt, int(max_length), int(stride)
+        self.max_windows, self.batch_size, self.dtype = int(max_windows), int(batch_size), dtype
+        self.cache: EmbeddingCache | None = None  # set by training or the embedding_cache option
+        if self.max_windows < 1:
+            raise TopictoneError("encoder max_windows must be at least 1")
+        specials = len(tokenizer("")["input_ids"])  # special tokens around every window
+        prompt_len = len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+        self.budget = self.max_length - specials - prompt_len  # text tokens per window
+        if self.budget <= self.stride:
+            raise TopictoneError(
+                f"encoder max_length {max_length} leaves {self.budget} text tokens after the "
+                f"prompt, not more than the stride {stride}"
+            )
+
+    @property
+    def dimension(self) -> int:
+        if self.dense:
+            return int(self.dense[-1][0].shape[0])
+        return int(self.model.config.hidden_size)
+
+    def windows(self, texts: Sequence[str]) -> list[list[str]]:
+        """Each text as up to ``max_windows`` prompted pieces of at most ``budget`` tokens;
+        a text that fits is one piece, exactly prompt + text."""
+        encoded = self.tokenizer(
+            list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )["offset_mapping"]
+        step = self.budget - self.stride
+        out = []
+        for text, offsets in zip(texts, encoded, strict=True):
+            if len(offsets) <= self.budget:
+                out.append([self.prompt + text])
+                continue
+            pieces = []
+            for start in range(0, len(offsets), step)[: self.max_windows]:
+                end = min(start + self.budget, len(offsets)) - 1
+                pieces.append(self.prompt + text[offsets[start][0] : offsets[end][1]])
+                if end == len(offsets) - 1:
+                    break
+            out.append(pieces)
+        return out
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """One float32 vector per text (windows averaged, then normalised if configured)."""
+        if self.cache is not None:
+            return self.cache.get_or_embed(texts, lambda todo: self._embed(todo, progress))
+        return self._embed(texts, progress)
+
+    def _embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        docs = self.windows(texts)
+        flat = [(d, piece) for d, pieces in enumerate(docs) for piece in pieces]
+        order = sorted(range(len(flat)), key=lambda i: len(flat[i][1]))
+        vectors = np.zeros((len(flat), self.dimension), dtype=np.float32)
+        batches = range(0, len(order), self.batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="embedding", unit="batch")
+        for start in batches:
+            rows = order[start : start + self.batch_size]
+            vectors[rows] = self._encode([flat[i][1] for i in rows])
+        pooled = np.zeros((len(docs), self.dimension), dtype=np.float32)
+        counts = np.zeros(len(docs), dtype=np.float32)
+        np.add.at(pooled, [d for d, _ in flat], vectors)
+        np.add.at(counts, [d for d, _ in flat], 1.0)
+        pooled /= np.maximum(counts, 1.0)[:, None]
+        if self.normalize:
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled
+
+    def _encode(self, pieces: list[str]) -> np.ndarray:
+        batch = self.tokenizer(
+            pieces, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            hidden = self.model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).last_hidden_state.float()
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            out = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-6)
+            for weight, bias, activation in self.dense:
+                out = torch.nn.functional.linear(out, weight, bias)
+                if activation == "tanh":
+                    out = torch.tanh(out)
+            if self.normalize:
+                out = torch.nn.functional.normalize(out, dim=-1)
+        return out.numpy()
+
+    def layout(self) -> dict[str, Any]:
+        """What ``load_encoder`` needs besides the Hugging Face folder and ``dense.safetensors``."""
+        return {
+            "dense": [{"bias": b is not None, "activation": a} for _, b, a in self.dense],
+            "normalize": self.normalize,
+            "prompt": self.prompt,
+        }
+
+    def save(self, folder: Path) -> list[str]:
+        """The encoder as a plain folder: Hugging Face weights and tokenizer, our layout file."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        tensors = {}
+        for i, (weight, bias, _) in enumerate(self.dense):
+            tensors[f"{i}.weight"] = weight.contiguous()
+            if bias is not None:
+                tensors[f"{i}.bias"] = bias.contiguous()
+        save_file(tensors, folder / DENSE)
+        (folder / LAYOUT).write_text(json.dumps(self.layout(), indent=2) + "\n", encoding="utf-8")
+        return sorted(p.name for p in folder.iterdir() if p.is_file())
+
+
+def _hf_model(folder: Path, dtype: str) -> tuple[torch.nn.Module, Any]:
+    config = AutoConfig.from_pretrained(folder, **SAFE_LOAD)
+    if getattr(config, "auto_map", None):
+        raise TopictoneError(f"{folder}: the encoder config asks for custom code (auto_map)")
+    model = without_pooler(AutoModel.from_pretrained, folder, config=config, **SAFE_LOAD)
+    return model, AutoTokenizer.from_pretrained(folder, **SAFE_LOAD)
+
+
+def load_encoder(folder: str | Path, dtype: str = "float32", **settings: Any) -> SentenceEncoder:
+    """An encoder from a folder we saved, a sentence-transformers folder or a plain
+    Hugging Face encoder (mean pooling). ``settings`` are ``SentenceEncoder`` options."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TopictoneError(f"{folder}: encoder folder not found")
+    if (folder / LAYOUT).is_file():
+        layout = json.loads((folder / LAYOUT).read_text(encoding="utf-8"))
+        tensors = load_file(folder / DENSE)
+        dense = [
+            (tensors[f"{i}.weight"], tensors.get(f"{i}.bias") if d["bias"] else None,
+             d["activation"])
+            for i, d in enumerate(layout["dense"])
+        ]
+        model, tokenizer = _hf_model(folder, dtype)
+        settings.setdefault("prompt", layout["prompt"])
+        normalize = bool(layout["normalize"])
+    elif (folder / "modules.json").is_file():
+        model, tokenizer, dense, normalize, prompts = _sentence_transformers(folder, dtype)
+        prompt_name = settings.pop("prompt_name", None)
+        if prompt_name is not None:
+            if prompt_name not in prompts:
+                raise TopictoneError(
+                    f"{folder}: no prompt named '{prompt_name}' (has: {', '.join(prompts)})"
+                )
+            settings.setdefault("prompt", prompts[prompt_name])
+    else:
+        model, tokenizer = _hf_model(folder, dtype)
+        dense, normalize = [], False
+    settings.pop("prompt_name", None)
+    return SentenceEncoder(model, tokenizer, dense, normalize, dtype=dtype, **settings)
+
+
+def _sentence_transformers(folder: Path, dtype: str) -> tuple:
+    """Read a sentence-transformers folder's modules as data (no imports by name)."""
+    modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    dense: list[tuple[torch.Tensor, torch.Tensor | None, str | None]] = []
+    normalize, model, tokenizer = False, None, None
+    for module in modules:
+        kind = module.get("type")
+        if kind not in ST_MODULES:
+            raise TopictoneError(f"{folder}/modules.json: unsupported module type {kind!r}")
+        path = inside(folder, module["path"], "module path") if module.get("path") else folder
+        if kind.endswith("Transformer"):
+            model, tokenizer = _hf_model(path, dtype)
+        elif kind.endswith("Pooling"):
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            if not config.get("pooling_mode_mean_tokens") or any(
+                config.get(k) for k in config if k.startswith("pooling_mode_") and "mean" not in k
+            ):
+                raise TopictoneError(f"{path}: only mean pooling is supported")
+        elif kind.endswith("Dense"):
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            activation = config.get("activation_function", "torch.nn.modules.linear.Identity")
+            if activation not in ACTIVATIONS:
+                raise TopictoneError(f"{path}: unsupported dense activation {activation!r}")
+            with safe_open(inside(path, "model.safetensors"), "pt") as handle:
+                weight = handle.get_tensor("linear.weight").float()
+                bias = handle.get_tensor("linear.bias").float() if config.get("bias") else None
+            dense.append((weight, bias, ACTIVATIONS[activation]))
+        else:
+            normalize = True
+    if model is None:
+        raise TopictoneError(f"{folder}/modules.json: no Transformer module")
+    st_config = folder / "config_sentence_transformers.json"
+    prompts = (
+        json.loads(st_config.read_text(encoding="utf-8")).get("prompts", {})
+        if st_config.is_file()
+        else {}
+    )
+    return model, tokenizer, dense, normalize, prompts
+
+
+class EncoderPredictor(Predictor):
+    """A frozen encoder's embeddings read by a topic head (sigmoid) and a tone head (softmax)."""
+
+    kind: ClassVar[str] = "encoder"
+    requirements: ClassVar[tuple[str, ...]] = ("torch", "transformers", "safetensors", "numpy")
+
+    def __init__(
+        self,
+        schema: LabelSchema,
+        encoder: SentenceEncoder,
+        heads: dict[str, np.ndarray],
+        thresholds: dict[str, float] | None = None,
+        calibration: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(schema, thresholds, calibration)
+        self.encoder = encoder
+        self.heads = {k: np.asarray(v, dtype=np.float64) for k, v in heads.items()}
+        expected = {
+            "topic_weight": (len(schema.topics), encoder.dimension),
+            "topic_bias": (len(schema.topics),),
+            "tone_weight": (len(schema.tones), encoder.dimension),
+            "tone_bias": (len(schema.tones),),
+        }
+        for name, shape in expected.items():
+            if name not in self.heads or self.heads[name].shape != shape:
+                got = self.heads[name].shape if name in self.heads else "missing"
+                raise TopictoneError(f"encoder head '{name}' must have shape {shape}, got {got}")
+
+    def head_logits(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(embeddings, dtype=np.float64)
+        h = self.heads
+        return x @ h["topic_weight"].T + h["topic_bias"], x @ h["tone_weight"].T + h["tone_bias"]
+
+    def logits_clean(self, clean: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Uncalibrated logits for normalised texts (calibration is fitted on these)."""
+        return self.head_logits(self.encoder.embed(clean))
+
+    def _forward(self, texts: list[str]) -> Scores:
+        return scores_from_logits(*self.logits_clean(texts), self.calibration)
+
+    def settings(self) -> dict[str, Any]:
+        e = self.encoder
+        return {
+            "max_length": e.max_length,
+            "stride": e.stride,
+            "max_windows": e.max_windows,
+            "batch_size": e.batch_size,
+            "dtype": e.dtype,
+        }
+
+    def save_weights(self, folder: Path) -> list[str]:
+        names = [f"{ENCODER}/{name}" for name in self.encoder.save(folder / ENCODER)]
+        metadata = {"schema": json.dumps(self.schema.to_dict())}
+        save_file(
+            {k: torch.from_numpy(v.astype(np.float32)) for k, v in self.heads.items()},
+            folder / HEADS,
+            metadata=metadata,
+        )
+        return [HEADS, *names]
+
+    @classmethod
+    def load(cls, folder: Path, manifest: Manifest, **options: Any) -> EncoderPredictor:
+        heads_file = folder / HEADS
+        check_stored_schema(heads_file, stored_schema(heads_file), manifest.schema)
+        with safe_open(heads_file, "np") as handle:
+            heads = {k: handle.get_tensor(k) for k in handle.keys()}
+        settings = {**manifest.settings, **options}
+        encoder = load_encoder(
+            folder / ENCODER,
+            dtype=settings.pop("dtype", "float32"),
+            **{k: settings[k] for k in ("max_length", "stride", "max_windows", "batch_size")},
+        )
+        return cls(manifest.schema, encoder, heads, manifest.thresholds, manifest.calibration)

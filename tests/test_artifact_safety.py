@@ -1,0 +1,185 @@
+"""A model folder is untrusted data: it cannot run code, lie about its labels or read
+outside itself. Each attack below is built on a real saved model with valid checksums."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+import skops.io as sio
+from conftest import FAST_TFIDF, train_run
+
+import infer
+from infer.artifact import MANIFEST, sha256
+from infer.errors import TopictoneError
+from infer.predictors.tfidf import TRUSTED_NODES, TRUSTED_TYPES, WEIGHTS, skops_contents
+
+
+@pytest.fixture(scope="module")
+def calibrated_tfidf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("calibrated-tfidf")
+    train_run([*FAST_TFIDF, "decision.calibrate=true", "decision.thresholds=f1"], run_dir)
+    return run_dir / "model"
+
+
+def copy_model(source: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(source, tmp_path / "model"))
+
+
+def edit_manifest(folder: Path, edit) -> None:
+    path = folder / MANIFEST
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def reseal(folder: Path) -> None:
+    """Recompute the checksums, as an attacker who controls the whole folder would."""
+    edit_manifest(
+        folder, lambda m: m.update(files={name: sha256(folder / name) for name in m["files"]})
+    )
+
+
+def payload_node(module: str, name: str, argument: str) -> dict:
+    """A skops node that calls ``module.name(argument)`` while the file is loaded."""
+    return {
+        "__class__": name,
+        "__module__": module,
+        "__loader__": "ConstructorFromReduceNode",
+        "content": {
+            "__class__": "tuple",
+            "__module__": "builtins",
+            "__loader__": "TupleNode",
+            "content": [
+                {
+                    "__class__": "str",
+                    "__module__": "builtins",
+                    "__loader__": "JsonNode",
+                    "content": json.dumps(argument),
+                    "is_json": True,
+                    "__id__": 1,
+                }
+            ],
+            "__id__": 2,
+        },
+        "__id__": 3,
+    }
+
+
+def plant(skops_file: Path, node: dict) -> None:
+    """Replace the stored tone model by ``node`` inside the skops archive."""
+    with zipfile.ZipFile(skops_file) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    tree = json.loads(members["schema.json"])
+    tree["content"]["tone"] = node
+    members["schema.json"] = json.dumps(tree).encode()
+    with zipfile.ZipFile(skops_file, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "code"),
+    [
+        ("builtins", "eval", "open({marker!r}, 'w').write('ran')"),
+        ("builtins", "exec", "open({marker!r}, 'w').write('ran')"),
+        ("os", "system", "touch {marker}"),
+    ],
+)
+def test_a_skops_payload_is_refused_and_never_runs(tfidf_run, tmp_path, module, name, code):
+    folder = copy_model(tfidf_run / "model", tmp_path)
+    marker = tmp_path / "marker"
+    plant(folder / WEIGHTS, payload_node(module, name, code.format(marker=str(marker))))
+    reseal(folder)
+    # The crafted file is a working exploit: skops runs it once its type is trusted.
+    probe = tmp_path / "probe.skops"
+    shutil.copy(folder / WEIGHTS, probe)
+    with contextlib.suppress(Exception):  # what the payload returns is no model
+        sio.load(probe, trusted=sorted(skops_contents(probe)[0]))
+    assert marker.exists()
+    marker.unlink()
+
+    with pytest.raises(TopictoneError, match=f"{module}.{name}"):
+        infer.load(folder)
+    assert not marker.exists()
+
+
+def test_trusted_types_are_exactly_what_fresh_models_hold(tfidf_run, calibrated_tfidf):
+    types, nodes = set(), set()
+    for folder in (tfidf_run / "model", calibrated_tfidf):
+        found_types, found_nodes = skops_contents(folder / WEIGHTS)
+        types |= found_types
+        nodes |= found_nodes
+    assert types == TRUSTED_TYPES
+    assert nodes == TRUSTED_NODES
+    assert infer.load(calibrated_tfidf).predict(["Army tests a new missile"])[0].tone
+
+
+@pytest.mark.parametrize("field", ["tones", "topics"])
+def test_reordered_labels_are_refused(tfidf_run, tmp_path, field):
+    folder = copy_model(tfidf_run / "model", tmp_path)
+    edit_manifest(folder, lambda m: m["schema"][field].reverse())
+    with pytest.raises(TopictoneError, match="labels stored with the weights"):
+        infer.load(folder)
+
+
+def test_reordered_labels_are_refused_for_transformers(transformer_run, tmp_path):
+    folder = copy_model(transformer_run / "model", tmp_path)
+    edit_manifest(folder, lambda m: m["schema"]["tones"].reverse())
+    with pytest.raises(TopictoneError, match="labels stored with the weights"):
+        infer.load(folder)
+
+
+def drop_one(manifest: dict) -> None:
+    manifest["files"].pop("vocabulary.json")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(files={}), "lists no files"),
+        (drop_one, "not covered by the checksums"),
+        (lambda m: m["files"].update({"../outside.json": "0" * 64}), "leaves the model folder"),
+        (lambda m: m["files"].update({"/etc/hostname": "0" * 64}), "leaves the model folder"),
+        (lambda m: m["files"].update({"model.skops": None}), "no SHA-256"),
+        (lambda m: m["thresholds"].pop("defence"), "thresholds must name"),
+        (lambda m: m["thresholds"].update(defence="high"), "must be a number"),
+        (lambda m: m.update(schema="defence"), "malformed manifest"),
+    ],
+)
+def test_manifests_that_lie_are_refused(tfidf_run, tmp_path, edit, message):
+    folder = copy_model(tfidf_run / "model", tmp_path)
+    edit_manifest(folder, edit)
+    with pytest.raises(TopictoneError, match=message):
+        infer.load(folder)
+
+
+def test_unlisted_files_and_links_are_refused(tfidf_run, tmp_path):
+    folder = copy_model(tfidf_run / "model", tmp_path)
+    (folder / "extra.json").write_text("{}")
+    with pytest.raises(TopictoneError, match="extra.json"):
+        infer.load(folder)
+    (folder / "extra.json").unlink()
+    outside = tmp_path / "vocabulary.json"
+    shutil.move(folder / "vocabulary.json", outside)
+    os.symlink(outside, folder / "vocabulary.json")
+    with pytest.raises(TopictoneError, match="is a link"):
+        infer.load(folder)
+
+
+def test_ensemble_members_must_be_subfolders(tfidf_run, tmp_path):
+    from infer.artifact import save_model
+    from infer.predictors.ensemble import EnsemblePredictor
+
+    member = infer.load(tfidf_run / "model")
+    folder = save_model(EnsemblePredictor(member.schema, {"a": member}), tmp_path / "ensemble")
+    assert infer.load(folder).predict(["Army tests a new missile"])
+    for name in ("../../model", "a/../../x"):
+        edit_manifest(folder, lambda m, n=name: m["settings"].update(members={n: {"weight": 1}}))
+        with pytest.raises(TopictoneError, match="not a plain name"):
+            infer.load(folder)

@@ -1,0 +1,171 @@
+"""Fitting linear heads on a frozen encoder's embeddings (the predictor lives in ``infer``).
+
+Embedding is the whole cost (minutes for gold/train on a CPU), so embeddings are cached
+on disk by text hash and encoder fingerprint: reruns, sweeps over the heads' settings and
+cross-validation never embed a text twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from infer.embedding_cache import EmbeddingCache, fingerprint
+from infer.errors import TopictoneError
+from infer.predictors.encoder import EncoderPredictor, SentenceEncoder, load_encoder
+from infer.schema import LabelSchema
+from infer.text import normalize
+from train.backbone import default_cache_dir
+from train.data import partial_labels, targets
+
+FETCH_HINT = {
+    "google/embeddinggemma-300m": "python ../shared/tools/fetch_embeddinggemma.py puts it there"
+}
+
+
+def resolve_encoder(name_or_path: str, cache_dir: str | Path | None = None) -> Path:
+    """A local folder for ``model.backbone``: the path itself, the copy in
+    ``<cache>/backbones/<org>--<name>``, or a hub download where a hub is reachable."""
+    if Path(name_or_path).expanduser().is_dir():
+        return Path(name_or_path).expanduser()
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    local = root / "backbones" / name_or_path.replace("/", "--")
+    if local.is_dir():
+        return local
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name_or_path))
+    except Exception as err:  # offline, unknown name, no permission: one line either way
+        hint = FETCH_HINT.get(name_or_path, "or set model.backbone to a local folder")
+        raise TopictoneError(
+            f"encoder '{name_or_path}' is neither a folder nor in {local}, and the hub is not "
+            f"reachable ({type(err).__name__}); {hint}"
+        ) from None
+
+
+class EncoderFitter:
+    """Embeds every text once with a frozen encoder, then fits logistic heads: one binary
+    classifier per topic and a multinomial tone classifier (scikit-learn), kept as arrays."""
+
+    kind = "encoder"
+
+    def __init__(
+        self,
+        backbone: str = "google/embeddinggemma-300m",
+        cache_dir: str | None = None,
+        prompt_name: str | None = "Classification",
+        prompt: str | None = None,
+        max_length: int = 256,
+        stride: int = 32,
+        max_windows: int = 1,
+        batch_size: int = 16,
+        dtype: str = "bfloat16",
+        topic_C: float = 1.0,
+        tone_C: float = 1.0,
+        class_weight: str | None = "balanced",
+        max_iter: int = 3000,
+        progress: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.backbone = backbone
+        self.cache_dir = cache_dir
+        self.prompt_name = prompt_name
+        self.prompt = prompt
+        self.max_length = max_length
+        self.stride = stride
+        self.max_windows = max_windows
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.topic_C = topic_C
+        self.tone_C = tone_C
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.progress = progress
+        self.seed = seed
+
+    def encoder(self) -> SentenceEncoder:
+        """The frozen encoder, with its on-disk embedding cache attached."""
+        folder = resolve_encoder(self.backbone, self.cache_dir)
+        options: dict[str, Any] = {
+            "max_length": self.max_length,
+            "stride": self.stride,
+            "max_windows": self.max_windows,
+            "batch_size": self.batch_size,
+        }
+        if self.prompt is not None:
+            options["prompt"] = self.prompt
+        encoder = load_encoder(folder, dtype=self.dtype, prompt_name=self.prompt_name, **options)
+        key = fingerprint(folder, {**options, "prompt": encoder.prompt, "dtype": self.dtype})
+        root = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+        encoder.cache = EmbeddingCache(root / "embeddings" / f"{key}.sqlite")
+        return encoder
+
+    def embed(self, encoder: SentenceEncoder, dataset: datasets.Dataset) -> np.ndarray:
+        return encoder.embed([normalize(t) for t in dataset["text"]], progress=self.progress)
+
+    def fit_heads(
+        self,
+        x: np.ndarray,
+        topic_true: np.ndarray,
+        tone_true: np.ndarray,
+        known: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        n_tones: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Logistic heads on embeddings ``x``; ``known`` = (topics known, tone known, weight)."""
+        n = len(x)
+        known_topics, known_tone, weight = known or (np.ones(n, bool), np.ones(n, bool), np.ones(n))
+        n_tones = n_tones or int(tone_true.max()) + 1
+        topic_w, topic_b = [], []
+        for i in range(topic_true.shape[1]):
+            y = topic_true[known_topics, i]
+            if len(set(y)) < 2:
+                raise TopictoneError(f"topic #{i}: training data has no positive or no negative")
+            head = self._linear(self.topic_C).fit(
+                x[known_topics], y, sample_weight=weight[known_topics]
+            )
+            topic_w.append(head.coef_[0])
+            topic_b.append(head.intercept_[0])
+        tone = self._linear(self.tone_C).fit(
+            x[known_tone], tone_true[known_tone], sample_weight=weight[known_tone]
+        )
+        tone_w = np.zeros((n_tones, x.shape[1]))
+        tone_b = np.full(n_tones, -1e4)  # a tone never seen in training is never predicted
+        if len(tone.classes_) == 2:  # binary: scikit-learn keeps one row for the second class
+            tone_w[tone.classes_[1]], tone_b[tone.classes_[1]] = tone.coef_[0], tone.intercept_[0]
+            tone_b[tone.classes_[0]] = 0.0
+        else:
+            tone_w[tone.classes_], tone_b[tone.classes_] = tone.coef_, tone.intercept_
+        return {
+            "topic_weight": np.asarray(topic_w),
+            "topic_bias": np.asarray(topic_b),
+            "tone_weight": tone_w,
+            "tone_bias": tone_b,
+        }
+
+    def _linear(self, C: float) -> LogisticRegression:
+        return LogisticRegression(
+            C=C, class_weight=self.class_weight, max_iter=self.max_iter, random_state=self.seed
+        )
+
+    def fit(
+        self,
+        train: datasets.Dataset,
+        schema: LabelSchema,
+        dev: datasets.Dataset | None = None,
+        **_: Any,
+    ) -> EncoderFitter:
+        encoder = self.encoder()
+        self.train_embeddings_ = self.embed(encoder, train)
+        if dev is not None:
+            self.embed(encoder, dev)  # cached now: decisions and evaluation read it back
+        topic_true, tone_true = targets(train)
+        heads = self.fit_heads(
+            self.train_embeddings_, topic_true, tone_true, partial_labels(train), len(schema.tones)
+        )
+        self.predictor_ = EncoderPredictor(schema, encoder, heads)
+        return self
