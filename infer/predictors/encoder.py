@@ -99,7 +99,7 @@ class SentenceEncoder:
             pieces = []
             for start in range(0, len(offsets), step)[: self.max_windows]:
                 end = min(start + self.budget, len(offsets)) - 1
-                pieces.append(self.prompt + text[offsets[start][0] : offsets[end][1]])
+                pieces.append(self.prompt + text[offsets[start][0] : offsets[end][1]].lstrip())
                 if end == len(offsets) - 1:
                     break
             out.append(pieces)

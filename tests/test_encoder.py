@@ -1,0 +1,150 @@
+"""The frozen-encoder kind on a tiny random BERT (plain and in sentence-transformers layout)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import train_run
+
+import infer
+from infer.errors import TopictoneError
+
+
+def encoder_overrides(backbone: Path, cache: Path) -> list[str]:
+    return [
+        "model=encoder",
+        f"model.backbone={backbone}",
+        f"model.cache_dir={cache}",
+        "model.dtype=float32",
+        "model.max_length=32",
+        "model.stride=8",
+        "model.max_windows=3",
+        "model.progress=false",
+        "decision.calibrate=true",
+        "decision.thresholds=f1",
+    ]
+
+
+@pytest.fixture(scope="module")
+def encoder_run(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Path:
+    run_dir = tmp_path_factory.mktemp("encoder-run")
+    train_run(encoder_overrides(tiny_backbone, run_dir / "cache"), run_dir)
+    return run_dir
+
+
+def sentence_transformers_folder(backbone: Path, folder: Path) -> Path:
+    """The tiny BERT laid out as sentence-transformers saves a model: Pooling, Dense, Normalize."""
+    import torch
+    from safetensors.torch import save_file
+
+    shutil.copytree(backbone, folder)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+        {"idx": 3, "name": "3", "path": "3_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True})
+    )
+    (folder / "2_Dense").mkdir()
+    (folder / "2_Dense" / "config.json").write_text(
+        json.dumps({"in_features": 32, "out_features": 8, "bias": True,
+                    "activation_function": "torch.nn.modules.activation.Tanh"})
+    )
+    torch.manual_seed(0)
+    save_file(
+        {"linear.weight": torch.randn(8, 32), "linear.bias": torch.randn(8)},
+        folder / "2_Dense" / "model.safetensors",
+    )
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"Classification": "task: classification | query: "}})
+    )
+    return folder
+
+
+def test_encoder_run_saves_a_folder_that_predicts_the_same(encoder_run):
+    manifest = json.loads((encoder_run / "model" / "topictone.json").read_text())
+    assert manifest["kind"] == "encoder"
+    assert manifest["calibration"]["method"] == "temperature"
+    assert {"heads.safetensors", "encoder/model.safetensors"} <= set(manifest["files"])
+    saved = [json.loads(line) for line in (encoder_run / "predictions" / "dev.jsonl").open()]
+    texts = [json.loads(line)["text"] for line in Path("data/demo/dev.jsonl").open()]
+    predictor = infer.load(encoder_run / "model")
+    for row, prediction in zip(saved, predictor.predict(texts), strict=True):
+        assert prediction.topics == row["prediction"]["topics"]
+        assert prediction.topic_scores == pytest.approx(row["prediction"]["topic_scores"], abs=1e-5)
+        assert prediction.tone == row["prediction"]["tone"]
+
+
+def test_embeddings_are_cached_by_text(tiny_backbone, tmp_path):
+    from train.encoder import EncoderFitter
+
+    fitter = EncoderFitter(backbone=str(tiny_backbone), cache_dir=str(tmp_path), dtype="float32",
+                           max_length=32, stride=8, progress=False)
+    encoder = fitter.encoder()
+    first = encoder.embed(["Army tests a new missile", "सेना ने मिसाइल का परीक्षण किया"])
+    calls = []
+    encoder._encode = lambda pieces: calls.append(pieces)  # any new embedding would land here
+    again = fitter.encoder()
+    again._encode = encoder._encode
+    assert np.array_equal(again.embed(["सेना ने मिसाइल का परीक्षण किया"]), first[1:])
+    assert calls == []
+    assert list((tmp_path / "embeddings").glob("*.sqlite"))
+
+
+def test_long_texts_become_prompted_windows(tiny_backbone):
+    from infer.predictors.encoder import load_encoder
+
+    encoder = load_encoder(tiny_backbone, max_length=16, stride=4, max_windows=3, prompt="q: ")
+    long_text = " ".join(["missile"] * 10 + ["cyber"] * 10 + ["terror"] * 30)
+    [pieces] = encoder.windows([long_text])
+    assert len(pieces) == 3 and all(p.startswith("q: ") for p in pieces)
+    assert pieces[0] != pieces[1] and "cyber" in pieces[2]
+    assert not any("terror" in p for p in pieces)  # only the first windows: bounded cost
+    [short] = encoder.windows(["Army tests a missile"])
+    assert short == ["q: Army tests a missile"]
+    window_ids = encoder.tokenizer(pieces, truncation=False)["input_ids"]
+    assert max(len(ids) for ids in window_ids) <= 16
+
+
+def test_sentence_transformers_layout_is_read_as_data(tiny_backbone, tmp_path):
+    from infer.predictors.encoder import load_encoder
+
+    folder = sentence_transformers_folder(tiny_backbone, tmp_path / "st")
+    encoder = load_encoder(folder, prompt_name="Classification", max_length=32, stride=8)
+    vectors = encoder.embed(["Army tests a new missile", "Hackers hit a bank"])
+    assert vectors.shape == (2, 8)
+    assert np.linalg.norm(vectors, axis=1) == pytest.approx(1.0, abs=1e-5)
+    assert encoder.prompt == "task: classification | query: "
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[1]["type"] = "os.system"
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(TopictoneError, match="unsupported module type 'os.system'"):
+        load_encoder(folder)
+    modules[1] = {**modules[2], "path": "../../etc"}
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(TopictoneError, match="leaves the model folder"):
+        load_encoder(folder)
+
+
+def test_encoder_trains_on_a_sentence_transformers_folder(tiny_backbone, tmp_path):
+    folder = sentence_transformers_folder(tiny_backbone, tmp_path / "st")
+    metrics = train_run(
+        [*encoder_overrides(folder, tmp_path / "cache"), "report=false"], tmp_path / "run"
+    )
+    assert metrics["dev"]["n"] == 60
+    assert infer.load(tmp_path / "run" / "model").encoder.normalize
+
+
+def test_a_missing_encoder_is_one_line(tmp_path):
+    from train.encoder import resolve_encoder
+
+    with pytest.raises(TopictoneError, match="fetch_embeddinggemma"):
+        resolve_encoder("google/embeddinggemma-300m", cache_dir=tmp_path)
