@@ -44,9 +44,19 @@ def sentence_transformers_folder(backbone: Path, folder: Path) -> Path:
     shutil.copytree(backbone, folder)
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
         {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
-        {"idx": 3, "name": "3", "path": "3_Normalize", "type": "sentence_transformers.models.Normalize"},
+        {
+            "idx": 3,
+            "name": "3",
+            "path": "3_Normalize",
+            "type": "sentence_transformers.models.Normalize",
+        },
     ]
     (folder / "modules.json").write_text(json.dumps(modules))
     (folder / "1_Pooling").mkdir()
@@ -55,8 +65,14 @@ def sentence_transformers_folder(backbone: Path, folder: Path) -> Path:
     )
     (folder / "2_Dense").mkdir()
     (folder / "2_Dense" / "config.json").write_text(
-        json.dumps({"in_features": 32, "out_features": 8, "bias": True,
-                    "activation_function": "torch.nn.modules.activation.Tanh"})
+        json.dumps(
+            {
+                "in_features": 32,
+                "out_features": 8,
+                "bias": True,
+                "activation_function": "torch.nn.modules.activation.Tanh",
+            }
+        )
     )
     torch.manual_seed(0)
     save_file(
@@ -86,8 +102,14 @@ def test_encoder_run_saves_a_folder_that_predicts_the_same(encoder_run):
 def test_embeddings_are_cached_by_text(tiny_backbone, tmp_path):
     from train.encoder import EncoderFitter
 
-    fitter = EncoderFitter(backbone=str(tiny_backbone), cache_dir=str(tmp_path), dtype="float32",
-                           max_length=32, stride=8, progress=False)
+    fitter = EncoderFitter(
+        backbone=str(tiny_backbone),
+        cache_dir=str(tmp_path),
+        dtype="float32",
+        max_length=32,
+        stride=8,
+        progress=False,
+    )
     encoder = fitter.encoder()
     first = encoder.embed(["Army tests a new missile", "सेना ने मिसाइल का परीक्षण किया"])
     calls = []
@@ -126,7 +148,7 @@ def test_sentence_transformers_layout_is_read_as_data(tiny_backbone, tmp_path):
     modules = json.loads((folder / "modules.json").read_text())
     modules[1]["type"] = "os.system"
     (folder / "modules.json").write_text(json.dumps(modules))
-    with pytest.raises(TopictoneError, match="unsupported module type 'os.system'"):
+    with pytest.raises(TopictoneError, match=r"unsupported module type 'os\.system'"):
         load_encoder(folder)
     modules[1] = {**modules[2], "path": "../../etc"}
     (folder / "modules.json").write_text(json.dumps(modules))
@@ -148,3 +170,26 @@ def test_a_missing_encoder_is_one_line(tmp_path):
 
     with pytest.raises(TopictoneError, match="fetch_embeddinggemma"):
         resolve_encoder("google/embeddinggemma-300m", cache_dir=tmp_path)
+
+
+def test_labels_never_predicted_are_named(tfidf_run):
+    from types import SimpleNamespace
+
+    from infer.schema import Prediction
+    from train.run import never_predicted
+
+    predictor = infer.load(tfidf_run / "model")
+
+    def p(topics, tone):
+        return Prediction(topics, {}, tone, {})
+
+    evaluation = SimpleNamespace(predictions=[p(["defence"], "negative"), p([], "neutral")])
+    assert never_predicted(predictor, {"dev": evaluation}) == {
+        "dev": ["counterterrorism", "technology", "positive"]
+    }
+    full = SimpleNamespace(
+        predictions=[
+            p(["defence", "counterterrorism", "technology"], t) for t in predictor.schema.tones
+        ]
+    )
+    assert never_predicted(predictor, {"dev": full}) == {}

@@ -201,6 +201,7 @@ def write_report(
     thresholds: dict[str, float],
     fitting: dict[str, dict[str, Any]] | None = None,
     fitted_on: str = "dev",
+    never_predicted: dict[str, list[str]] | None = None,
 ) -> Path:
     """``splits[name]`` has ``dataset``, ``scores`` (topic, tone) and ``truth`` (topic, tone).
 
@@ -214,6 +215,8 @@ def write_report(
         "Thresholds: " + ", ".join(f"{t} {v:.3f}" for t, v in thresholds.items()),
         "",
     ]
+    for name, labels in (never_predicted or {}).items():
+        lines += [f"**Warning: on {name} the model never predicts {', '.join(labels)}.**", ""]
     for name, split in splits.items():
         (topic_scores, tone_probs), (topic_true, tone_true) = split.scores, split.truth
         metrics = compute_metrics(

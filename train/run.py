@@ -136,6 +136,19 @@ def fit_decisions(
     return metrics
 
 
+def never_predicted(predictor: Predictor, evaluations: dict[str, Evaluation]) -> dict:
+    """Per split, the topics never decided and the tones never chosen for any text."""
+    out = {}
+    for name, evaluation in evaluations.items():
+        predictions = evaluation.predictions
+        labels = [
+            t for t in predictor.schema.topics if not any(t in p.topics for p in predictions)
+        ] + [t for t in predictor.schema.tones if not any(p.tone == t for p in predictions)]
+        if labels and predictions:
+            out[name] = labels
+    return out
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train, evaluate and save everything a run needs to be reproduced; return the metrics."""
     seed_everything(cfg.seed)
@@ -161,6 +174,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             evaluation.predictions,
             schema,
         )
+    silent = never_predicted(predictor, evaluations)
+    for name, labels in silent.items():
+        print(
+            f"WARNING: on {name} the model never predicts {', '.join(labels)}: it has not "
+            "learned them (more epochs, a higher learning rate, or more examples)",
+            file=sys.stderr,
+            flush=True,
+        )
     if cfg.report and evaluations:
         write_report(
             run_dir / "report",
@@ -169,6 +190,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             schema,
             predictor.thresholds,
             fitting=metrics,
+            never_predicted=silent,
         )
     save_model(predictor, run_dir / "model", metrics)
 
@@ -179,6 +201,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "git_commit": git_commit(),
         "command": sys.argv,
         "versions": package_versions(VERSIONED),
+        "never_predicted": silent,  # per split, labels the model never outputs
         "data": {
             **{f: sha256(Path(f)) for s in splits for f in split_files(cfg.data[s])},
             **{str(w.path): sha256(Path(w.path)) for w in cfg.weak.sources},

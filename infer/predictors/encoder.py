@@ -12,6 +12,7 @@ accepted, their files must lie inside the folder, and no class is imported by na
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from infer.artifact import Manifest, check_stored_schema
-from infer.embedding_cache import EmbeddingCache
+from infer.embedding_cache import EmbeddingCache, text_key
 from infer.errors import TopictoneError
 from infer.paths import inside
 from infer.predictors.base import Predictor, Scores, scores_from_logits
@@ -66,7 +67,11 @@ class SentenceEncoder:
         self.tokenizer, self.dense, self.normalize = tokenizer, list(dense), normalize
         self.prompt, self.max_length, self.stride = prompt, int(max_length), int(stride)
         self.max_windows, self.batch_size, self.dtype = int(max_windows), int(batch_size), dtype
-        self.cache: EmbeddingCache | None = None  # set by training or the embedding_cache option
+        self.cache: EmbeddingCache | None = None  # on disk; set by training
+        # The last texts embedded, in memory: evaluation, calibration and threshold tuning
+        # score the same dev texts several times in one run.
+        self.recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.recent_size = 20_000
         if self.max_windows < 1:
             raise TopictoneError("encoder max_windows must be at least 1")
         specials = len(tokenizer("")["input_ids"])  # special tokens around every window
@@ -107,9 +112,23 @@ class SentenceEncoder:
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """One float32 vector per text (windows averaged, then normalised if configured)."""
-        if self.cache is not None:
-            return self.cache.get_or_embed(texts, lambda todo: self._embed(todo, progress))
-        return self._embed(texts, progress)
+        keys = [text_key(t) for t in texts]
+        todo = list(
+            dict.fromkeys(t for k, t in zip(keys, texts, strict=True) if k not in self.recent)
+        )
+        if todo:
+            if self.cache is not None:
+                fresh = self.cache.get_or_embed(todo, lambda rest: self._embed(rest, progress))
+            else:
+                fresh = self._embed(todo, progress)
+            for text, vector in zip(todo, fresh, strict=True):
+                self.recent[text_key(text)] = vector
+        out = np.stack([self.recent[k] for k in keys]) if keys else np.zeros((0, self.dimension))
+        for key in keys:
+            self.recent.move_to_end(key)
+        while len(self.recent) > self.recent_size:
+            self.recent.popitem(last=False)
+        return out.astype(np.float32)
 
     def _embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         docs = self.windows(texts)
@@ -192,8 +211,11 @@ def load_encoder(folder: str | Path, dtype: str = "float32", **settings: Any) ->
         layout = json.loads((folder / LAYOUT).read_text(encoding="utf-8"))
         tensors = load_file(folder / DENSE)
         dense = [
-            (tensors[f"{i}.weight"], tensors.get(f"{i}.bias") if d["bias"] else None,
-             d["activation"])
+            (
+                tensors[f"{i}.weight"],
+                tensors.get(f"{i}.bias") if d["bias"] else None,
+                d["activation"],
+            )
             for i, d in enumerate(layout["dense"])
         ]
         model, tokenizer = _hf_model(folder, dtype)
