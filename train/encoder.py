@@ -100,7 +100,9 @@ class EncoderFitter:
         if self.prompt is not None:
             options["prompt"] = self.prompt
         encoder = load_encoder(folder, dtype=self.dtype, prompt_name=self.prompt_name, **options)
-        key = fingerprint(folder, {**options, "prompt": encoder.prompt, "dtype": self.dtype})
+        # Windows are keyed by their own (prompted) text: only what changes a window's
+        # vector for the same text enters the fingerprint.
+        key = fingerprint(folder, {"max_length": self.max_length, "dtype": self.dtype})
         root = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
         encoder.cache = EmbeddingCache(root / "embeddings" / f"{key}.sqlite")
         return encoder

@@ -112,17 +112,34 @@ class SentenceEncoder:
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """One float32 vector per text (windows averaged, then normalised if configured)."""
-        keys = [text_key(t) for t in texts]
+        docs = self.windows(texts)
+        vectors = self.piece_vectors([piece for pieces in docs for piece in pieces], progress)
+        owner = np.repeat(np.arange(len(docs)), [len(pieces) for pieces in docs])
+        pooled = np.zeros((len(docs), self.dimension), dtype=np.float32)
+        np.add.at(pooled, owner, vectors)
+        pooled /= np.maximum(np.bincount(owner, minlength=len(docs)), 1)[:, None]
+        if self.normalize:
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled
+
+    def piece_vectors(self, pieces: list[str], progress: bool = False) -> np.ndarray:
+        """Each prompted window's vector: from memory, the disk cache, or the network.
+
+        Keyed by the window's own text, so a window is embedded once whatever the text,
+        stride or window count it came from (more windows later embed only the new ones)."""
+        keys = [text_key(p) for p in pieces]
         todo = list(
-            dict.fromkeys(t for k, t in zip(keys, texts, strict=True) if k not in self.recent)
+            dict.fromkeys(p for k, p in zip(keys, pieces, strict=True) if k not in self.recent)
         )
         if todo:
             if self.cache is not None:
-                fresh = self.cache.get_or_embed(todo, lambda rest: self._embed(rest, progress))
+                fresh = self.cache.get_or_embed(
+                    todo, lambda rest: self._embed_pieces(rest, progress)
+                )
             else:
-                fresh = self._embed(todo, progress)
-            for text, vector in zip(todo, fresh, strict=True):
-                self.recent[text_key(text)] = vector
+                fresh = self._embed_pieces(todo, progress)
+            for piece, vector in zip(todo, fresh, strict=True):
+                self.recent[text_key(piece)] = vector
         out = np.stack([self.recent[k] for k in keys]) if keys else np.zeros((0, self.dimension))
         for key in keys:
             self.recent.move_to_end(key)
@@ -130,11 +147,10 @@ class SentenceEncoder:
             self.recent.popitem(last=False)
         return out.astype(np.float32)
 
-    def _embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        docs = self.windows(texts)
-        flat = [(d, piece) for d, pieces in enumerate(docs) for piece in pieces]
-        order = sorted(range(len(flat)), key=lambda i: len(flat[i][1]))
-        vectors = np.zeros((len(flat), self.dimension), dtype=np.float32)
+    def _embed_pieces(self, pieces: list[str], progress: bool = False) -> np.ndarray:
+        """The network on windows, in length-sorted batches (little padding)."""
+        order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
+        vectors = np.zeros((len(pieces), self.dimension), dtype=np.float32)
         batches = range(0, len(order), self.batch_size)
         if progress:
             from tqdm.auto import tqdm
@@ -142,15 +158,8 @@ class SentenceEncoder:
             batches = tqdm(batches, desc="embedding", unit="batch")
         for start in batches:
             rows = order[start : start + self.batch_size]
-            vectors[rows] = self._encode([flat[i][1] for i in rows])
-        pooled = np.zeros((len(docs), self.dimension), dtype=np.float32)
-        counts = np.zeros(len(docs), dtype=np.float32)
-        np.add.at(pooled, [d for d, _ in flat], vectors)
-        np.add.at(counts, [d for d, _ in flat], 1.0)
-        pooled /= np.maximum(counts, 1.0)[:, None]
-        if self.normalize:
-            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return pooled
+            vectors[rows] = self._encode([pieces[i] for i in rows])
+        return vectors
 
     def _encode(self, pieces: list[str]) -> np.ndarray:
         batch = self.tokenizer(
