@@ -123,7 +123,15 @@ def main() -> None:
         sys.exit(f"error: {SHARED / 'data/gold'} not found: needs ../shared beside the repo")
 
     import infer
+    from infer.errors import TopictoneError
+    from train.encoder import resolve_encoder
 
+    if {"encoder", "ensemble"} & set(args.models):
+        try:
+            resolve_encoder("google/embeddinggemma-300m")
+        except TopictoneError as err:
+            print(f"skipped encoder and ensemble: {err}", file=sys.stderr)
+            args.models = [k for k in args.models if k not in ("encoder", "ensemble")]
     runs = args.runs.resolve()
     for kind in args.models:
         if not (args.reuse and (runs / kind / "metrics.json").is_file()):

@@ -193,3 +193,19 @@ def test_labels_never_predicted_are_named(tfidf_run):
         ]
     )
     assert never_predicted(predictor, {"dev": full}) == {}
+
+
+def test_an_encoder_joins_an_ensemble(encoder_run, tfidf_run, tmp_path):
+    from infer.artifact import save_model
+    from infer.predictors.ensemble import EnsemblePredictor
+
+    members = {
+        "tfidf": infer.load(tfidf_run / "model"),
+        "encoder": infer.load(encoder_run / "model"),
+    }
+    folder = save_model(EnsemblePredictor(members["tfidf"].schema, members), tmp_path / "ensemble")
+    texts = ["Army tests a new missile", "हैकरों ने बैंक पर साइबर हमला किया"]
+    expected = (
+        members["tfidf"].predict_scores(texts)[0] + members["encoder"].predict_scores(texts)[0]
+    ) / 2
+    assert infer.load(folder).predict_scores(texts)[0] == pytest.approx(expected, abs=1e-6)

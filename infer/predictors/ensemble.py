@@ -100,7 +100,7 @@ class EnsemblePredictor(Predictor):
             save_model(member, folder / MEMBERS / name)
             names += [
                 p.relative_to(folder).as_posix()
-                for p in sorted((folder / MEMBERS / name).iterdir())
+                for p in sorted((folder / MEMBERS / name).rglob("*"))
                 if p.is_file()
             ]
         return names
