@@ -1,9 +1,10 @@
 """The command lines as a user types them: one line per error, no partial output."""
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import DEMO, ROOT
+from conftest import DEMO, FAST_TFIDF, ROOT
 
 
 def test_batch_cli_jsonl_keeps_every_row_and_field(tfidf_run, tmp_path, cli):
@@ -153,3 +154,34 @@ def test_readme_path_in_a_fresh_interpreter(tfidf_run, tmp_path):
         bad.returncode == 2
         and bad.stderr.strip() == f"error: {tmp_path}: not a topictone model (no topictone.json)"
     )
+
+
+def demo_rows_without(topic: str, tmp_path: Path) -> Path:
+    rows = [json.loads(line) for line in (DEMO / "train.jsonl").open(encoding="utf-8")]
+    out = tmp_path / "train.jsonl"
+    out.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows if topic not in r["topics"]),
+        encoding="utf-8",
+    )
+    return out
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.train={missing_ct}"], "topic 'counterterrorism' has 0 positive"),
+        (["data.train={missing_ct}", "checks.min_examples=0"], None),
+        (["data.dev=data/demo/train.jsonl"], "240 of the 240 dev texts also occur in train"),
+        (["checks.min_examples=1000"], "at least 1000 of each"),
+    ],
+)
+def test_train_refuses_degenerate_setups(tmp_path, cli, overrides, message):
+    missing_ct = demo_rows_without("counterterrorism", tmp_path)
+    args = [o.format(missing_ct=missing_ct) for o in overrides]
+    result = cli("train", *args, "report=false", *FAST_TFIDF, f"hydra.run.dir={tmp_path / 'run'}")
+    if message is None:  # the check can be turned off; the run then trains
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "model").exists()

@@ -134,3 +134,44 @@ def partial_labels(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray, n
         np.asarray(dataset["tone_known"], dtype=bool),
         np.asarray(dataset["weight"], dtype=float),
     )
+
+
+def check_label_counts(train: datasets.Dataset, schema: LabelSchema, minimum: int) -> None:
+    """Refuse training when a topic or tone has fewer than ``minimum`` examples in train
+    (or a topic no negative): its head would learn nothing and score it 0 forever."""
+    topic_true, tone_true = targets(train)
+    known_topics, known_tone, _ = partial_labels(train)
+    for i, topic in enumerate(schema.topics):
+        positives = int(topic_true[known_topics, i].sum())
+        negatives = int(known_topics.sum()) - positives
+        if positives < minimum or negatives < minimum:
+            raise InputError(
+                f"topic '{topic}' has {positives} positive and {negatives} negative training "
+                f"examples; at least {minimum} of each are needed (checks.min_examples)"
+            )
+    for i, tone in enumerate(schema.tones):
+        count = int((tone_true[known_tone] == i).sum())
+        if count < minimum:
+            raise InputError(
+                f"tone '{tone}' has {count} training examples; at least {minimum} are needed "
+                "(checks.min_examples)"
+            )
+
+
+def train_overlap(splits: dict[str, datasets.Dataset], max_share: float) -> dict[str, int]:
+    """Per evaluation split, how many texts also occur in train (after normalisation);
+    an error when the share exceeds ``max_share``: such figures measure memory."""
+    from infer.text import normalize
+
+    seen = {normalize(t) for t in splits["train"]["text"]}
+    counts = {}
+    for name in ("dev", "test"):
+        if name in splits:
+            texts = splits[name]["text"]
+            counts[name] = sum(normalize(t) in seen for t in texts)
+            if texts and counts[name] / len(texts) > max_share:
+                raise InputError(
+                    f"{counts[name]} of the {len(texts)} {name} texts also occur in train "
+                    f"(more than checks.max_overlap={max_share}); evaluation would measure memory"
+                )
+    return counts

@@ -18,7 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 from infer.artifact import package_versions, save_model, sha256
 from infer.predictors.base import Predictor
 from infer.schema import LabelSchema
-from train.data import load_splits, split_files, targets
+from train.data import (
+    check_label_counts,
+    load_splits,
+    split_files,
+    targets,
+    train_overlap,
+)
 from train.decision import calibrate, calibration_errors, crossfit_decisions, tune_thresholds
 from train.evaluation import compute_metrics, format_table
 from train.report import write_report
@@ -154,6 +160,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     seed_everything(cfg.seed)
     schema = LabelSchema.from_dict(cfg.labels)
     splits = load_splits(cfg.data, schema)
+    check_label_counts(splits["train"], schema, cfg.checks.min_examples)
+    overlap = train_overlap(splits, cfg.checks.max_overlap)
+    if any(overlap.values()):
+        print(f"note: texts also in train: {overlap}", file=sys.stderr, flush=True)
     if cfg.weak.sources:
         every_text = [text for split in splits.values() for text in split["text"]]
         splits["train"] = mix_weak(splits["train"], cfg.weak.sources, schema, every_text, cfg.seed)
@@ -202,6 +212,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "command": sys.argv,
         "versions": package_versions(VERSIONED),
         "never_predicted": silent,  # per split, labels the model never outputs
+        "train_overlap": overlap,  # per split, texts that also occur in train
         "data": {
             **{f: sha256(Path(f)) for s in splits for f in split_files(cfg.data[s])},
             **{str(w.path): sha256(Path(w.path)) for w in cfg.weak.sources},
