@@ -183,3 +183,9 @@ def test_ensemble_members_must_be_subfolders(tfidf_run, tmp_path):
         edit_manifest(folder, lambda m, n=name: m["settings"].update(members={n: {"weight": 1}}))
         with pytest.raises(TopictoneError, match="not a plain name"):
             infer.load(folder)
+
+
+@pytest.mark.parametrize("bad", [[None], ["ok", 3], ["ok", b"bytes"]])
+def test_predict_names_the_bad_text(tfidf_run, bad):
+    with pytest.raises(TopictoneError, match=rf"texts\[{len(bad) - 1}\]: must be a string"):
+        infer.load(tfidf_run / "model").predict(bad)

@@ -52,6 +52,11 @@ class Predictor(ABC):
         return base
 
     def preprocess(self, texts: Sequence[str]) -> list[str]:
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TopictoneError(
+                    f"texts[{index}]: must be a string, got {type(text).__name__}"
+                )
         return [normalize(t) for t in texts]
 
     @abstractmethod
