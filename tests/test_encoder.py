@@ -209,3 +209,21 @@ def test_an_encoder_joins_an_ensemble(encoder_run, tfidf_run, tmp_path):
         members["tfidf"].predict_scores(texts)[0] + members["encoder"].predict_scores(texts)[0]
     ) / 2
     assert infer.load(folder).predict_scores(texts)[0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_window_pooling_rules(encoder_run):
+
+    predictor = infer.load(encoder_run / "model", max_windows=3)
+    texts = [" ".join(["missile"] * 20 + ["cyber"] * 40), "Army tests a missile"]
+    vectors, owner = predictor.encoder.embed_windows(texts)
+    assert owner.tolist().count(0) == 3 and owner.tolist().count(1) == 1
+    window_topic, window_tone = predictor.head_logits(vectors)
+    predictor.topic_pooling, predictor.tone_pooling = "max", "first"
+    topic, tone = predictor.logits_clean(texts)
+    assert topic[0] == pytest.approx(window_topic[:3].max(axis=0))
+    assert tone[0] == pytest.approx(window_tone[0])
+    assert topic[1] == pytest.approx(window_topic[3]) and tone[1] == pytest.approx(window_tone[3])
+    predictor.topic_pooling = predictor.tone_pooling = "mean"
+    mean_topic, _ = predictor.logits_clean(texts)
+    expected, _ = predictor.head_logits(predictor.encoder.embed(texts))
+    assert mean_topic == pytest.approx(expected)

@@ -63,6 +63,8 @@ class EncoderFitter:
         max_length: int = 256,
         stride: int = 32,
         max_windows: int = 1,
+        topic_pooling: str = "mean",
+        tone_pooling: str = "mean",
         batch_size: int = 16,
         dtype: str = "bfloat16",
         topic_C: float = 1.0,
@@ -79,6 +81,8 @@ class EncoderFitter:
         self.max_length = max_length
         self.stride = stride
         self.max_windows = max_windows
+        self.topic_pooling = topic_pooling
+        self.tone_pooling = tone_pooling
         self.batch_size = batch_size
         self.dtype = dtype
         self.topic_C = topic_C
@@ -169,5 +173,7 @@ class EncoderFitter:
         heads = self.fit_heads(
             self.train_embeddings_, topic_true, tone_true, partial_labels(train), len(schema.tones)
         )
-        self.predictor_ = EncoderPredictor(schema, encoder, heads)
+        self.predictor_ = EncoderPredictor(
+            schema, encoder, heads, topic_pooling=self.topic_pooling, tone_pooling=self.tone_pooling
+        )
         return self

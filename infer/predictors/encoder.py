@@ -42,6 +42,7 @@ ST_MODULES = {
     "sentence_transformers.models.Normalize",
 }
 ACTIVATIONS = {"torch.nn.modules.linear.Identity": None, "torch.nn.modules.activation.Tanh": "tanh"}
+POOLING = ("mean", "max", "first")  # how a text's windows combine, per head
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -112,12 +113,22 @@ class SentenceEncoder:
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """One float32 vector per text (windows averaged, then normalised if configured)."""
+        return self.average(*self.embed_windows(texts, progress))
+
+    def embed_windows(
+        self, texts: Sequence[str], progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every window's vector, and the index of the text each belongs to (ascending)."""
         docs = self.windows(texts)
         vectors = self.piece_vectors([piece for pieces in docs for piece in pieces], progress)
-        owner = np.repeat(np.arange(len(docs)), [len(pieces) for pieces in docs])
-        pooled = np.zeros((len(docs), self.dimension), dtype=np.float32)
+        return vectors, np.repeat(np.arange(len(docs)), [len(pieces) for pieces in docs])
+
+    def average(self, vectors: np.ndarray, owner: np.ndarray) -> np.ndarray:
+        """Each text's windows averaged (and normalised if the encoder normalises)."""
+        docs = int(owner.max()) + 1 if len(owner) else 0
+        pooled = np.zeros((docs, self.dimension), dtype=np.float32)
         np.add.at(pooled, owner, vectors)
-        pooled /= np.maximum(np.bincount(owner, minlength=len(docs)), 1)[:, None]
+        pooled /= np.maximum(np.bincount(owner, minlength=docs), 1)[:, None]
         if self.normalize:
             pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return pooled
@@ -299,8 +310,14 @@ class EncoderPredictor(Predictor):
         heads: dict[str, np.ndarray],
         thresholds: dict[str, float] | None = None,
         calibration: dict[str, Any] | None = None,
+        topic_pooling: str = "mean",
+        tone_pooling: str = "mean",
     ) -> None:
         super().__init__(schema, thresholds, calibration)
+        for rule in (topic_pooling, tone_pooling):
+            if rule not in POOLING:
+                raise TopictoneError(f"encoder pooling must be one of {POOLING}, got '{rule}'")
+        self.topic_pooling, self.tone_pooling = topic_pooling, tone_pooling
         self.encoder = encoder
         self.heads = {k: np.asarray(v, dtype=np.float64) for k, v in heads.items()}
         expected = {
@@ -320,8 +337,28 @@ class EncoderPredictor(Predictor):
         return x @ h["topic_weight"].T + h["topic_bias"], x @ h["tone_weight"].T + h["tone_bias"]
 
     def logits_clean(self, clean: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Uncalibrated logits for normalised texts (calibration is fitted on these)."""
-        return self.head_logits(self.encoder.embed(clean))
+        """Uncalibrated logits for normalised texts (calibration is fitted on these).
+
+        ``mean`` reads the text's averaged embedding (what the heads were fitted on);
+        ``max`` takes each label's highest logit over the windows (a topic named only late
+        in an article still counts); ``first`` reads the first window (the lead)."""
+        vectors, owner = self.encoder.embed_windows(clean)
+        if not len(owner):
+            return self.head_logits(np.zeros((0, self.encoder.dimension)))
+        mean_topic, mean_tone = self.head_logits(self.encoder.average(vectors, owner))
+        if {self.topic_pooling, self.tone_pooling} == {"mean"}:
+            return mean_topic, mean_tone
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        window_topic, window_tone = self.head_logits(vectors)
+        pooled = {
+            "max": (
+                np.maximum.reduceat(window_topic, starts),
+                np.maximum.reduceat(window_tone, starts),
+            ),
+            "first": (window_topic[starts], window_tone[starts]),
+            "mean": (mean_topic, mean_tone),
+        }
+        return pooled[self.topic_pooling][0], pooled[self.tone_pooling][1]
 
     def _forward(self, texts: list[str]) -> Scores:
         return scores_from_logits(*self.logits_clean(texts), self.calibration)
@@ -334,6 +371,8 @@ class EncoderPredictor(Predictor):
             "max_windows": e.max_windows,
             "batch_size": e.batch_size,
             "dtype": e.dtype,
+            "topic_pooling": self.topic_pooling,
+            "tone_pooling": self.tone_pooling,
         }
 
     def save_weights(self, folder: Path) -> list[str]:
@@ -358,4 +397,7 @@ class EncoderPredictor(Predictor):
             dtype=settings.pop("dtype", "float32"),
             **{k: settings[k] for k in ("max_length", "stride", "max_windows", "batch_size")},
         )
-        return cls(manifest.schema, encoder, heads, manifest.thresholds, manifest.calibration)
+        pooling = {k: settings.get(k, "mean") for k in ("topic_pooling", "tone_pooling")}
+        return cls(
+            manifest.schema, encoder, heads, manifest.thresholds, manifest.calibration, **pooling
+        )
