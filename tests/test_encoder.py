@@ -227,3 +227,19 @@ def test_window_pooling_rules(encoder_run):
     mean_topic, _ = predictor.logits_clean(texts)
     expected, _ = predictor.head_logits(predictor.encoder.embed(texts))
     assert mean_topic == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "layout", [{"dense": [{"bias": False, "activation": "os.system"}]}, {"prompt": "q: "}]
+)
+def test_a_malformed_encoder_layout_is_one_line(encoder_run, tmp_path, layout):
+    from test_artifact_safety import reseal
+
+    folder = Path(shutil.copytree(encoder_run / "model", tmp_path / "model"))
+    path = folder / "encoder" / "topictone_encoder.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **layout}))
+    if "prompt" in layout:
+        path.write_text(json.dumps({"prompt": "q: "}))
+    reseal(folder)
+    with pytest.raises(TopictoneError, match=r"topictone_encoder\.json"):
+        infer.load(folder)

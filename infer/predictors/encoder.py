@@ -228,19 +228,24 @@ def load_encoder(folder: str | Path, dtype: str = "float32", **settings: Any) ->
     if not folder.is_dir():
         raise TopictoneError(f"{folder}: encoder folder not found")
     if (folder / LAYOUT).is_file():
-        layout = json.loads((folder / LAYOUT).read_text(encoding="utf-8"))
-        tensors = load_file(folder / DENSE)
-        dense = [
-            (
-                tensors[f"{i}.weight"],
-                tensors.get(f"{i}.bias") if d["bias"] else None,
-                d["activation"],
-            )
-            for i, d in enumerate(layout["dense"])
-        ]
+        try:
+            layout = json.loads((folder / LAYOUT).read_text(encoding="utf-8"))
+            tensors = load_file(folder / DENSE)
+            dense = [
+                (
+                    tensors[f"{i}.weight"],
+                    tensors.get(f"{i}.bias") if d["bias"] else None,
+                    d["activation"] if d["activation"] in ACTIVATIONS.values() else 0,
+                )
+                for i, d in enumerate(layout["dense"])
+            ]
+            prompt, normalize = str(layout["prompt"]), bool(layout["normalize"])
+        except (KeyError, TypeError, ValueError, OSError) as err:
+            raise TopictoneError(f"{folder / LAYOUT}: malformed encoder layout ({err!r})") from None
+        if any(activation == 0 for *_, activation in dense):
+            raise TopictoneError(f"{folder / LAYOUT}: unsupported dense activation")
         model, tokenizer = _hf_model(folder, dtype)
-        settings.setdefault("prompt", layout["prompt"])
-        normalize = bool(layout["normalize"])
+        settings.setdefault("prompt", prompt)
     elif (folder / "modules.json").is_file():
         model, tokenizer, dense, normalize, prompts = _sentence_transformers(folder, dtype)
         prompt_name = settings.pop("prompt_name", None)
