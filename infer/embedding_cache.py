@@ -1,4 +1,5 @@
-"""Embeddings kept on disk by text hash, so reruns and sweeps never embed a text twice.
+"""Embeddings kept on disk by the hash of the text embedded (one window), so reruns and
+sweeps never embed it twice.
 
 One SQLite file per encoder fingerprint (weights, tokenizer and every setting that
 changes a vector): a changed encoder or setting is a new file, never a stale hit.
@@ -9,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,11 @@ class EmbeddingCache:
         with self._connect() as db:
             db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB)")
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=60)
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection that commits on success and is always closed."""
+        with closing(sqlite3.connect(self.path, timeout=60)) as db, db:
+            yield db
 
     def get_or_embed(
         self, texts: Sequence[str], embed: Callable[[list[str]], np.ndarray]

@@ -243,3 +243,30 @@ def test_a_malformed_encoder_layout_is_one_line(encoder_run, tmp_path, layout):
     reseal(folder)
     with pytest.raises(TopictoneError, match=r"topictone_encoder\.json"):
         infer.load(folder)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["settings"].pop("max_length"), "malformed encoder settings"),
+        (lambda m: m["settings"].update(batch_size="many"), "malformed encoder settings"),
+        (lambda m: m["settings"].update(max_windows=10**9), "out of range"),
+    ],
+)
+def test_encoder_settings_are_checked(encoder_run, tmp_path, edit, message):
+    from test_artifact_safety import edit_manifest
+
+    folder = Path(shutil.copytree(encoder_run / "model", tmp_path / "model"))
+    edit_manifest(folder, edit)
+    with pytest.raises(TopictoneError, match=message):
+        infer.load(folder)
+
+
+def test_a_garbage_heads_file_is_one_line(encoder_run, tmp_path):
+    from test_artifact_safety import reseal
+
+    folder = Path(shutil.copytree(encoder_run / "model", tmp_path / "model"))
+    (folder / "heads.safetensors").write_bytes(b"\xff" * 64)
+    reseal(folder)
+    with pytest.raises(TopictoneError, match="unreadable safetensors file"):
+        infer.load(folder)

@@ -54,9 +54,7 @@ class Predictor(ABC):
     def preprocess(self, texts: Sequence[str]) -> list[str]:
         for index, text in enumerate(texts):
             if not isinstance(text, str):
-                raise TopictoneError(
-                    f"texts[{index}]: must be a string, got {type(text).__name__}"
-                )
+                raise TopictoneError(f"texts[{index}]: must be a string, got {type(text).__name__}")
         return [normalize(t) for t in texts]
 
     @abstractmethod

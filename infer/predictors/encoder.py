@@ -397,11 +397,19 @@ class EncoderPredictor(Predictor):
         with safe_open(heads_file, "np") as handle:
             heads = {k: handle.get_tensor(k) for k in handle.keys()}
         settings = {**manifest.settings, **options}
-        encoder = load_encoder(
-            folder / ENCODER,
-            dtype=settings.pop("dtype", "float32"),
-            **{k: settings[k] for k in ("max_length", "stride", "max_windows", "batch_size")},
-        )
+        try:
+            sizes = {
+                k: int(settings[k]) for k in ("max_length", "stride", "max_windows", "batch_size")
+            }
+        except (KeyError, TypeError, ValueError) as err:
+            raise TopictoneError(f"{folder}: malformed encoder settings ({err!r})") from None
+        if not (
+            0 < sizes["max_length"] <= 8192
+            and 0 < sizes["max_windows"] <= 256
+            and 0 < sizes["batch_size"] <= 4096
+        ):
+            raise TopictoneError(f"{folder}: encoder settings out of range ({sizes})")
+        encoder = load_encoder(folder / ENCODER, dtype=settings.pop("dtype", "float32"), **sizes)
         pooling = {k: settings.get(k, "mean") for k in ("topic_pooling", "tone_pooling")}
         return cls(
             manifest.schema, encoder, heads, manifest.thresholds, manifest.calibration, **pooling

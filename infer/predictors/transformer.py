@@ -330,5 +330,7 @@ def stored_schema(path: Path) -> Any:
     try:
         with safe_open(path, "np") as handle:
             return json.loads((handle.metadata() or {}).get("schema", "null"))
-    except (OSError, ValueError) as err:
-        raise TopictoneError(f"{path}: unreadable safetensors file ({err})") from None
+    except Exception as err:  # SafetensorError is no OSError: any failure is one line
+        raise TopictoneError(
+            f"{path}: unreadable safetensors file ({type(err).__name__})"
+        ) from None
