@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from infer.artifact import Manifest, read_manifest, save_model
-from infer.errors import InputError, TopictoneError
+from infer.errors import InputError, TextError, TopictoneError
+from infer.limits import TextLimits
 from infer.predictors import predictor_class
 from infer.predictors.base import Predictor
 from infer.schema import LabelSchema, Prediction
@@ -24,6 +26,8 @@ __all__ = [
     "Manifest",
     "Prediction",
     "Predictor",
+    "TextError",
+    "TextLimits",
     "TopictoneError",
     "load",
     "normalize",
@@ -31,8 +35,17 @@ __all__ = [
 ]
 
 
-def load(path: str | os.PathLike[str], **options: Any) -> Predictor:
-    """Load any saved topictone model folder; ``options`` go to the kind's loader."""
+def load(
+    path: str | os.PathLike[str],
+    limits: TextLimits | Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Predictor:
+    """Load any saved topictone model folder; ``options`` go to the kind's loader.
+
+    ``limits`` bound each text (:class:`TextLimits`: ``max_chars``, ``on_long_text``)."""
     folder = Path(path)
+    bounds = TextLimits.of(limits)
     manifest = read_manifest(folder)
-    return predictor_class(manifest.kind).load(folder, manifest, **options)
+    predictor = predictor_class(manifest.kind).load(folder, manifest, **options)
+    predictor.limits = bounds
+    return predictor

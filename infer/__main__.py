@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import sys
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import infer
 from infer.batch import predict_file
-from infer.cli import CONF_DIR, user_errors
+from infer.cli import CONF_DIR, command
 
 
-@hydra.main(version_base="1.3", config_path=f"{CONF_DIR}/inference", config_name="infer")
-@user_errors
+@command(f"{CONF_DIR}/inference", "infer")
 def main(cfg: DictConfig) -> None:
     options = OmegaConf.to_container(cfg.options, resolve=True) or {}
     predictor = infer.load(cfg.model, **{k: v for k, v in options.items() if v is not None})

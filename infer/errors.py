@@ -23,3 +23,11 @@ class InputError(TopictoneError):
         where = ":".join(str(p) for p in (file, line) if p is not None)
         what = f"field '{field}': " if field else ""
         super().__init__(f"{where}: {what}{message}" if where else f"{what}{message}")
+
+
+class TextError(TopictoneError):
+    """A bad text passed to the Python API, located by its index in the list."""
+
+    def __init__(self, index: int, message: str) -> None:
+        self.index = index
+        super().__init__(f"texts[{index}]: {message}")

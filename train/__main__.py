@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from infer.cli import CONF_DIR, user_errors
+from infer.cli import CONF_DIR, command
 from train.run import run
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-@user_errors
+@command(CONF_DIR, "train")
 def main(cfg: DictConfig) -> float | None:
     metrics = run(cfg, Path(HydraConfig.get().runtime.output_dir))
     # Returned for Hydra sweepers that optimise: the dev topic macro-F1.

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infer.artifact import Manifest
-from infer.errors import TopictoneError
+from infer.errors import TextError, TopictoneError
+from infer.limits import TextLimits
 from infer.schema import LabelSchema, Prediction, decide_topics
 from infer.text import normalize
 
@@ -27,6 +28,7 @@ Scores = tuple[np.ndarray, np.ndarray]
 class Predictor(ABC):
     kind: ClassVar[str]
     requirements: ClassVar[tuple[str, ...]] = ("numpy",)
+    limits: TextLimits = TextLimits()  # set per instance by ``infer.load(..., limits=)``
 
     def __init__(
         self,
@@ -52,10 +54,14 @@ class Predictor(ABC):
         return base
 
     def preprocess(self, texts: Sequence[str]) -> list[str]:
+        """Checked, length-bounded, normalised texts; a bad one is a ``TextError``."""
+        limits = self.limits
         for index, text in enumerate(texts):
             if not isinstance(text, str):
-                raise TopictoneError(f"texts[{index}]: must be a string, got {type(text).__name__}")
-        return [normalize(t) for t in texts]
+                raise TextError(index, f"must be a string, got {type(text).__name__}")
+            if problem := limits.problem(text):
+                raise TextError(index, problem)
+        return [normalize(limits.apply(t)) for t in texts]
 
     @abstractmethod
     def _forward(self, texts: list[str]) -> Scores:
@@ -134,3 +140,13 @@ def scores_from_logits(
     z -= z.max(axis=1, keepdims=True)
     tone = np.exp(z)
     return topics, tone / tone.sum(axis=1, keepdims=True)
+
+
+def readable_prefix(tokenizer: Any, tokens: int) -> int:
+    """Characters that surely hold a text's first ``tokens`` tokens: a model that reads
+    only those cuts the rest before tokenising, so a huge text costs what a long one does.
+
+    No token spans more characters than the vocabulary's longest piece; the factor 2 is
+    slack for tokenizer normalisers that drop characters."""
+    longest = max((len(piece) for piece in tokenizer.get_vocab()), default=1)
+    return 2 * tokens * max(longest, 1)

@@ -27,7 +27,7 @@ from infer.artifact import Manifest, check_stored_schema
 from infer.embedding_cache import EmbeddingCache, text_key
 from infer.errors import TopictoneError
 from infer.paths import inside
-from infer.predictors.base import Predictor, Scores, scores_from_logits
+from infer.predictors.base import Predictor, Scores, readable_prefix, scores_from_logits
 from infer.predictors.transformer import SAFE_LOAD, stored_schema, without_pooler
 from infer.schema import LabelSchema
 
@@ -78,6 +78,7 @@ class SentenceEncoder:
         specials = len(tokenizer("")["input_ids"])  # special tokens around every window
         prompt_len = len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
         self.budget = self.max_length - specials - prompt_len  # text tokens per window
+        self.reads_chars = readable_prefix(tokenizer, self.max_length * self.max_windows)
         if self.budget <= self.stride:
             raise TopictoneError(
                 f"encoder max_length {max_length} leaves {self.budget} text tokens after the "
@@ -93,6 +94,7 @@ class SentenceEncoder:
     def windows(self, texts: Sequence[str]) -> list[list[str]]:
         """Each text as up to ``max_windows`` prompted pieces of at most ``budget`` tokens;
         a text that fits is one piece, exactly prompt + text."""
+        texts = [t[: self.reads_chars] for t in texts]
         encoded = self.tokenizer(
             list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
         )["offset_mapping"]

@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 
 from infer.artifact import Manifest, check_stored_schema
 from infer.errors import TopictoneError
-from infer.predictors.base import Predictor, Scores, scores_from_logits
+from infer.predictors.base import Predictor, Scores, readable_prefix, scores_from_logits
 from infer.schema import LabelSchema, Prediction
 
 WEIGHTS = "model.safetensors"
@@ -207,6 +207,7 @@ class TransformerPredictor(Predictor):
             prefix,
         )
         self.batch_size = batch_size
+        self.reads_chars = readable_prefix(tokenizer, max_length * max_windows)
         if threads:
             torch.set_num_threads(int(threads))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -214,7 +215,12 @@ class TransformerPredictor(Predictor):
 
     def encode(self, texts: Sequence[str]) -> list[list[list[int]]]:
         return encode_windows(
-            self.tokenizer, texts, self.max_length, self.stride, self.max_windows, self.prefix
+            self.tokenizer,
+            [t[: self.reads_chars] for t in texts],
+            self.max_length,
+            self.stride,
+            self.max_windows,
+            self.prefix,
         )
 
     def logits(self, docs: Sequence[list[list[int]]]) -> tuple[np.ndarray, np.ndarray]:
