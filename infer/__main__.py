@@ -9,12 +9,18 @@ from omegaconf import DictConfig, OmegaConf
 import infer
 from infer.batch import predict_file
 from infer.cli import CONF_DIR, command
+from infer.io import check_output
 
 
 @command(f"{CONF_DIR}/inference", "infer")
 def main(cfg: DictConfig) -> None:
+    check_output(cfg.output, (cfg.input,))  # before the model loads: fail fast
     options = OmegaConf.to_container(cfg.options, resolve=True) or {}
-    predictor = infer.load(cfg.model, **{k: v for k, v in options.items() if v is not None})
+    predictor = infer.load(
+        cfg.model,
+        limits=OmegaConf.to_container(cfg.limits, resolve=True),
+        **{k: v for k, v in options.items() if v is not None},
+    )
     count = predict_file(
         predictor,
         cfg.input,
@@ -26,6 +32,9 @@ def main(cfg: DictConfig) -> None:
         thresholds=OmegaConf.to_container(cfg.thresholds) or None,
         explain=cfg.explain,
         progress=cfg.progress,
+        prediction_field=cfg.prediction_field,
+        prediction_prefix=cfg.prediction_prefix,
+        max_line_bytes=cfg.max_line_bytes,
     )
     print(f"wrote {count} predictions to {cfg.output}", file=sys.stderr)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infer.errors import TopictoneError
-from infer.paths import inside
+from infer.paths import follow_umask, inside
 from infer.schema import LabelSchema
 from infer.text import NORMALIZATION_VERSION
 
@@ -102,6 +102,7 @@ def save_model(
             json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
         (staging / CARD).write_text(model_card(manifest), encoding="utf-8")
+        follow_umask(staging, folder=True)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

@@ -1,4 +1,10 @@
-"""Batch prediction over files of any size: stream in, predict per batch, stream out."""
+"""Batch prediction over files of any size: stream in, predict per batch, stream out.
+
+Nothing is lost silently: every input row comes out with its fields as read and the
+predictions beside them under names that must not collide with the row's own; a row
+the output format cannot hold, a text over the limits, or any other problem stops the
+run with file:line, and the output appears only when the whole input was written.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,19 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from infer.io import Row, detect_format, open_writer, read_rows, require_text
+from infer.errors import InputError, TopictoneError
+from infer.io import (
+    MAX_LINE_BYTES,
+    STDOUT,
+    Row,
+    RowValueError,
+    check_output,
+    detect_format,
+    open_writer,
+    parquet_schema,
+    read_rows,
+    require_text,
+)
 from infer.predictors.base import Predictor
 from infer.schema import Prediction
 
@@ -25,24 +43,48 @@ def predict_file(
     thresholds: Mapping[str, float] | None = None,
     explain: bool = False,
     progress: bool = True,
+    prediction_field: str = "prediction",
+    prediction_prefix: str = "pred_",
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> int:
-    """Write one output row per input row (its fields kept, predictions added); return the count."""
-    source, target = Path(input), Path(output)
+    """Write one output row per input row (its fields kept, predictions added); return the count.
+
+    JSONL and Parquet nest the prediction under ``prediction_field``; CSV flattens it
+    into columns starting with ``prediction_prefix``."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise TopictoneError(f"batch_size must be a positive integer, got {batch_size!r}")
+    source = Path(input)
     kind_in = detect_format(source, input_format)
-    flat = detect_format(target, output_format) == "csv"
+    check_output(output, (source,))
+    to_stdout = str(output) == STDOUT
+    kind_out = (
+        (output_format or "jsonl") if to_stdout else detect_format(Path(output), output_format)
+    )
+    flat = kind_out == "csv"
+    schema = parquet_schema(source) if kind_in == kind_out == "parquet" else None
     total = source.stat().st_size if source.is_file() and kind_in != "parquet" else None
+    limits = predictor.limits
     count = 0
     rows: list[Row] = []
+    lines: list[int] = []
     texts: list[str] = []
 
     def flush(writer: Any) -> None:
         predictions = predictor.predict(texts, thresholds=thresholds, explain=explain)
-        writer.write([_merge(r, p, flat) for r, p in zip(rows, predictions, strict=True)])
+        merged = [
+            _merge(r, p, flat, prediction_field, prediction_prefix)
+            for r, p in zip(rows, predictions, strict=True)
+        ]
+        try:
+            writer.write(merged)
+        except RowValueError as err:
+            raise InputError(err.reason, source, lines[err.index], err.field) from None
         rows.clear()
+        lines.clear()
         texts.clear()
 
     with (
-        open_writer(target, output_format) as writer,
+        open_writer(output, kind_out, schema=schema) as writer,
         tqdm(
             total=total,
             unit="B" if total else "row",
@@ -51,9 +93,14 @@ def predict_file(
             desc=f"predict {source.name}",
         ) as bar,
     ):
-        for line, row, size in read_rows(source, kind_in):
-            texts.append(require_text(row, text_field, source, line))
+        for line, row, size in read_rows(source, kind_in, max_line_bytes=max_line_bytes):
+            text = require_text(row, text_field, source, line)
+            if problem := limits.problem(text):
+                raise InputError(problem, source, line, text_field)
+            _check_names(row, flat, prediction_field, prediction_prefix, source, line)
+            texts.append(text)
             rows.append(row)
+            lines.append(line)
             count += 1
             bar.update(size)
             if len(rows) >= batch_size:
@@ -63,7 +110,26 @@ def predict_file(
     return count
 
 
-def _merge(row: Row, prediction: Prediction, flat: bool) -> Row:
+def _check_names(row: Row, flat: bool, field: str, prefix: str, source: Path, line: int) -> None:
+    """Prediction names must not replace an input field (checked on every row)."""
+    clash = (
+        sorted(k for k in row if isinstance(k, str) and k.startswith(prefix))
+        if flat
+        else ([field] if field in row else [])
+    )
+    if clash:
+        knob = (
+            f"prediction_prefix (now '{prefix}')" if flat else f"prediction_field (now '{field}')"
+        )
+        raise InputError(
+            f"the input already has a field named like the predictions; set {knob} to another name",
+            source,
+            line,
+            clash[0],
+        )
+
+
+def _merge(row: Row, prediction: Prediction, flat: bool, field: str, prefix: str) -> Row:
     if flat:
-        return {**row, **prediction.to_flat()}
-    return {**row, "prediction": prediction.to_dict()}
+        return {**row, **prediction.to_flat(prefix)}
+    return {**row, field: prediction.to_dict()}

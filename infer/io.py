@@ -11,15 +11,22 @@ import contextlib
 import csv
 import json
 import os
+import re
+import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from infer.errors import InputError, TopictoneError
+from infer.paths import follow_umask
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 FORMATS_IN = {**FORMATS, ".parquet": "parquet"}
+FORMATS_OUT = FORMATS_IN
+STDOUT = "-"
+MAX_LINE_BYTES = 16 << 20  # one record; a longer line is refused before it is parsed
 
 Row = dict[str, Any]
 
@@ -41,61 +48,95 @@ def detect_format(path: Path, fmt: str | None, known: dict[str, str] = FORMATS_I
 
 
 def read_rows(
-    path: str | os.PathLike[str], fmt: str | None = None
+    path: str | os.PathLike[str], fmt: str | None = None, max_line_bytes: int = MAX_LINE_BYTES
 ) -> Iterator[tuple[int, Row, int]]:
-    """Yield ``(line, row, bytes_read)`` for every record; blank JSONL lines are skipped."""
+    """Yield ``(line, row, bytes_read)`` for every record; blank JSONL lines are skipped.
+
+    A JSONL or CSV line over ``max_line_bytes`` is refused before it is parsed, so one
+    huge line never has to fit in memory several times over."""
     file = Path(path)
     kind = detect_format(file, fmt)
     if not file.is_file():
         raise InputError("no such file", file)
     if file.stat().st_size == 0:
         raise InputError("file is empty", file)
-    reader = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}[kind]
     count = 0
-    for item in reader(file):
+    if kind == "parquet":
+        items = _read_parquet(file)
+    else:
+        lines = _decoded_lines(file, max_line_bytes)
+        items = _read_jsonl(file, lines) if kind == "jsonl" else _read_csv(file, lines)
+    for item in items:
         count += 1
         yield item
     if count == 0:
         raise InputError("file has no records", file)
 
 
-def _decoded_lines(file: Path) -> Iterator[tuple[int, str, int]]:
+def _decoded_lines(file: Path, max_bytes: int) -> Iterator[tuple[int, str, int]]:
     with file.open("rb") as handle:
-        for number, raw in enumerate(handle, 1):
+        number = 0
+        while raw := handle.readline(max_bytes + 1):
+            number += 1
+            if len(raw) > max_bytes:
+                raise InputError(
+                    f"line is longer than max_line_bytes={max_bytes} bytes", file, number
+                )
             try:
                 yield number, raw.decode("utf-8"), len(raw)
             except UnicodeDecodeError:
                 raise InputError("not valid UTF-8 text", file, number) from None
 
 
-def _read_jsonl(file: Path) -> Iterator[tuple[int, Row, int]]:
-    for number, line, size in _decoded_lines(file):
+def _unique_keys(pairs: list[tuple[str, Any]]) -> Row:
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key '{repeated}' (only one value could be kept)")
+    return row
+
+
+def _read_jsonl(
+    file: Path, lines: Iterator[tuple[int, str, int]]
+) -> Iterator[tuple[int, Row, int]]:
+    for number, line, size in lines:
         if number == 1 and line.startswith("\ufeff"):
             line = line[1:]
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as err:
             raise InputError(
                 f"invalid JSON ({err.msg}, column {err.colno})", file, number
+            ) from None
+        except (ValueError, RecursionError) as err:
+            raise InputError(
+                f"invalid JSON ({str(err) or 'nested too deeply'})", file, number
             ) from None
         if not isinstance(row, dict):
             raise InputError("expected a JSON object", file, number)
         yield number, row, size
 
 
-def _read_csv(file: Path) -> Iterator[tuple[int, Row, int]]:
+def _read_csv(file: Path, lines: Iterator[tuple[int, str, int]]) -> Iterator[tuple[int, Row, int]]:
     state = {"line": 0, "bytes": 0}
 
-    def lines() -> Iterator[str]:
-        for number, line, size in _decoded_lines(file):
+    def text() -> Iterator[str]:
+        for number, line, size in lines:
             state["line"], state["bytes"] = number, state["bytes"] + size
             yield line[1:] if number == 1 and line.startswith("\ufeff") else line
 
-    reader = csv.reader(lines())
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_BYTES))
+    reader = csv.reader(text(), strict=True)  # a stray quote is an error, not a guess
     try:
         header = next(reader)
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise InputError(
+                f"duplicate column {', '.join(map(repr, repeated))} in the header", file, 1
+            )
         for record in reader:
             if not record:
                 continue
@@ -117,11 +158,22 @@ def _read_parquet(file: Path) -> Iterator[tuple[int, Row, int]]:
         parquet = pq.ParquetFile(file)
     except (ArrowException, OSError) as err:
         raise InputError(f"not a readable Parquet file ({err})", file) from None
+    names = parquet.schema_arrow.names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"duplicate column {', '.join(map(repr, repeated))}", file)
     number = 0
     for batch in parquet.iter_batches(batch_size=4096):
         for row in batch.to_pylist():
             number += 1
             yield number, row, 1
+
+
+def parquet_schema(path: str | os.PathLike[str]) -> Any:
+    """The Arrow schema of a Parquet file, so its columns are written back as they were."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).schema_arrow
 
 
 def require_text(row: Row, field: str, file: Any, line: int) -> str:
@@ -137,7 +189,37 @@ def require_text(row: Row, field: str, file: Any, line: int) -> str:
 
 
 class RowWriter(Protocol):
-    def write(self, rows: list[Row]) -> None: ...
+    def write(self, rows: list[Row]) -> None:
+        """Write rows; a value the format cannot hold raises :class:`RowValueError`."""
+
+
+class RowValueError(TopictoneError):
+    """A row the output format cannot hold faithfully: ``index`` in the batch, ``field``."""
+
+    def __init__(self, index: int, field: str | None, message: str) -> None:
+        self.index, self.field, self.reason = index, field, message
+        super().__init__(message)
+
+
+def _json_line(row: Row, index: int) -> str:
+    try:
+        line = json.dumps(row, ensure_ascii=False)
+    except (TypeError, ValueError) as err:
+        field = next((k for k, v in row.items() if not _json_ok(v)), None)
+        raise RowValueError(index, field, f"cannot be written as JSON ({err})") from None
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, as JSON allows: kept as its \u escape
+        line = json.dumps(row)
+    return line + "\n"
+
+
+def _json_ok(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 class _JsonlWriter:
@@ -145,7 +227,7 @@ class _JsonlWriter:
         self.handle = handle
 
     def write(self, rows: list[Row]) -> None:
-        self.handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        self.handle.write("".join(_json_line(r, i) for i, r in enumerate(rows)))
 
 
 class _CsvWriter:
@@ -154,37 +236,169 @@ class _CsvWriter:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
         self.writer: csv.DictWriter | None = None
+        self.columns: list[str] = []
 
     def write(self, rows: list[Row]) -> None:
         if not rows:
             return
         if self.writer is None:
-            self.writer = csv.DictWriter(self.handle, fieldnames=list(rows[0]))
+            self.columns = list(rows[0])
+            self.writer = csv.DictWriter(self.handle, fieldnames=self.columns)
             self.writer.writeheader()
+        cells = []
+        for index, row in enumerate(rows):
+            if list(row) != self.columns:
+                raise RowValueError(
+                    index, None, "has other columns than the first row (CSV needs one header)"
+                )
+            cells.append({k: self._cell(v, index, k) for k, v in row.items()})
+        self.writer.writerows(cells)
+
+    @staticmethod
+    def _cell(value: Any, index: int, field: str) -> Any:
+        if isinstance(value, (list, dict)):
+            if not _json_ok(value):
+                raise RowValueError(index, field, "cannot be written as JSON in a CSV cell")
+            return json.dumps(value, ensure_ascii=False)
+        return value
+
+
+class _ParquetWriter:
+    """Parquet row groups; the input's own column types when the input was Parquet."""
+
+    def __init__(self, path: str, schema: Any = None) -> None:
+        self.path, self.schema, self.writer = path, schema, None
+
+    def write(self, rows: list[Row]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not rows:
+            return
+        if self.writer is None:
+            if self.schema is not None:  # the input's fields, then the new ones inferred
+                known = set(self.schema.names)
+                new = [{k: v for k, v in r.items() if k not in known} for r in rows]
+                self.schema = pa.schema([*self.schema, *self._table(pa, new, None).schema])
+            else:
+                self.schema = self._table(pa, rows, None).schema
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        self.writer.write_table(self._table(pa, rows, self.schema))
+
+    @staticmethod
+    def _table(pa: Any, rows: list[Row], schema: Any) -> Any:
         try:
-            self.writer.writerows(
-                {
-                    k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
-                    for k, v in r.items()
-                }
-                for r in rows
-            )
-        except ValueError as err:
-            raise TopictoneError(f"cannot write CSV: rows have different columns ({err})") from None
+            return pa.Table.from_pylist(rows, schema=schema)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as err:
+            for index, row in enumerate(rows):  # find the row to name it
+                try:
+                    pa.Table.from_pylist([row], schema=schema)
+                except (pa.ArrowException, TypeError, ValueError, OverflowError) as one:
+                    raise RowValueError(
+                        index, None, f"cannot be written as Parquet ({one})"
+                    ) from None
+            raise RowValueError(0, None, f"cannot be written as Parquet ({err})") from None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def check_output(
+    output: str | os.PathLike[str], inputs: tuple[str | os.PathLike[str], ...] = ()
+) -> None:
+    """Refuse an output that would destroy data: an input (also through links or hard
+    links), or an existing path that is not a regular file (a link, device or folder)."""
+    if str(output) == STDOUT:
+        return
+    target = Path(output)
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        info = None
+    except OSError as err:
+        raise TopictoneError(f"{target}: cannot use as output ({err.strerror})") from None
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        what = (
+            "a link"
+            if stat.S_ISLNK(info.st_mode)
+            else ("a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file")
+        )
+        raise TopictoneError(f"{target}: output exists and is {what}; refusing to replace it")
+    for source in inputs:
+        src = Path(source)
+        same = target.resolve() == src.resolve() or (
+            info is not None and src.exists() and os.path.samefile(src, target)
+        )
+        if same:
+            raise TopictoneError(f"{target}: output is the input file; choose another output")
+
+
+_PART = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.part$")
+
+
+def _remove_stale_parts(target: Path) -> None:
+    """Temporary files a killed run (SIGKILL, power loss) left beside ``target``."""
+    for part in target.parent.glob(f".{glob_escape(target.name)}.*.part"):
+        match = _PART.match(part.name)
+        if not match or match["name"] != target.name:
+            continue
+        try:
+            os.kill(int(match["pid"]), 0)
+        except ProcessLookupError:
+            part.unlink(missing_ok=True)
+        except (PermissionError, OverflowError):
+            continue
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 @contextlib.contextmanager
-def open_writer(path: str | os.PathLike[str], fmt: str | None = None) -> Iterator[RowWriter]:
-    """A writer whose file appears only if the block finishes without error."""
+def open_writer(
+    path: str | os.PathLike[str], fmt: str | None = None, schema: Any = None
+) -> Iterator[RowWriter]:
+    """A writer whose file appears only if the block finishes without error.
+
+    ``-`` streams to standard output (JSONL unless ``fmt`` says CSV). Files are written
+    to a temporary ``.part`` beside the target, removed on any error or signal, and
+    given the mode the umask allows; ``schema`` keeps Parquet input column types."""
+    if str(path) == STDOUT:
+        kind = fmt or "jsonl"
+        if kind not in ("jsonl", "csv"):
+            raise TopictoneError(f"output '-' streams JSONL or CSV, not {kind}")
+        yield _JsonlWriter(sys.stdout) if kind == "jsonl" else _CsvWriter(sys.stdout)
+        sys.stdout.flush()
+        return
     target = Path(path)
-    kind = detect_format(target, fmt, FORMATS)
-    if target.is_dir():
-        raise TopictoneError(f"{target}: output is a folder, not a file")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    kind = detect_format(target, fmt, FORMATS_OUT)
+    check_output(target)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            yield _JsonlWriter(handle) if kind == "jsonl" else _CsvWriter(handle)
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TopictoneError(
+            f"{target.parent}: cannot create the output folder ({err.strerror})"
+        ) from None
+    _remove_stale_parts(target)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.{os.getpid()}.", suffix=".part", dir=target.parent
+        )
+    except OSError as err:
+        raise TopictoneError(f"{target.parent}: cannot write here ({err.strerror})") from None
+    try:
+        if kind == "parquet":
+            os.close(fd)
+            writer = _ParquetWriter(tmp, schema)
+            try:
+                yield writer
+            finally:
+                writer.close()
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+                yield _JsonlWriter(handle) if kind == "jsonl" else _CsvWriter(handle)
+        follow_umask(Path(tmp))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

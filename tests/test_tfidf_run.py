@@ -79,7 +79,7 @@ def test_python_api(tfidf_run):
         assert p.tone == max(p.tone_scores, key=p.tone_scores.get)
         assert p.topics == [t for t, s in p.topic_scores.items() if s >= 0.5]
     assert predictor.predict([]) == []
-    with pytest.raises(TypeError):
+    with pytest.raises(TopictoneError):
         predictor.predict("one string")
 
 

