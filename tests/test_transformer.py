@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,50 @@ def test_weighted_loss_ignores_unknown_labels():
     assert torch.allclose(masked, first_only) and not torch.allclose(both, first_only)
     unweighted = model(**inputs, topic_weight=torch.ones(2), tone_weight=torch.ones(2))["loss"]
     assert torch.allclose(unweighted, both)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"batch_size": 0}, r"option: batch_size must be an integer in \[1, 4096\], got 0"),
+        ({"max_windows": 10**9}, r"max_windows must be an integer in \[1, 256\]"),
+        ({"max_windows": "4"}, "max_windows must be an integer"),
+        ({"threads": -2}, "threads must be an integer"),
+        ({"stride": 32}, "stride 32 must be below max_length"),
+        ({"max_length": 100_000}, "max_length must be an integer"),
+        ({"device": "quantum"}, "option device:"),
+        ({"bogus": 1}, r"unknown option\(s\) bogus"),
+    ],
+)
+def test_load_options_are_checked(transformer_run, options, message):
+    with pytest.raises(TopictoneError, match=message):
+        infer.load(transformer_run / "model", **options)
+
+
+def test_a_manifest_claiming_huge_windows_is_refused(transformer_run, tmp_path):
+    from test_artifact_safety import edit_manifest
+
+    folder = Path(shutil.copytree(transformer_run / "model", tmp_path / "model"))
+    edit_manifest(folder, lambda m: m["settings"].update(max_windows=-1))
+    with pytest.raises(TopictoneError, match=r"model: max_windows must be an integer"):
+        infer.load(folder)
+
+
+def test_huge_texts_are_cut_before_tokenising(transformer_run, monkeypatch):
+    """The tokenizer never sees more than the predictor can read, and the prediction is
+    that of the prefix it reads: the windows kept are the same."""
+    import infer.predictors.transformer as module
+
+    predictor = infer.load(transformer_run / "model", limits={"max_chars": 10**7})
+    seen: list[int] = []
+    real = module.encode_windows
+
+    def spy(tokenizer, texts, *args, **kwargs):
+        seen.extend(len(t) for t in texts)
+        return real(tokenizer, texts, *args, **kwargs)
+
+    monkeypatch.setattr(module, "encode_windows", spy)
+    text = "Army tests a new missile near the border. " * 200_000  # 8.4 M characters
+    huge = predictor.predict([text])[0]
+    assert max(seen) <= predictor.reads_chars < len(text) // 10
+    assert huge == predictor.predict([text[: predictor.reads_chars]])[0]

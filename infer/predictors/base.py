@@ -154,3 +154,29 @@ def readable_prefix(tokenizer: Any, tokens: int) -> int:
     slack for tokenizer normalisers that drop characters."""
     longest = max((len(piece) for piece in tokenizer.get_vocab()), default=1)
     return 2 * tokens * max(longest, 1)
+
+
+SIZE_RANGES = {
+    "max_length": (1, 8192),
+    "stride": (0, 8191),
+    "max_windows": (1, 256),
+    "batch_size": (1, 4096),
+    "threads": (1, 1024),
+}
+
+
+def checked_sizes(where: object, settings: Mapping[str, Any], names: Sequence[str]) -> dict:
+    """The named integer settings of a model folder or a load option, range-checked.
+
+    Both are untrusted: a manifest may claim ``max_windows: 1e9`` and a user may type
+    ``options.batch_size=0``; either is one line naming the setting."""
+    out = {}
+    for name in names:
+        value = settings.get(name)
+        low, high = SIZE_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise TopictoneError(
+                f"{where}: {name} must be an integer in [{low}, {high}], got {value!r}"
+            )
+        out[name] = value
+    return out

@@ -27,7 +27,13 @@ from infer.artifact import Manifest, check_stored_schema
 from infer.embedding_cache import EmbeddingCache, text_key
 from infer.errors import TopictoneError
 from infer.paths import inside
-from infer.predictors.base import Predictor, Scores, readable_prefix, scores_from_logits
+from infer.predictors.base import (
+    Predictor,
+    Scores,
+    checked_sizes,
+    readable_prefix,
+    scores_from_logits,
+)
 from infer.predictors.transformer import SAFE_LOAD, stored_schema, without_pooler
 from infer.schema import LabelSchema
 
@@ -399,18 +405,9 @@ class EncoderPredictor(Predictor):
         with safe_open(heads_file, "np") as handle:
             heads = {k: handle.get_tensor(k) for k in handle.keys()}
         settings = {**manifest.settings, **options}
-        try:
-            sizes = {
-                k: int(settings[k]) for k in ("max_length", "stride", "max_windows", "batch_size")
-            }
-        except (KeyError, TypeError, ValueError) as err:
-            raise TopictoneError(f"{folder}: malformed encoder settings ({err!r})") from None
-        if not (
-            0 < sizes["max_length"] <= 8192
-            and 0 < sizes["max_windows"] <= 256
-            and 0 < sizes["batch_size"] <= 4096
-        ):
-            raise TopictoneError(f"{folder}: encoder settings out of range ({sizes})")
+        sizes = checked_sizes(
+            folder, settings, ("max_length", "stride", "max_windows", "batch_size")
+        )
         encoder = load_encoder(folder / ENCODER, dtype=settings.pop("dtype", "float32"), **sizes)
         pooling = {k: settings.get(k, "mean") for k in ("topic_pooling", "tone_pooling")}
         return cls(

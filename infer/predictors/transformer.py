@@ -22,12 +22,20 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 
 from infer.artifact import Manifest, check_stored_schema
 from infer.errors import TopictoneError
-from infer.predictors.base import Predictor, Scores, readable_prefix, scores_from_logits
+from infer.predictors.base import (
+    Predictor,
+    Scores,
+    checked_sizes,
+    readable_prefix,
+    scores_from_logits,
+)
 from infer.schema import LabelSchema, Prediction
 
 WEIGHTS = "model.safetensors"
 SAFE_LOAD = {"trust_remote_code": False, "local_files_only": True}  # a model folder runs no code
 POOLING = ("max", "mean")
+WINDOW_SETTINGS = ("max_length", "stride", "max_windows", "prefix")
+LOAD_OPTIONS = ("max_length", "stride", "max_windows", "prefix", "batch_size", "threads", "device")
 
 
 class TopicToneModel(nn.Module):
@@ -318,16 +326,44 @@ class TransformerPredictor(Predictor):
                 f"{folder / WEIGHTS}: weights do not match the manifest's model ({first})"
             ) from None
         tokenizer = AutoTokenizer.from_pretrained(folder, **SAFE_LOAD)
-        saved = {k: settings[k] for k in ("max_length", "stride", "max_windows", "prefix")}
+        unknown = sorted(set(options) - set(LOAD_OPTIONS))
+        if unknown:
+            raise TopictoneError(
+                f"unknown option(s) {', '.join(unknown)} (known: {', '.join(LOAD_OPTIONS)})"
+            )
         # Options override the saved settings: more windows than in training is fine,
         # since pooling is per element; the window length and prefix should not change.
+        merged = {**{k: settings.get(k) for k in WINDOW_SETTINGS}, **options}
+        sizes = checked_sizes(folder, merged, ("max_length", "stride", "max_windows"))
+        sizes |= checked_sizes(
+            "option", merged | {"batch_size": merged.get("batch_size", 32)}, ("batch_size",)
+        )
+        if merged.get("threads") is not None:
+            sizes |= checked_sizes("option", merged, ("threads",))
+        if sizes["stride"] >= sizes["max_length"]:
+            raise TopictoneError(f"{folder}: stride {sizes['stride']} must be below max_length")
+        if sizes["max_length"] > backbone_limit(config, tokenizer):
+            raise TopictoneError(
+                f"{folder}: max_length {sizes['max_length']} exceeds what the encoder accepts "
+                f"({backbone_limit(config, tokenizer)})"
+            )
+        if not isinstance(merged.get("prefix") or "", str):
+            raise TopictoneError(f"{folder}: prefix must be a string")
+        device = merged.get("device")
+        if device is not None:
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError) as err:
+                raise TopictoneError(f"option device: {err}") from None
         return cls(
             manifest.schema,
             model,
             tokenizer,
             thresholds=manifest.thresholds,
             calibration=manifest.calibration,
-            **{**saved, **options},
+            prefix=merged.get("prefix") or "",
+            device=device,
+            **sizes,
         )
 
 
