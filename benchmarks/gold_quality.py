@@ -40,12 +40,10 @@ DEFAULT_KINDS = ("tfidf", "encoder", "ensemble")
 BUCKET_GAP = 0.05  # no language or length bucket more than this below the overall figure
 
 
-def bucket_metrics(run: Path) -> list[tuple]:
-    """(bucket, n, topics macro-F1 cross-fitted, topics macro-F1 dev-fitted, tone macro-F1,
-    bootstrap 95% intervals of the honest topic and the tone figure)."""
+def dev_predictions(run: Path) -> tuple:
+    """A run's saved dev predictions: manifest, schema, rows, (topic truth, tone truth),
+    (calibrated topic scores, tone distributions)."""
     from infer.schema import LabelSchema
-    from train.decision import crossfit_decisions
-    from train.evaluation import bootstrap_interval, compute_metrics, decisions
 
     manifest = json.loads((run / "model" / "topictone.json").read_text())
     schema = LabelSchema.from_dict(manifest["schema"])
@@ -54,6 +52,16 @@ def bucket_metrics(run: Path) -> list[tuple]:
     tone_true = np.array([schema.tones.index(r["tone"]) for r in rows])
     scores = np.array([[r["prediction"]["topic_scores"][t] for t in schema.topics] for r in rows])
     probs = np.array([[r["prediction"]["tone_scores"][t] for t in schema.tones] for r in rows])
+    return manifest, schema, rows, (topic_true, tone_true), (scores, probs)
+
+
+def bucket_metrics(run: Path) -> list[tuple]:
+    """(bucket, n, topics macro-F1 cross-fitted, topics macro-F1 dev-fitted, tone macro-F1,
+    bootstrap 95% intervals of the honest topic and the tone figure)."""
+    from train.decision import crossfit_decisions
+    from train.evaluation import bootstrap_interval, compute_metrics, decisions
+
+    manifest, schema, rows, (topic_true, tone_true), (scores, probs) = dev_predictions(run)
     # The run's own cross-fitting (same function, same folds) on its saved calibrated dev
     # scores: each text decided by thresholds tuned on the other folds. With fixed
     # thresholds there is nothing to cross-fit.
@@ -61,7 +69,9 @@ def bucket_metrics(run: Path) -> list[tuple]:
     crossfit = None
     if decision.thresholds != "fixed":
         rule = (decision.thresholds, decision.fixed, decision.target_precision)
-        crossfit = crossfit_decisions(schema, scores, topic_true, *rule)
+        crossfit = crossfit_decisions(
+            schema, scores, topic_true, *rule, shrink=float(decision.get("shrink", 0.0))
+        )
     half = dict.fromkeys(schema.topics, 0.5)
     out = []
     buckets = [("all", np.ones(len(rows), dtype=bool))]
@@ -76,9 +86,7 @@ def bucket_metrics(run: Path) -> list[tuple]:
         if crossfit is not None:
             honest = compute_metrics(schema, crossfit[mask], probs[mask], *truth, half)
             decided = crossfit
-        interval = bootstrap_interval(
-            decided[mask], truth[0], probs[mask].argmax(axis=1), truth[1]
-        )
+        interval = bootstrap_interval(decided[mask], truth[0], probs[mask].argmax(axis=1), truth[1])
         out.append(
             (
                 name,

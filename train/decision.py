@@ -21,7 +21,8 @@ from infer.predictors.base import Predictor
 from infer.schema import LabelSchema
 from train.evaluation import decisions
 
-RULES = ("fixed", "f1", "precision")
+RULES = ("fixed", "f1", "precision", "auto")
+SHRINKS = (0.0, 10.0, 30.0, 100.0, float("inf"))  # "auto" candidates; inf: the fixed cut
 
 
 def tune_thresholds(
@@ -31,14 +32,29 @@ def tune_thresholds(
     rule: str = "f1",
     fixed: float = 0.5,
     target_precision: float = 0.8,
+    shrink: float = 0.0,
 ) -> dict[str, float]:
     """Per-topic thresholds: ``f1`` maximises each topic's F1; ``precision`` takes the
-    lowest threshold whose precision reaches the target (else the max-F1 one)."""
+    lowest threshold whose precision reaches the target (else the max-F1 one).
+
+    ``shrink`` pulls a tuned cut toward ``fixed`` where evidence is thin: the cut moves
+    by the share ``positives / (positives + shrink)`` of the way from ``fixed``. ``auto``
+    picks, per topic, the shrink among ``SHRINKS`` whose F1 cross-fitted on these texts
+    is best (ties: the stronger shrink), so the rule is chosen by an honest estimate."""
     if rule not in RULES:
         raise TopictoneError(f"decision.thresholds must be one of {RULES}, got '{rule}'")
+    if rule == "auto":
+        shrinks = choose_shrink(schema, topic_scores, topic_true, fixed)
+        return {
+            topic: tune_thresholds(
+                schema, topic_scores, topic_true, "f1", fixed, target_precision, shrinks[topic]
+            )[topic]
+            for topic in schema.topics
+        }
     thresholds = {}
     for i, topic in enumerate(schema.topics):
-        if rule == "fixed" or topic_true[:, i].sum() == 0:
+        positives = int(topic_true[:, i].sum())
+        if rule == "fixed" or positives == 0 or shrink == float("inf"):
             thresholds[topic] = float(fixed)
             continue
         precision, recall, cuts = precision_recall_curve(topic_true[:, i], topic_scores[:, i])
@@ -50,8 +66,34 @@ def tune_thresholds(
             best = int(reached[0]) if len(reached) else best
         # Halfway down to the next lower score: the same decisions on these texts, and a
         # margin for unseen positives that score just under the lowest one seen.
-        thresholds[topic] = float(cuts[best] + cuts[best - 1]) / 2 if best else float(cuts[0])
+        cut = float(cuts[best] + cuts[best - 1]) / 2 if best else float(cuts[0])
+        weight = positives / (positives + shrink)
+        thresholds[topic] = float(fixed + (cut - fixed) * weight)
     return thresholds
+
+
+def choose_shrink(
+    schema: LabelSchema,
+    topic_scores: np.ndarray,
+    topic_true: np.ndarray,
+    fixed: float = 0.5,
+    folds: int = 5,
+    seed: int = 1,
+) -> dict[str, float]:
+    """Per topic, the shrink whose thresholds, tuned on folds and applied to the held-out
+    fold, give the best F1 over these texts."""
+    from sklearn.metrics import f1_score
+
+    best: dict[str, tuple[float, float]] = {}
+    for shrink in SHRINKS:
+        decided = crossfit_decisions(
+            schema, topic_scores, topic_true, "f1", fixed, folds=folds, seed=seed, shrink=shrink
+        )
+        for i, topic in enumerate(schema.topics):
+            f1 = f1_score(topic_true[:, i], decided[:, i], zero_division=0.0)
+            if topic not in best or f1 >= best[topic][0]:
+                best[topic] = (f1, shrink)
+    return {topic: shrink for topic, (_, shrink) in best.items()}
 
 
 def crossfit_decisions(
@@ -63,17 +105,25 @@ def crossfit_decisions(
     target_precision: float = 0.8,
     folds: int = 5,
     seed: int = 0,
+    shrink: float = 0.0,
 ) -> np.ndarray:
     """Topic decisions for each dev text from thresholds tuned on the other folds only.
 
     Thresholds tuned and scored on the same texts overstate what unseen texts get;
-    cross-fitting gives an honest estimate from the same dev set. (Calibration is monotone
-    per topic, so it cannot move these decisions.)
+    cross-fitting gives an honest estimate from the same dev set (with ``auto`` the rule
+    is chosen inside each fold's training part: nested, so the choice is honest too).
+    Calibration is monotone per topic, so it cannot move these decisions.
     """
     decided = np.zeros_like(topic_true, dtype=int)
     for fit_rows, held_rows in KFold(folds, shuffle=True, random_state=seed).split(topic_scores):
         thresholds = tune_thresholds(
-            schema, topic_scores[fit_rows], topic_true[fit_rows], rule, fixed, target_precision
+            schema,
+            topic_scores[fit_rows],
+            topic_true[fit_rows],
+            rule,
+            fixed,
+            target_precision,
+            shrink,
         )
         decided[held_rows] = decisions(topic_scores[held_rows], schema, thresholds)
     return decided

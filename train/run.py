@@ -130,11 +130,19 @@ def fit_decisions(
         calibrate(predictor, dev["text"], topic_true, tone_true)
     scores = predictor.predict_scores(dev["text"])
     rule = (decision.thresholds, decision.fixed, decision.target_precision)
-    predictor.thresholds = tune_thresholds(predictor.schema, scores[0], topic_true, *rule)
+    shrink = float(decision.get("shrink", 0.0))
+    predictor.thresholds = tune_thresholds(
+        predictor.schema, scores[0], topic_true, *rule, shrink=shrink
+    )
     metrics = {"dev_before_fitting": before}
     if decision.thresholds != "fixed":
         decided = crossfit_decisions(
-            predictor.schema, scores[0], topic_true, *rule, folds=decision.crossfit_folds
+            predictor.schema,
+            scores[0],
+            topic_true,
+            *rule,
+            folds=decision.crossfit_folds,
+            shrink=shrink,
         )
         half = dict.fromkeys(predictor.schema.topics, 0.5)  # decided is 0/1 already
         metrics["dev_crossfit"] = {
