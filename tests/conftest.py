@@ -94,6 +94,7 @@ def tiny_transformer_overrides(backbone: Path) -> list[str]:
         "model.max_windows=4",
         "model.freeze_layers=0",
         "model.epochs=2",
+        "model.min_steps=0",
         "model.batch_size=16",
         "model.learning_rate=1e-3",
         "model.progress=false",

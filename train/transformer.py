@@ -7,6 +7,7 @@ weights, the optimiser's parameter groups, and early stopping on dev macro-F1.
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ class TransformerFitter:
         tone_loss_weight: float = 1.0,
         early_stopping_patience: int | None = 2,
         max_steps: int = -1,
+        min_steps: int = 0,
         threads: int | None = None,
         bf16: bool = False,
         logging_steps: int = 25,
@@ -201,10 +203,16 @@ class TransformerFitter:
 
         return dataset.map(add_windows, batched=True, desc="windows", keep_in_memory=True)
 
-    def _args(self, workdir: Path, has_dev: bool) -> TrainingArguments:
+    def _epochs(self, n_train: int) -> float:
+        """``epochs``, raised so that training takes at least ``min_steps`` optimiser steps:
+        a small corpus (the demo's 240 texts) needs more passes to learn every label."""
+        per_epoch = max(1, math.ceil(n_train / (self.batch_size * self.gradient_accumulation)))
+        return max(float(self.epochs), math.ceil(self.min_steps / per_epoch))
+
+    def _args(self, workdir: Path, has_dev: bool, n_train: int) -> TrainingArguments:
         return TrainingArguments(
             output_dir=str(workdir),
-            num_train_epochs=self.epochs,
+            num_train_epochs=self._epochs(n_train),
             max_steps=self.max_steps,
             per_device_train_batch_size=self.batch_size,
             per_device_eval_batch_size=self.eval_batch_size,
@@ -275,7 +283,7 @@ class TransformerFitter:
         workdir = Path(workdir or "checkpoints")
         trainer = Trainer(
             model=model,
-            args=self._args(workdir, dev is not None),
+            args=self._args(workdir, dev is not None, len(train)),
             data_collator=WindowCollator(tokenizer.pad_token_id),
             # Fewer windows per article in training than at inference: cheaper steps; the
             # pooling is per element, so more windows later read more of the text.
