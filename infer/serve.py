@@ -1,78 +1,52 @@
-"""HTTP service: ``python -m infer.serve model=<dir> [port=8000]``.
+"""HTTP service: ``python -m infer.serve model=<dir> [port=8000]`` (``topictone-serve``).
 
-One loaded predictor behind FastAPI; responses carry the same Prediction fields as
-the Python API and the batch CLI.
+The entry point only: it loads the model with the configured text limits, then runs
+:mod:`infer.service` (FastAPI + uvicorn). Those come with ``topictone[serve]`` and are
+imported here only when the command runs, so ``import infer`` never needs them and a
+missing extra is one line, not a traceback.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import hydra
-from fastapi import FastAPI, HTTPException
 from omegaconf import DictConfig, OmegaConf
-from pydantic import BaseModel, Field
 
 import infer
-from infer.cli import CONF_DIR, user_errors
+from infer.cli import CONF_DIR, command
 from infer.errors import TopictoneError
-from infer.predictors.base import Predictor
+
+SERVE_EXTRA = "the HTTP service needs the serve extra: pip install 'topictone[serve]'"
+# Distributions of the serve extra (and what they bring): a missing one means the extra.
+SERVE_MODULES = frozenset({"fastapi", "fastapi_offline", "uvicorn", "starlette", "pydantic"})
 
 
-class PredictRequest(BaseModel):
-    texts: Annotated[list[str], Field(min_length=1, max_length=1024)]
-    thresholds: dict[str, float] | None = None
-    explain: bool = False
-
-
-class PredictionOut(BaseModel):
-    topics: list[str]
-    topic_scores: dict[str, float]
-    tone: str
-    tone_scores: dict[str, float]
-    explanation: dict[str, list[tuple[str, float]]] | None = None
-
-
-class PredictResponse(BaseModel):
-    predictions: list[PredictionOut]
-
-
-def create_app(predictor: Predictor) -> FastAPI:
-    app = FastAPI(title="topictone", summary="Topic and tone labels for news texts")
-
-    @app.get("/health")
-    def health() -> dict:
-        return {
-            "status": "ok",
-            "kind": predictor.kind,
-            **predictor.schema.to_dict(),
-            "thresholds": predictor.thresholds,
-        }
-
-    @app.post("/predict")
-    def predict(request: PredictRequest) -> PredictResponse:
-        for i, text in enumerate(request.texts):
-            if not text.strip():
-                raise HTTPException(422, f"texts[{i}]: empty text")
-        try:
-            predictions = predictor.predict(
-                request.texts, thresholds=request.thresholds, explain=request.explain
-            )
-        except TopictoneError as err:
-            raise HTTPException(422, str(err)) from None
-        return PredictResponse(predictions=[PredictionOut(**p.to_dict()) for p in predictions])
-
-    return app
-
-
-@hydra.main(version_base="1.3", config_path=f"{CONF_DIR}/inference", config_name="serve")
-@user_errors
+@command(f"{CONF_DIR}/inference", "serve")
 def main(cfg: DictConfig) -> None:
-    import uvicorn
+    """Load the model folder ``cfg.model`` and serve it until stopped."""
+    try:
+        from infer import service
+    except ImportError as err:
+        if (err.name or "").partition(".")[0] not in SERVE_MODULES:
+            raise
+        raise TopictoneError(SERVE_EXTRA) from None
 
     options = OmegaConf.to_container(cfg.options, resolve=True) or {}
-    predictor = infer.load(cfg.model, **{k: v for k, v in options.items() if v is not None})
-    uvicorn.run(create_app(predictor), host=cfg.host, port=cfg.port, log_level=cfg.log_level)
+    limits = OmegaConf.to_container(cfg.limits, resolve=True) or {}
+    batching = OmegaConf.to_container(cfg.batching, resolve=True) or {}
+    settings = service.ServiceSettings(
+        max_body_bytes=cfg.max_body_bytes, max_texts=cfg.max_texts, **batching
+    )
+    predictor = infer.load(
+        cfg.model, limits=limits, **{k: v for k, v in options.items() if v is not None}
+    )
+    service.run(
+        predictor,
+        cfg.model,
+        settings,
+        host=cfg.host,
+        port=cfg.port,
+        log_level=cfg.log_level,
+        access_log=cfg.access_log,
+    )
 
 
 if __name__ == "__main__":

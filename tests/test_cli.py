@@ -1,5 +1,7 @@
 """The command lines as a user types them: one line per error, no partial output."""
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -44,9 +46,11 @@ def test_batch_cli_csv_in_and_out_with_explanations(tfidf_run, tmp_path, cli):
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("id,body,pred_topics,pred_topic_score.defence")
     assert lines[0].endswith("pred_explanation")
-    assert len(lines) == 3 and all(
-        "defence" in line.split(",")[2] or "defence" in line for line in lines[1:]
-    )
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert len(rows) == 2 and [r["id"] for r in rows] == ["1", "2"]
+    # The defence threshold was overridden to 0: every row is decided defence.
+    assert all("defence" in r["pred_topics"].split("|") for r in rows)
+    assert all("defence:" in r["pred_explanation"] for r in rows)
 
 
 @pytest.mark.parametrize(

@@ -234,6 +234,7 @@ class TransformerFitter:
             disable_tqdm=not self.progress,
             report_to="none",
             bf16=self.bf16,  # autocast; on CPUs with AVX512-BF16 / AMX a real speed-up
+            use_cpu=not torch.cuda.is_available(),  # CPU bf16 needs it said
             seed=self.seed,
             data_seed=self.seed,
         )
