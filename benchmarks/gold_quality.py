@@ -10,7 +10,8 @@ Markdown table of topic and tone macro-F1 per model and per ``lang`` / ``unit`` 
 dev folds (honest, with a bootstrap 95% interval), and with thresholds fitted on all of
 dev (optimistic), against the targets; the buckets more than 0.05 below the overall
 figure; and the labels of ``../shared/examples/india-israel-defence-mou.hi.txt``.
-``--models transformer`` adds the fine-tuned transformer (an hour of a 2-core CPU).
+``--models transformer`` adds the fine-tuned transformer (``experiment=gold_transformer``,
+about 15–20 minutes of a 2-core CPU).
 """
 
 from __future__ import annotations

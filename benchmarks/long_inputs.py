@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo import demo_model  # noqa: E402
 
 
 def run(args: list[str]) -> tuple[float, float, int, str]:
@@ -49,16 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = args.model
-        if model is None:
-            subprocess.run(
-                [sys.executable, "-m", "train", "report=false", f"hydra.run.dir={work / 'run'}"],
-                cwd=ROOT,
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            model = work / "run" / "model"
+        model = demo_model(args.model, work)
         first = json.dumps({"text": "Army tests missile"}) + "\n"
         big = work / "text-12MB.jsonl"
         big.write_text(

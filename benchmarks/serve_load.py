@@ -31,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo import demo_model, demo_texts
+
 try:
     import aiohttp  # httpx's pool managed 88 requests/s from 32 clients here, aiohttp 560
 except ImportError:
@@ -49,14 +52,6 @@ COLUMNS = (
     "errors",
     "vs one at a time",
 )
-
-
-def demo_texts() -> list[str]:
-    texts = []
-    for split in ("train", "dev", "test"):
-        with (ROOT / "data" / "demo" / f"{split}.jsonl").open(encoding="utf-8") as handle:
-            texts += [json.loads(line)["text"] for line in handle]
-    return texts
 
 
 def request_bodies(count: int) -> list[tuple[bytes, int]]:
@@ -216,16 +211,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if model is None:
-            run_dir = Path(tmp) / "run"
-            subprocess.run(
-                [sys.executable, "-m", "train", f"hydra.run.dir={run_dir}"],
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-            )
-            model = run_dir / "model"
+        model = demo_model(args.model, Path(tmp))
         port = free_port()
         command = [
             sys.executable,

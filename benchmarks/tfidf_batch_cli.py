@@ -24,15 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from demo import demo_model, demo_texts  # noqa: E402
+
 import infer  # noqa: E402
-
-
-def demo_texts() -> list[str]:
-    texts = []
-    for split in ("train", "dev", "test"):
-        with (ROOT / "data" / "demo" / f"{split}.jsonl").open(encoding="utf-8") as handle:
-            texts += [json.loads(line)["text"] for line in handle]
-    return texts
 
 
 def main() -> None:
@@ -44,15 +38,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = args.model
-        if model is None:
-            subprocess.run(
-                [sys.executable, "-m", "train", f"hydra.run.dir={work / 'run'}"],
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-            )
-            model = work / "run" / "model"
+        model = demo_model(args.model, work)
         base = demo_texts()
         texts = [t for t, _ in zip(itertools.cycle(base), range(args.rows), strict=False)]
         source = work / "in.jsonl"

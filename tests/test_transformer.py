@@ -106,6 +106,7 @@ def test_window_pooling_rules():
     doc = torch.tensor([0, 0, 1])
     assert pool(logits, doc, 2, "max").tolist() == [[3.0, 0.0], [5.0, 5.0]]
     assert pool(logits, doc, 2, "mean").tolist() == [[2.0, -1.0], [5.0, 5.0]]
+    assert pool(logits, doc, 2, "first").tolist() == [[1.0, -2.0], [5.0, 5.0]]
 
 
 def test_weights_that_do_not_match_the_manifest(transformer_run, tmp_path):

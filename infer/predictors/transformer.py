@@ -34,7 +34,7 @@ from infer.schema import LabelSchema, Prediction
 
 WEIGHTS = "model.safetensors"
 SAFE_LOAD = {"trust_remote_code": False, "local_files_only": True}  # a model folder runs no code
-POOLING = ("max", "mean")
+POOLING = ("max", "mean", "first")  # how a text's windows combine, per head
 WINDOW_SETTINGS = ("max_length", "stride", "max_windows", "prefix")
 LOAD_OPTIONS = ("max_length", "stride", "max_windows", "prefix", "batch_size", "threads", "device")
 
@@ -121,7 +121,14 @@ class TopicToneModel(nn.Module):
 def pool(
     window_logits: torch.Tensor, doc_index: torch.Tensor, n_docs: int, rule: str
 ) -> torch.Tensor:
-    """One row per text from its windows' rows: element-wise max or mean."""
+    """One row per text from its windows' rows: element-wise max or mean, or the first
+    window's row (the lead, which carries an article's tone)."""
+    if rule == "first":
+        positions = torch.arange(len(doc_index), device=doc_index.device)
+        first = positions.new_full((n_docs,), len(doc_index)).scatter_reduce(
+            0, doc_index, positions, reduce="amin", include_self=True
+        )
+        return window_logits[first]
     index = doc_index.unsqueeze(-1).expand_as(window_logits)
     out = window_logits.new_zeros((n_docs, window_logits.shape[-1]))
     reduce = "amax" if rule == "max" else "mean"
