@@ -266,3 +266,16 @@ def test_huge_texts_are_cut_before_tokenising(transformer_run, monkeypatch):
     huge = predictor.predict([text])[0]
     assert max(seen) <= predictor.reads_chars < len(text) // 10
     assert huge == predictor.predict([text[: predictor.reads_chars]])[0]
+
+
+def test_remembered_logits_follow_the_settings(transformer_run):
+    """The logits memo never serves another pooling rule's or window count's figures."""
+    predictor = infer.load(transformer_run / "model")
+    text = ["Army tests a new missile. " * 40 + "Hackers attack a bank's servers. " * 40]
+    first = predictor.logits_clean(text)
+    predictor.model.topic_pooling = "mean"
+    assert not np.allclose(predictor.logits_clean(text)[0], first[0])
+    predictor.model.topic_pooling = "max"
+    assert np.allclose(predictor.logits_clean(text)[0], first[0])
+    predictor.max_windows = 1
+    assert not np.allclose(predictor.logits_clean(text)[0], first[0])

@@ -273,7 +273,15 @@ class TransformerPredictor(Predictor):
         digest = hashlib.sha256()
         for text in clean:
             digest.update(text.encode("utf-8", "surrogatepass") + b"\x00")
-        key = (digest.hexdigest(), self.max_length, self.stride, self.max_windows, self.prefix)
+        key = (
+            digest.hexdigest(),
+            self.max_length,
+            self.stride,
+            self.max_windows,
+            self.prefix,
+            self.model.topic_pooling,
+            self.model.tone_pooling,
+        )
         if self._memo is None or self._memo[0] != key:
             self._memo = (key, self.logits(self.encode(clean)))
         topic, tone = self._memo[1]
