@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import json
 import os
 import re
@@ -339,7 +340,7 @@ _PART = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.part$")
 
 def _remove_stale_parts(target: Path) -> None:
     """Temporary files a killed run (SIGKILL, power loss) left beside ``target``."""
-    for part in target.parent.glob(f".{glob_escape(target.name)}.*.part"):
+    for part in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
         match = _PART.match(part.name)
         if not match or match["name"] != target.name:
             continue
@@ -349,10 +350,6 @@ def _remove_stale_parts(target: Path) -> None:
             part.unlink(missing_ok=True)
         except (PermissionError, OverflowError):
             continue
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 @contextlib.contextmanager
