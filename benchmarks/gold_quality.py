@@ -11,7 +11,7 @@ dev folds (honest, with a bootstrap 95% interval), and with thresholds fitted on
 dev (optimistic), against the targets; the buckets more than 0.05 below the overall
 figure; and the labels of ``../shared/examples/india-israel-defence-mou.hi.txt``.
 ``--models transformer`` adds the fine-tuned transformer (``experiment=gold_transformer``,
-about 15–20 minutes of a 2-core CPU).
+11 minutes of an idle 2-core CPU).
 """
 
 from __future__ import annotations

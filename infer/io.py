@@ -16,6 +16,7 @@ import re
 import stat
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,8 +93,7 @@ def _decoded_lines(file: Path, max_bytes: int) -> Iterator[tuple[int, str, int]]
 def _unique_keys(pairs: list[tuple[str, Any]]) -> Row:
     row = dict(pairs)
     if len(row) != len(pairs):
-        seen: set[str] = set()
-        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        repeated = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
         raise ValueError(f"duplicate key '{repeated}' (only one value could be kept)")
     return row
 
