@@ -11,7 +11,8 @@ dev folds (honest, with a bootstrap 95% interval), and with thresholds fitted on
 dev (optimistic), against the targets; the buckets more than 0.05 below the overall
 figure; and the labels of ``../shared/examples/india-israel-defence-mou.hi.txt``.
 ``--models transformer`` adds the fine-tuned transformer (``experiment=gold_transformer``,
-11 minutes of an idle 2-core CPU).
+11 minutes of an idle 2-core CPU); ``--models distilled`` the same transformer trained as
+the ensemble's student (``experiment=gold_distilled``, the ensemble run in DIR its teacher).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ TARGETS = {
     "encoder": (0.86, 0.76),
     "transformer": (0.84, 0.74),
     "ensemble": (0.88, 0.76),
+    "distilled": (0.84, 0.74),  # the transformer preset as the ensemble's student
 }
+STUDENTS = ("distilled",)  # trained with the ensemble run in --runs as their teacher
 KINDS = tuple(TARGETS)
 DEFAULT_KINDS = ("tfidf", "encoder", "ensemble")
 BUCKET_GAP = 0.05  # no language or length bucket more than this below the overall figure
@@ -106,6 +109,8 @@ def train(kind: str, run: Path, runs: Path) -> None:
     overrides = [f"experiment=gold_{kind}", f"hydra.run.dir={run}"]
     if kind in ("transformer", "encoder"):
         overrides.append("model.progress=false")
+    elif kind in STUDENTS:
+        overrides += ["model.progress=false", f"distill.teacher={runs / 'ensemble' / 'model'}"]
     elif kind == "ensemble":
         # The gold_tfidf and gold_encoder runs are the members gold_ensemble would train
         # (same settings, same seed): load them instead of training them again.
@@ -135,12 +140,14 @@ def main() -> None:
     from infer.errors import TopictoneError
     from train.encoder import resolve_encoder
 
-    if {"encoder", "ensemble"} & set(args.models):
+    needs_encoder = ("encoder", "ensemble", *STUDENTS)  # the students' teacher is the ensemble
+    args.models = sorted(set(args.models), key=KINDS.index)  # teachers before their students
+    if set(needs_encoder) & set(args.models):
         try:
             resolve_encoder("google/embeddinggemma-300m")
         except TopictoneError as err:
-            print(f"skipped encoder and ensemble: {err}", file=sys.stderr)
-            args.models = [k for k in args.models if k not in ("encoder", "ensemble")]
+            print(f"skipped {', '.join(needs_encoder)}: {err}", file=sys.stderr)
+            args.models = [k for k in args.models if k not in needs_encoder]
     runs = args.runs.resolve()
     for kind in args.models:
         if not (args.reuse and (runs / kind / "metrics.json").is_file()):

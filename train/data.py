@@ -136,6 +136,47 @@ def partial_labels(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray, n
     )
 
 
+PARTIAL = ("topics_known", "tone_known", "weight")  # weak and distilled rows know less
+SOFT = ("topics_soft", "tone_soft")  # distilled rows: a teacher's probabilities
+
+
+def soft_columns(dataset: Mapping[str, list], n_tones: int) -> dict[str, list]:
+    """Hard labels as soft targets: topics as floats, the tone as a one-hot distribution."""
+    return {
+        "topics_soft": [[float(v) for v in row] for row in dataset["topics"]],
+        "tone_soft": [np.eye(n_tones)[t].tolist() for t in dataset["tone"]],
+    }
+
+
+def append_rows(
+    train: datasets.Dataset, rows: Mapping[str, list], schema: LabelSchema
+) -> datasets.Dataset:
+    """``train`` with extra rows (weak or distilled) appended.
+
+    ``rows`` holds id, text, topics, tone and the ``PARTIAL`` columns, and may hold the
+    ``SOFT`` ones. Columns one side lacks are filled in: labelled rows know everything
+    with weight 1, hard labels stand in for soft ones, other fields (``lang``...) are None.
+    """
+    n_new = len(rows["id"])
+    if not n_new:
+        return train
+    base = {name: list(train[name]) for name in train.column_names}
+    base.setdefault("topics_known", [True] * len(train))
+    base.setdefault("tone_known", [True] * len(train))
+    base.setdefault("weight", [1.0] * len(train))
+    new = dict(rows)
+    if any(name in new or name in base for name in SOFT):
+        for side in (base, new):
+            if not all(name in side for name in SOFT):
+                side.update(soft_columns(side, len(schema.tones)))
+    for here, there, n in ((base, new, n_new), (new, base, len(train))):
+        for name in list(here):
+            if name not in there:
+                here[name] = [None if v is None else str(v) for v in here[name]]
+                there[name] = [None] * n
+    return datasets.Dataset.from_dict({name: base[name] + list(new[name]) for name in base})
+
+
 def check_label_counts(train: datasets.Dataset, schema: LabelSchema, minimum: int) -> None:
     """Refuse training when a topic or tone has fewer than ``minimum`` examples in train
     (or a topic no negative): its head would learn nothing and score it 0 forever."""

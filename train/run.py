@@ -28,6 +28,7 @@ from train.data import (
     train_overlap,
 )
 from train.decision import calibrate, calibration_errors, crossfit_decisions, tune_thresholds
+from train.distill import mix_distilled, teacher_identity
 from train.evaluation import compute_metrics, format_table
 from train.report import write_report
 from train.weak import mix_weak
@@ -174,9 +175,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     overlap = train_overlap(splits, cfg.checks.max_overlap)
     if any(overlap.values()):
         print(f"note: texts also in train: {overlap}", file=sys.stderr, flush=True)
+    every_text = [text for split in splits.values() for text in split["text"]]
     if cfg.weak.sources:
-        every_text = [text for split in splits.values() for text in split["text"]]
         splits["train"] = mix_weak(splits["train"], cfg.weak.sources, schema, every_text, cfg.seed)
+    if cfg.distill.teacher:
+        distill = OmegaConf.to_container(cfg.distill, resolve=True)
+        splits["train"] = mix_distilled(
+            splits["train"], distill, schema, every_text, cfg.seed, run_dir
+        )
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)  # nested members too
     fitter = instantiate({k: v for k, v in model_cfg.items() if k != "kind"})
     try:
@@ -229,7 +235,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "data": {
             **{f: sha256(Path(f)) for s in splits for f in split_files(cfg.data[s])},
             **{str(w.path): sha256(Path(w.path)) for w in cfg.weak.sources},
+            **{str(w.path): sha256(Path(w.path)) for w in cfg.distill.pool or []},
         },
+        "teacher": teacher_identity(cfg.distill.teacher),
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     print(f"\n{cfg.model.kind} on {cfg.data.name} — run folder {run_dir}\n")

@@ -53,8 +53,12 @@ class WindowCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = collate_windows([f["windows"] for f in features], self.pad_id)
-        batch["topic_labels"] = torch.tensor([f["topics"] for f in features], dtype=torch.float)
-        batch["tone_labels"] = torch.tensor([f["tone"] for f in features], dtype=torch.long)
+        if "topics_soft" in features[0]:  # distillation: a teacher's probabilities
+            batch["topic_labels"] = torch.tensor([f["topics_soft"] for f in features])
+            batch["tone_labels"] = torch.tensor([f["tone_soft"] for f in features])
+        else:
+            batch["topic_labels"] = torch.tensor([f["topics"] for f in features], dtype=torch.float)
+            batch["tone_labels"] = torch.tensor([f["tone"] for f in features], dtype=torch.long)
         if "weight" in features[0]:  # weakly labelled rows know only some labels
             weight = torch.tensor([f["weight"] for f in features], dtype=torch.float)
             known = {

@@ -19,6 +19,7 @@ import numpy as np
 from infer.errors import TopictoneError
 from infer.schema import LabelSchema
 from infer.text import normalize
+from train.data import append_rows
 
 _KEY = re.compile(r"\W+")
 
@@ -28,19 +29,29 @@ def text_key(text: str, chars: int = 50) -> str:
     return _KEY.sub("", normalize(text).lower())[:chars]
 
 
-def load_source(
-    source: Mapping[str, Any], schema: LabelSchema, exclude: set[str], seed: int
-) -> dict[str, list]:
-    """One source's rows as columns: text, topics, tone, known masks, weight, id."""
+def read_source(source: Mapping[str, Any], what: str) -> datasets.Dataset:
+    """A configured public data set (``builder``, ``path``, ``load_kwargs``) as one split."""
     try:
-        raw = datasets.load_dataset(
+        return datasets.load_dataset(
             source["builder"],
             data_files=str(source["path"]),
             split="train",
             **dict(source.get("load_kwargs") or {}),
         )
     except FileNotFoundError:
-        raise TopictoneError(f"weak source {source['name']}: {source['path']} not found") from None
+        raise TopictoneError(f"{what} {source['name']}: {source['path']} not found") from None
+
+
+def source_text(row: Mapping[str, Any], fields: Iterable[str]) -> str:
+    """The text of one row: its configured fields joined (a title and its lead)."""
+    return ". ".join(str(row[f]).strip() for f in fields if row[f])
+
+
+def load_source(
+    source: Mapping[str, Any], schema: LabelSchema, exclude: set[str], seed: int
+) -> dict[str, list]:
+    """One source's rows as columns: text, topics, tone, known masks, weight, id."""
+    raw = read_source(source, "weak source")
     mapping = {str(k): v for k, v in source["map"].items()}
     columns: dict[str, list] = {
         k: [] for k in ("id", "text", "topics", "tone", "topics_known", "tone_known", "weight")
@@ -53,7 +64,7 @@ def load_source(
         if target is None:
             unmapped += 1
             continue
-        text = ". ".join(str(row[f]).strip() for f in source["text"] if row[f])
+        text = source_text(row, source["text"])
         if not text.strip() or text_key(text) in exclude:
             duplicates += 1
             continue
@@ -92,15 +103,8 @@ def mix_weak(
     if not sources:
         return train
     exclude = {text_key(t) for t in exclude_texts}
-    columns = {name: list(train[name]) for name in ("id", "text", "topics", "tone")}
-    columns.update(
-        topics_known=[True] * len(train), tone_known=[True] * len(train), weight=[1.0] * len(train)
-    )
+    rows: dict[str, list] = {}
     for source in sources:
         for name, values in load_source(source, schema, exclude, seed).items():
-            columns[name] += values
-    extra = [c for c in train.column_names if c not in columns]
-    for name in extra:
-        columns[name] = [str(v) if v is not None else None for v in train[name]]
-        columns[name] += [None] * (len(columns["id"]) - len(train))
-    return datasets.Dataset.from_dict(columns)
+            rows.setdefault(name, []).extend(values)
+    return append_rows(train, rows, schema)

@@ -103,13 +103,18 @@ class TopicToneModel(nn.Module):
             topic_loss = nn.functional.binary_cross_entropy_with_logits(
                 topic_logits, topic_labels.to(topic_logits), pos_weight=pos_weight, reduction="none"
             ).mean(dim=1)
+            # Tone targets: class indices, or distributions (a teacher's, in distillation).
+            soft = tone_labels.is_floating_point()
+            tone_labels = tone_labels.to(tone_logits) if soft else tone_labels
             tone_loss = nn.functional.cross_entropy(
                 tone_logits, tone_labels, weight=class_weight, reduction="none"
             )
             # Weighted means; with all weights 1 these equal the usual mean reductions.
-            tone_norm = (
-                tone_weight if class_weight is None else tone_weight * class_weight[tone_labels]
-            )
+            tone_norm = tone_weight
+            if class_weight is not None:  # the weight each text's loss carries, as torch's mean
+                tone_norm = tone_weight * (
+                    tone_labels @ class_weight if soft else class_weight[tone_labels]
+                )
             out["loss"] = self.topic_loss_weight * (
                 topic_weight * topic_loss
             ).sum() / topic_weight.sum().clamp(min=1e-6) + self.tone_loss_weight * (
