@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DEMO, FAST_TFIDF, compose_train, tiny_transformer_overrides, train_run
+from conftest import DEMO, FAST_TFIDF, compose_train, tiny_transformer_overrides
 from omegaconf import open_dict
 
 import infer
@@ -275,11 +275,12 @@ def test_distillation_errors(tfidf_run, tmp_path, capsys):
     cfg = distill_config(FAST_TFIDF, tmp_path / "nothing", sources, cache_dir=cache)
     with pytest.raises(TopictoneError, match="not a topictone model folder; train the teacher"):
         run_from_root(cfg, tmp_path / "a")
-    other = tmp_path / "other-labels"
-    train_run([*FAST_TFIDF, "labels.topics=[defence,technology]"], other)
-    cfg = distill_config(FAST_TFIDF, other / "model", sources, cache_dir=cache)
+    from train.distill import mix_distilled
+
+    other = LabelSchema(SCHEMA.topics, ["negative", "neutral", "positive"])  # tones reordered
+    settings = {"teacher": str(tfidf_run / "model"), "pool": sources, "cache_dir": cache}
     with pytest.raises(TopictoneError, match=r"its labels .* differ from the configured ones"):
-        run_from_root(cfg, tmp_path / "b")
+        mix_distilled(None, settings, other, [], seed=0)
     cfg = distill_config(FAST_TFIDF, tfidf_run / "model", sources[:1], cache_dir=cache)
     with open_dict(cfg):
         cfg.distill.pool[0]["max_rows"] = 0
