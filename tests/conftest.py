@@ -32,9 +32,13 @@ def compose_train(overrides: list[str]) -> DictConfig:
 
 def train_run(overrides: list[str], run_dir: Path) -> dict:
     """Compose, then run exactly what `python -m train` runs, from the repo root."""
+    return run_config(compose_train(overrides), run_dir)
+
+
+def run_config(cfg: DictConfig, run_dir: Path) -> dict:
+    """Run a composed (possibly edited) training config from the repo root."""
     from train.run import run
 
-    cfg = compose_train(overrides)
     cwd = Path.cwd()
     os.chdir(ROOT)
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DEMO, FAST_TFIDF, compose_train, tiny_transformer_overrides
+from conftest import DEMO, FAST_TFIDF, compose_train, run_config, tiny_transformer_overrides
 from omegaconf import open_dict
 
 import infer
@@ -190,21 +190,6 @@ def distill_config(overrides: list[str], teacher: Path, sources: list[dict], **s
     return cfg
 
 
-def run_from_root(cfg, run_dir: Path) -> dict:
-    import os
-
-    from conftest import ROOT
-
-    from train.run import run
-
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        return run(cfg, run_dir)
-    finally:
-        os.chdir(cwd)
-
-
 def test_tfidf_student_learns_from_the_teacher(tfidf_run, tmp_path, capsys, monkeypatch):
     from infer.predictors.base import Predictor
 
@@ -218,7 +203,7 @@ def test_tfidf_student_learns_from_the_teacher(tfidf_run, tmp_path, capsys, monk
         lambda self, texts: calls.append(len(texts)) or original(self, texts),
     )
     cfg = distill_config(FAST_TFIDF, teacher, sources, cache_dir=str(tmp_path / "cache"))
-    run_from_root(cfg, tmp_path / "run")
+    run_config(cfg, tmp_path / "run")
     out = capsys.readouterr().out
     assert f"distill: teacher {teacher} scores 4 pool texts" in out
     assert calls[0] == 4  # the pool, before training and evaluation score dev and test
@@ -232,7 +217,7 @@ def test_tfidf_student_learns_from_the_teacher(tfidf_run, tmp_path, capsys, monk
     assert "distill" in (tmp_path / "run/config.yaml").read_text()
     # The teacher's scores are cached: a second run scores no pool text.
     calls.clear()
-    run_from_root(cfg, tmp_path / "again")
+    run_config(cfg, tmp_path / "again")
     assert 4 not in calls and calls  # only dev and test were scored
     again = [json.loads(line) for line in (tmp_path / "again/distill/pool.jsonl").open()]
     assert np.allclose([p["topics_soft"] for p in again], [p["topics_soft"] for p in pool])
@@ -258,7 +243,7 @@ def test_transformer_student_trains_on_soft_targets(
     cfg = distill_config(
         overrides, tfidf_run / "model", sources, cache_dir=str(tmp_path / "cache"), weight=0.5
     )
-    run_from_root(cfg, tmp_path / "run")
+    run_config(cfg, tmp_path / "run")
     soft = [t for t in seen if t.is_floating_point()]  # training batches; dev keeps class ids
     assert sum(len(t) for t in soft) == 240 + 4 and all(t.shape[1] == 3 for t in soft)
     assert any(not torch_is_one_hot(t) for t in soft)  # the pool rows carry teacher scores
@@ -274,7 +259,7 @@ def test_distillation_errors(tfidf_run, tmp_path, capsys):
     cache = str(tmp_path / "cache")
     cfg = distill_config(FAST_TFIDF, tmp_path / "nothing", sources, cache_dir=cache)
     with pytest.raises(TopictoneError, match="not a topictone model folder; train the teacher"):
-        run_from_root(cfg, tmp_path / "a")
+        run_config(cfg, tmp_path / "a")
     from train.distill import mix_distilled
 
     other = LabelSchema(SCHEMA.topics, ["negative", "neutral", "positive"])  # tones reordered
@@ -285,7 +270,7 @@ def test_distillation_errors(tfidf_run, tmp_path, capsys):
     with open_dict(cfg):
         cfg.distill.pool[0]["max_rows"] = 0
     with pytest.raises(TopictoneError, match="the pool is empty"):
-        run_from_root(cfg, tmp_path / "c")
+        run_config(cfg, tmp_path / "c")
 
 
 def test_news_pool_preset_reads_the_raw_news(tmp_path):

@@ -20,7 +20,7 @@ import datasets
 import numpy as np
 
 import infer
-from infer.artifact import read_manifest, sha256
+from infer.artifact import sha256
 from infer.embedding_cache import EmbeddingCache, fingerprint
 from infer.errors import TopictoneError
 from infer.predictors.base import Predictor
@@ -180,7 +180,7 @@ def mix_distilled(
         flush=True,
     )
     if run_dir is not None:
-        write_pool(run_dir / "distill" / "pool.jsonl", rows, read_manifest(cfg["teacher"]).kind)
+        write_pool(run_dir / "distill" / "pool.jsonl", rows, teacher.kind)
     return append_rows(train, rows, schema)
 
 
