@@ -54,7 +54,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     for topic_rule, tone_rule in RULES:
-        predictor.model.topic_pooling, predictor.model.tone_pooling = topic_rule, tone_rule
+        predictor.topic_pooling, predictor.tone_pooling = topic_rule, tone_rule
         scores, probs = predictor.predict_scores(dev)
         decided = crossfit_decisions(schema, scores, topic_true, "f1", 0.5)
         for name, mask in buckets.items():

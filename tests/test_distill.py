@@ -155,7 +155,7 @@ def test_appended_rows_give_labelled_rows_soft_targets_too():
 
 def test_soft_tone_targets_equal_hard_ones_when_one_hot():
     torch = pytest.importorskip("torch")
-    from infer.predictors.transformer import TopicToneModel
+    from infer.predictors.network import TopicToneModel
 
     class Encoder(torch.nn.Module):
         config = type("Config", (), {"hidden_size": 4})()

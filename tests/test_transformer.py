@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch", reason="the transformer model needs topicto
 
 import infer  # noqa: E402
 from infer.errors import TopictoneError  # noqa: E402
-from infer.predictors.transformer import encode_windows, pool  # noqa: E402
+from infer.predictors.network import pool  # noqa: E402
+from infer.predictors.windows import encode_windows  # noqa: E402
 
 
 def demo_texts(split="test"):
@@ -190,7 +191,7 @@ def test_occlusion_explanations(transformer_run):
 
 
 def test_weighted_loss_ignores_unknown_labels():
-    from infer.predictors.transformer import TopicToneModel
+    from infer.predictors.network import TopicToneModel
 
     class Encoder(torch.nn.Module):
         config = type("Config", (), {"hidden_size": 4})()
@@ -273,9 +274,9 @@ def test_remembered_logits_follow_the_settings(transformer_run):
     predictor = infer.load(transformer_run / "model")
     text = ["Army tests a new missile. " * 40 + "Hackers attack a bank's servers. " * 40]
     first = predictor.logits_clean(text)
-    predictor.model.topic_pooling = "mean"
+    predictor.topic_pooling = "mean"
     assert not np.allclose(predictor.logits_clean(text)[0], first[0])
-    predictor.model.topic_pooling = "max"
+    predictor.topic_pooling = "max"
     assert np.allclose(predictor.logits_clean(text)[0], first[0])
     predictor.max_windows = 1
     assert not np.allclose(predictor.logits_clean(text)[0], first[0])

@@ -10,6 +10,7 @@ import datasets
 from hydra.utils import instantiate
 
 import infer
+from infer.artifact import read_manifest
 from infer.errors import TopictoneError
 from infer.predictors.ensemble import EnsemblePredictor
 from infer.schema import LabelSchema
@@ -41,7 +42,11 @@ class EnsembleFitter:
         self.fitters_ = {}
         for name, spec in self.members.items():
             if isinstance(spec, (str, Path)):
-                predictors[name] = infer.load(spec)
+                # The ensemble saves its members again: a transformer's torch weights, even
+                # where an exported ONNX graph would be the faster runtime.
+                kind = read_manifest(spec, verify=False).kind
+                options = {"runtime": "torch"} if kind == "transformer" else {}
+                predictors[name] = infer.load(spec, **options)
                 continue
             if not isinstance(spec, Mapping) or "_target_" not in spec:
                 raise TopictoneError(

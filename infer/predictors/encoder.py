@@ -34,7 +34,8 @@ from infer.predictors.base import (
     readable_prefix,
     scores_from_logits,
 )
-from infer.predictors.transformer import SAFE_LOAD, stored_schema, without_pooler
+from infer.predictors.network import without_pooler
+from infer.predictors.transformer import SAFE_LOAD, stored_schema
 from infer.schema import LabelSchema
 
 ENCODER = "encoder"  # the encoder's own Hugging Face folder, inside the model folder

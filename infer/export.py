@@ -1,0 +1,195 @@
+"""``python -m infer.export model=<dir> [quantize=int8]``: an ONNX graph of the transformer.
+
+The graph holds the encoder and both heads and maps a batch of token windows (dynamic
+batch and sequence axes) to per-window topic and tone logits; cutting texts into
+windows and pooling them stay in the predictor, so both runtimes share that code.
+``quantize=int8`` applies ONNX Runtime's dynamic quantisation (int8 weights, activations
+quantised per batch). The graph joins the folder's checksums and its manifest
+(``settings.graphs``); the folder is replaced atomically, so a failed export leaves the
+model as it was. Needs ``topictone[export]`` (torch, onnx, onnxscript, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from infer.artifact import (
+    CARD,
+    MANIFEST,
+    Manifest,
+    folder_files,
+    model_card,
+    package_versions,
+    read_manifest,
+    sha256,
+)
+from infer.cli import CONF_DIR, command
+from infer.errors import TopictoneError
+from infer.paths import follow_umask
+from infer.predictors.windows import pad_windows
+
+GRAPH_NAMES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+QUANTIZE = ("none", "int8")
+# Texts the export checks the graph on: English and Hindi, one window to several.
+CHECK_TEXTS = (
+    "Army tests a new missile",
+    "सेना ने नई मिसाइल का परीक्षण किया",
+    "Hackers attacked the bank's servers overnight; police arrested two suspects. " * 12,
+    "भारत और इज़राइल ने रक्षा सहयोग पर समझौता किया। " * 30,
+)
+
+
+def export(
+    folder: str | os.PathLike[str], quantize: str = "none", tolerance: float = 1e-4
+) -> dict[str, float | str]:
+    """Add the graph to ``folder``; return its name, size and largest logit gap vs torch.
+
+    The fp32 graph must match torch within ``tolerance`` on the check texts, or nothing
+    is written; the int8 graph's gap is reported (the benchmark measures its F1)."""
+    import infer
+
+    if quantize not in QUANTIZE:
+        raise TopictoneError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
+    model = Path(folder)
+    manifest = read_manifest(model)
+    if manifest.kind != "transformer":
+        raise TopictoneError(f"{model}: a '{manifest.kind}' model; only transformers export")
+    predictor = infer.load(model, runtime="torch", device="cpu")
+    precision = "int8" if quantize == "int8" else "fp32"
+    name = GRAPH_NAMES[precision]
+    with tempfile.TemporaryDirectory(dir=model.parent, prefix=f".{model.name}.onnx.") as tmp:
+        graph = Path(tmp) / GRAPH_NAMES["fp32"]
+        write_graph(predictor.model, predictor.tokenizer.pad_token_id, graph)
+        if precision == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantized = Path(tmp) / name
+            quantize_dynamic(graph, quantized, weight_type=QuantType.QInt8)
+            graph = quantized
+        gap = logit_gap(predictor, graph)
+        if precision == "fp32" and gap > tolerance:
+            raise TopictoneError(
+                f"{model}: the ONNX graph's logits differ from torch's by {gap:.2e} "
+                f"(> {tolerance}); nothing written"
+            )
+        add_graph(model, manifest, graph, name, precision)
+    return {"graph": name, "bytes": (model / name).stat().st_size, "max_logit_gap": gap}
+
+
+def write_graph(network: object, pad_id: int, path: Path) -> None:
+    """Export the network's per-window part with dynamic batch and sequence axes."""
+    import torch
+
+    class WindowLogits(torch.nn.Module):
+        def __init__(self, network: torch.nn.Module) -> None:
+            super().__init__()
+            self.network = network
+
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.network.window_logits(input_ids, attention_mask)
+
+    # The exporter narrates each pass on stdout and warns about what it skips: quiet
+    # unless it fails (its exception says what went wrong).
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    sample = pad_windows([[[pad_id + 2] * 12, [pad_id + 3] * 9], [[pad_id + 4] * 5]], pad_id)
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    args = (torch.from_numpy(sample["input_ids"]), torch.from_numpy(sample["attention_mask"]))
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            WindowLogits(network).eval(),
+            args,
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["topic_logits", "tone_logits"],
+            dynamic_shapes=({0: batch, 1: sequence}, {0: batch, 1: sequence}),
+            dynamo=True,
+            external_data=False,  # one self-contained file: no external data to trust
+            verbose=False,
+        )
+
+
+def logit_gap(predictor: object, graph: Path) -> float:
+    """Largest absolute difference between torch's and the graph's window logits."""
+    from infer.predictors.onnx_runner import OnnxRunner
+
+    runner = OnnxRunner(graph, predictor.schema, "check")
+    inputs = pad_windows(predictor.encode(list(CHECK_TEXTS)), predictor.tokenizer.pad_token_id)
+    ours = runner(inputs["input_ids"], inputs["attention_mask"])
+    torch_out = predictor.runner(inputs["input_ids"], inputs["attention_mask"])
+    return float(max(np.abs(a - b).max() for a, b in zip(ours, torch_out, strict=True)))
+
+
+def add_graph(folder: Path, manifest: Manifest, graph: Path, name: str, precision: str) -> None:
+    """A new folder (hard links to the old files, the graph, the updated manifest and card)
+    swapped in for the old one: readers see the old folder or the new, never half."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    backup = folder.with_name(f".{folder.name}.old")
+    try:
+        for file in sorted(folder_files(folder) - {MANIFEST, CARD, name}):
+            target = staging / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(folder / file, target)
+            except OSError:  # a file system without hard links
+                shutil.copy2(folder / file, target)
+        shutil.move(graph, staging / name)
+        follow_umask(staging / name)
+        graphs = {**(manifest.settings.get("graphs") or {}), precision: name}
+        manifest.settings = {**manifest.settings, "graphs": graphs}
+        manifest.files = {**manifest.files, name: sha256(staging / name)}
+        manifest.versions = {
+            **manifest.versions,
+            **package_versions(["torch", "onnx", "onnxruntime"]),
+        }
+        (staging / MANIFEST).write_text(
+            json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        (staging / CARD).write_text(model_card(manifest), encoding="utf-8")
+        follow_umask(staging, folder=True)
+        shutil.rmtree(backup, ignore_errors=True)
+        folder.rename(backup)
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if backup.exists() and not folder.exists():
+            backup.rename(folder)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+@command(f"{CONF_DIR}/inference", "export")
+def main(cfg: DictConfig) -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as err:
+        raise TopictoneError(
+            f"the export needs {err.name}: pip install 'topictone[export]'"
+        ) from None
+    result = export(cfg.model, quantize=cfg.quantize, tolerance=cfg.tolerance)
+    print(
+        f"wrote {cfg.model}/{result['graph']} ({result['bytes'] / 2**20:.1f} MiB); largest "
+        f"logit gap to torch on the check texts: {result['max_logit_gap']:.2e}",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()
