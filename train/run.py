@@ -225,6 +225,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    if getattr(fitter, "history_", None):  # per-step losses and per-epoch dev figures
+        history = json.dumps(fitter.history_, indent=1, default=float) + "\n"
+        (run_dir / "history.json").write_text(history, encoding="utf-8")
     manifest = {
         "seed": cfg.seed,
         "git_commit": git_commit(),

@@ -65,18 +65,29 @@ class WindowCollator:
         return batch
 
 
+def encoder_layers(encoder: torch.nn.Module) -> torch.nn.ModuleList | None:
+    """The encoder's stack of layers: BERT-style ``encoder.layer`` or ``layers`` (Gemma,
+    Llama-style encoders such as embeddinggemma)."""
+    for path in (("encoder", "layer"), ("layers",)):
+        module: Any = encoder
+        for name in path:
+            module = getattr(module, name, None)
+        if isinstance(module, torch.nn.ModuleList):
+            return module
+    return None
+
+
 def freeze_bottom_layers(encoder: torch.nn.Module, count: int, embeddings_frozen: bool) -> None:
     """Freeze the lowest ``count`` encoder layers (and all embeddings, so no gradient flows
     below them): on a CPU this skips their backward pass, the bulk of the training cost."""
-    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    layers = encoder_layers(encoder)
     if layers is None or count > len(layers):
-        raise TopictoneError(
-            f"model.freeze_layers={count}: the backbone has "
-            f"{'no BERT-style layer list' if layers is None else f'{len(layers)} layers'}"
-        )
+        found = "no layer list (encoder.layer or layers)" if layers is None else len(layers)
+        raise TopictoneError(f"model.freeze_layers={count}: the backbone has {found} layers")
     if not embeddings_frozen:
         raise TopictoneError("model.freeze_layers needs model.freeze_embeddings=true")
-    for module in (encoder.embeddings, *layers[:count]):
+    embeddings = getattr(encoder, "embeddings", None) or encoder.get_input_embeddings()
+    for module in (embeddings, *layers[:count]):
         module.requires_grad_(False)
 
 
@@ -114,6 +125,7 @@ class TransformerFitter:
         topic_loss_weight: float = 1.0,
         tone_loss_weight: float = 1.0,
         early_stopping_patience: int | None = 2,
+        evaluate_epochs: bool = True,
         max_steps: int = -1,
         min_steps: int = 0,
         threads: int | None = None,
@@ -209,6 +221,7 @@ class TransformerFitter:
         return max(float(self.epochs), math.ceil(self.min_steps / per_epoch))
 
     def _args(self, workdir: Path, has_dev: bool, n_train: int) -> TrainingArguments:
+        has_dev = has_dev and self.evaluate_epochs  # dev scored after each epoch: best epoch kept
         return TrainingArguments(
             output_dir=str(workdir),
             num_train_epochs=self._epochs(n_train),
@@ -288,20 +301,23 @@ class TransformerFitter:
             # Fewer windows per article in training than at inference: cheaper steps; the
             # pooling is per element, so more windows later read more of the text.
             train_dataset=self._encode(train, tokenizer, self.train_max_windows),
-            eval_dataset=None if dev is None else self._encode(dev, tokenizer),
+            eval_dataset=None
+            if dev is None or not self.evaluate_epochs
+            else self._encode(dev, tokenizer),
             compute_metrics=lambda pred: self._dev_metrics(pred, schema),
             optimizers=(self._optimizer(model), None),
             callbacks=[EarlyStoppingCallback(self.early_stopping_patience)]
-            if dev is not None and self.early_stopping_patience
+            if dev is not None and self.evaluate_epochs and self.early_stopping_patience
             else None,
         )
         trainer.train()
         shutil.rmtree(workdir, ignore_errors=True)  # checkpoints are hundreds of MB each
         self.history_ = trainer.state.log_history
         self.backbone_source_ = source
+        dtype = "bfloat16" if self.bf16 else "float32"  # inference computes as training did
         self.predictor_ = TransformerPredictor(
             schema,
-            TorchRunner(model.cpu()),
+            TorchRunner(model.cpu(), dtype=dtype),
             tokenizer,
             max_length=self.max_length,
             stride=self.stride,
@@ -310,6 +326,7 @@ class TransformerFitter:
             topic_pooling=model.topic_pooling,
             tone_pooling=model.tone_pooling,
             batch_size=self.eval_batch_size,
+            dtype=dtype,
         )
         return self
 

@@ -33,6 +33,7 @@ from infer.predictors.base import (
     scores_from_logits,
 )
 from infer.predictors.windows import (
+    DTYPES,
     POOLING,
     backbone_limit,
     encode_windows,
@@ -53,6 +54,7 @@ LOAD_OPTIONS = (
     "device",
     "runtime",
     "graph",
+    "dtype",
 )
 
 
@@ -93,6 +95,7 @@ class TransformerPredictor(Predictor):
         thresholds: dict[str, float] | None = None,
         calibration: dict[str, Any] | None = None,
         batch_size: int = 32,
+        dtype: str = "float32",
     ) -> None:
         super().__init__(schema, thresholds, calibration)
         for rule in (topic_pooling, tone_pooling):
@@ -106,7 +109,7 @@ class TransformerPredictor(Predictor):
             prefix,
         )
         self.topic_pooling, self.tone_pooling = topic_pooling, tone_pooling
-        self.batch_size = batch_size
+        self.batch_size, self.dtype = batch_size, dtype
         self._memo: tuple[tuple, tuple[np.ndarray, np.ndarray]] | None = None
         self.reads_chars = readable_prefix(tokenizer, max_length * max_windows)
 
@@ -212,6 +215,7 @@ class TransformerPredictor(Predictor):
             "prefix": self.prefix,
             "topic_pooling": self.topic_pooling,
             "tone_pooling": self.tone_pooling,
+            "dtype": self.dtype,  # what the torch runtime computes in (as trained)
         }
 
     def save_weights(self, folder: Path) -> list[str]:
@@ -254,6 +258,9 @@ class TransformerPredictor(Predictor):
             )
         if not isinstance(merged.get("prefix") or "", str):
             raise TopictoneError(f"{folder}: prefix must be a string")
+        dtype = merged.get("dtype") or settings.get("dtype") or "float32"
+        if dtype not in DTYPES:
+            raise TopictoneError(f"option dtype must be one of {DTYPES}, got {dtype!r}")
         graphs = saved_graphs(folder, settings)
         runner = make_runner(
             folder,
@@ -264,6 +271,7 @@ class TransformerPredictor(Predictor):
             graph=merged.get("graph") or "auto",
             threads=threads,
             device=merged.get("device"),
+            dtype=dtype,
         )
         return cls(
             manifest.schema,
@@ -274,6 +282,7 @@ class TransformerPredictor(Predictor):
             prefix=merged.get("prefix") or "",
             topic_pooling=settings.get("topic_pooling", "max"),
             tone_pooling=settings.get("tone_pooling", "mean"),
+            dtype=dtype,
             **sizes,
         )
 
@@ -297,6 +306,7 @@ def make_runner(
     graph: str,
     threads: int | None,
     device: str | None,
+    dtype: str = "float32",
 ) -> WindowRunner:
     """The runtime asked for; ``auto`` runs an exported graph where onnxruntime is there."""
     if runtime not in RUNTIMES:
@@ -338,7 +348,7 @@ def make_runner(
         raise TopictoneError(
             f"runtime=torch needs a missing package ({err.name}); install topictone[transformer]"
         ) from None
-    return load_network(folder, manifest, config, threads, device)
+    return load_network(folder, manifest, config, threads, device, dtype)
 
 
 def stored_schema(path: Path) -> Any:

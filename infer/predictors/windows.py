@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+DTYPES = ("float32", "bfloat16")  # what the torch runtime computes in
 POOLING = ("max", "mean", "first")  # how a text's windows combine, per head
 
 
