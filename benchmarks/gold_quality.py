@@ -11,8 +11,9 @@ dev folds (honest, with a bootstrap 95% interval), and with thresholds fitted on
 dev (optimistic), against the targets; the buckets more than 0.05 below the overall
 figure; and the labels of ``../shared/examples/india-israel-defence-mou.hi.txt``.
 ``--models transformer`` adds the fine-tuned transformer (``experiment=gold_transformer``,
-embeddinggemma's top layers, 9 minutes of an idle 2-core CPU); ``--models distilled`` the same transformer trained as
-the ensemble's student (``experiment=gold_distilled``, the ensemble run in DIR its teacher).
+embeddinggemma's top layers, 9 minutes of an idle 2-core CPU); ``--models distilled`` the
+e5 transformer trained as the ensemble's student (``experiment=gold_distilled``, the ensemble
+run in DIR its teacher).
 """
 
 from __future__ import annotations
