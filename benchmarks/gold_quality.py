@@ -114,9 +114,9 @@ def train(kind: str, run: Path, runs: Path) -> None:
     if kind in STUDENTS:
         overrides.append(f"distill.teacher={runs / 'ensemble' / 'model'}")
     if kind == "ensemble":
-        # The gold_tfidf and gold_encoder runs are the members gold_ensemble would train
-        # (same settings, same seed): load them instead of training them again.
-        for member in ("tfidf", "encoder"):
+        # The gold_tfidf, gold_encoder and gold_transformer runs are the members gold_ensemble
+        # would train (same settings, same seed): load them instead of training them again.
+        for member in ("tfidf", "encoder", "transformer"):
             if (runs / member / "model" / "topictone.json").is_file():
                 overrides.append(f"model.members.{member}={runs / member / 'model'}")
     print(f"$ python -m train {' '.join(overrides)}", file=sys.stderr, flush=True)
