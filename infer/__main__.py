@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 import infer
+from infer.artifact import MANIFEST, sha256
 from infer.batch import predict_file
 from infer.cli import CONF_DIR, command
 from infer.io import check_output
@@ -35,6 +37,8 @@ def main(cfg: DictConfig) -> None:
         prediction_field=cfg.prediction_field,
         prediction_prefix=cfg.prediction_prefix,
         max_line_bytes=cfg.max_line_bytes,
+        resume=cfg.resume,
+        identity={"model": sha256(Path(cfg.model) / MANIFEST), "options": options},
     )
     print(f"wrote {count} predictions to {cfg.output}", file=sys.stderr)
 

@@ -8,8 +8,9 @@ run with file:line, and the output appears only when the whole input was written
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from infer.io import (
     require_text,
 )
 from infer.predictors.base import Predictor
+from infer.resume import Progress, open_resumable
 from infer.schema import Prediction
 
 
@@ -46,11 +48,15 @@ def predict_file(
     prediction_field: str = "prediction",
     prediction_prefix: str = "pred_",
     max_line_bytes: int = MAX_LINE_BYTES,
+    resume: bool = False,
+    identity: Mapping[str, Any] | None = None,
 ) -> int:
     """Write one output row per input row (its fields kept, predictions added); return the count.
 
     JSONL and Parquet nest the prediction under ``prediction_field``; CSV flattens it
-    into columns starting with ``prediction_prefix``."""
+    into columns starting with ``prediction_prefix``. ``resume`` continues a killed run
+    into the same output (:mod:`infer.resume`); ``identity`` names the model, so that a
+    continuation with another one is refused."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise TopictoneError(f"batch_size must be a positive integer, got {batch_size!r}")
     source = Path(input)
@@ -65,6 +71,24 @@ def predict_file(
     total = source.stat().st_size if source.is_file() and kind_in != "parquet" else None
     limits = predictor.limits
     count = 0
+    if resume:
+        if to_stdout:
+            raise TopictoneError("resume=true needs an output file, not '-'")
+        settings = {
+            **(identity or {}),
+            "kind": predictor.kind,
+            "formats": [kind_in, kind_out],
+            "text_field": text_field,
+            "batch_size": batch_size,
+            "thresholds": dict(thresholds or {}),
+            "explain": explain,
+            "names": [prediction_field, prediction_prefix],
+            "limits": [limits.max_chars, limits.on_long_text],
+            "max_line_bytes": max_line_bytes,
+        }
+        opened = open_resumable(Path(output), kind_out, source, settings)
+    else:
+        opened = _fresh(open_writer(output, kind_out, schema=schema))
     rows: list[Row] = []
     lines: list[int] = []
     texts: list[str] = []
@@ -84,7 +108,7 @@ def predict_file(
         texts.clear()
 
     with (
-        open_writer(output, kind_out, schema=schema) as writer,
+        opened as (writer, done),
         tqdm(
             total=total,
             unit="B" if total else "row",
@@ -94,6 +118,10 @@ def predict_file(
         ) as bar,
     ):
         for line, row, size in read_rows(source, kind_in, max_line_bytes=max_line_bytes):
+            if count < done.rows:  # written by the run this one continues
+                count += 1
+                bar.update(size)
+                continue
             text = require_text(row, text_field, source, line)
             if problem := limits.problem(text):
                 raise InputError(problem, source, line, text_field)
@@ -108,6 +136,13 @@ def predict_file(
         if rows:
             flush(writer)
     return count
+
+
+@contextlib.contextmanager
+def _fresh(writer_context: Any) -> Iterator[tuple[Any, Progress]]:
+    """A plain writer, as a run with nothing done yet."""
+    with writer_context as writer:
+        yield writer, Progress()
 
 
 def _check_names(row: Row, flat: bool, field: str, prefix: str, source: Path, line: int) -> None:

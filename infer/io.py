@@ -234,10 +234,13 @@ class _JsonlWriter:
 class _CsvWriter:
     """CSV with the first row's columns; nested values are JSON-encoded."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, columns: list[str] | None = None) -> None:
         self.handle = handle
         self.writer: csv.DictWriter | None = None
         self.columns: list[str] = []
+        if columns:  # continuing a file whose header is written
+            self.columns = list(columns)
+            self.writer = csv.DictWriter(handle, fieldnames=self.columns)
 
     def write(self, rows: list[Row]) -> None:
         if not rows:
@@ -262,6 +265,12 @@ class _CsvWriter:
                 raise RowValueError(index, field, "cannot be written as JSON in a CSV cell")
             return json.dumps(value, ensure_ascii=False)
         return value
+
+
+def text_writer(handle: Any, kind: str, columns: list[str] | None = None) -> RowWriter:
+    """JSONL or CSV rows onto an open text handle (CSV: ``columns`` continue a file whose
+    header is already written)."""
+    return _JsonlWriter(handle) if kind == "jsonl" else _CsvWriter(handle, columns)
 
 
 class _ParquetWriter:
@@ -365,7 +374,7 @@ def open_writer(
         kind = fmt or "jsonl"
         if kind not in ("jsonl", "csv"):
             raise TopictoneError(f"output '-' streams JSONL or CSV, not {kind}")
-        yield _JsonlWriter(sys.stdout) if kind == "jsonl" else _CsvWriter(sys.stdout)
+        yield text_writer(sys.stdout, kind)
         sys.stdout.flush()
         return
     target = Path(path)
@@ -394,7 +403,7 @@ def open_writer(
                 writer.close()
         else:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                yield _JsonlWriter(handle) if kind == "jsonl" else _CsvWriter(handle)
+                yield text_writer(handle, kind)
         follow_umask(Path(tmp))
         os.replace(tmp, target)
     except BaseException:

@@ -1,0 +1,159 @@
+"""Resumable batch runs: killed (SIGKILL included) and run again, nothing lost or doubled."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DEMO, ROOT
+
+import infer
+from infer.batch import predict_file
+from infer.errors import TopictoneError
+from infer.resume import resume_files
+
+ROWS = 20_000
+
+
+def write_input(path: Path, rows: int = ROWS) -> Path:
+    texts = [json.loads(line)["text"] for line in (DEMO / "test.jsonl").open(encoding="utf-8")]
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(rows):
+            out.write(json.dumps({"id": i, "text": texts[i % len(texts)]}, ensure_ascii=False))
+            out.write("\n")
+    return path
+
+
+def cli_args(model: Path, source: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "infer",
+        f"model={model}",
+        f"input={source}",
+        f"output={output}",
+        "batch_size=50",
+        "progress=false",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def killed(tfidf_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run into out.jsonl killed with SIGKILL part-way, and the same run uninterrupted."""
+    folder = tmp_path_factory.mktemp("killed")
+    source = write_input(folder / "in.jsonl")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    model = tfidf_run / "model"
+    subprocess.run(
+        cli_args(model, source, folder / "whole.jsonl"), env=env, check=True, capture_output=True
+    )
+    _, record = resume_files(folder / "out.jsonl")
+    process = subprocess.Popen(
+        cli_args(model, source, folder / "out.jsonl", "resume=true"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if record.is_file() and json.loads(record.read_text())["rows"] >= 2_000:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    return folder
+
+
+def copy(folder: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(folder, tmp_path / "run"))
+
+
+def test_a_killed_run_resumes_to_the_same_bytes(killed, tfidf_run, tmp_path, cli):
+    folder = copy(killed, tmp_path)
+    part, record = resume_files(folder / "out.jsonl")
+    done = json.loads(record.read_text())["rows"]
+    assert not (folder / "out.jsonl").exists() and part.is_file()
+    assert 2_000 <= done < ROWS
+    args = cli_args(tfidf_run / "model", folder / "in.jsonl", folder / "out.jsonl", "resume=true")
+    result = cli("infer", *args[3:])
+    assert result.returncode == 0, result.stderr
+    assert (folder / "out.jsonl").read_bytes() == (folder / "whole.jsonl").read_bytes()
+    assert not part.exists() and not record.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["+thresholds.defence=0.3"], "had another model or settings"),
+        (["batch_size=60"], "had another model or settings"),
+    ],
+)
+def test_a_continuation_with_other_settings_is_refused(
+    killed, tfidf_run, tmp_path, cli, extra, message
+):
+    folder = copy(killed, tmp_path)
+    args = cli_args(tfidf_run / "model", folder / "in.jsonl", folder / "out.jsonl", "resume=true")
+    result = cli("infer", *args[3:], *extra)
+    assert result.returncode == 2 and message in result.stderr
+    assert result.stderr.count("\n") == 1 and not (folder / "out.jsonl").exists()
+    assert all(p.exists() for p in resume_files(folder / "out.jsonl"))
+
+
+def test_a_changed_input_is_refused(killed, tfidf_run, tmp_path, cli):
+    folder = copy(killed, tmp_path)
+    with (folder / "in.jsonl").open("a", encoding="utf-8") as out:
+        out.write('{"id": -1, "text": "one more"}\n')
+    args = cli_args(tfidf_run / "model", folder / "in.jsonl", folder / "out.jsonl", "resume=true")
+    result = cli("infer", *args[3:])
+    assert result.returncode == 2 and "had another input size" in result.stderr
+
+
+class Interrupting:
+    """A predictor that is interrupted (as by Ctrl-C or SIGTERM) at its third batch."""
+
+    def __init__(self, predictor):
+        self.inner, self.calls = predictor, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def predict(self, texts, **kwargs):
+        self.calls += 1
+        if self.calls == 3:
+            raise KeyboardInterrupt
+        return self.inner.predict(texts, **kwargs)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_an_interrupted_run_resumes_csv_and_jsonl(tfidf_run, tmp_path, suffix):
+    predictor = infer.load(tfidf_run / "model")
+    source = write_input(tmp_path / "in.jsonl", rows=500)
+    whole, out = tmp_path / f"whole.{suffix}", tmp_path / f"out.{suffix}"
+    kwargs = {"batch_size": 100, "progress": False, "identity": {"model": "m"}}
+    predict_file(predictor, source, whole, **kwargs)
+    with pytest.raises(KeyboardInterrupt):
+        predict_file(Interrupting(predictor), source, out, resume=True, **kwargs)
+    _, record = resume_files(out)
+    assert json.loads(record.read_text())["rows"] == 200 and not out.exists()
+    assert predict_file(predictor, source, out, resume=True, **kwargs) == 500
+    assert out.read_bytes() == whole.read_bytes()
+    assert not record.exists()
+
+
+def test_resume_needs_a_text_file_output(tfidf_run, tmp_path):
+    predictor = infer.load(tfidf_run / "model")
+    source = write_input(tmp_path / "in.jsonl", rows=10)
+    with pytest.raises(TopictoneError, match="resume=true writes JSONL or CSV"):
+        predict_file(predictor, source, tmp_path / "out.parquet", resume=True, progress=False)
+    with pytest.raises(TopictoneError, match="resume=true needs an output file"):
+        predict_file(predictor, source, "-", resume=True, progress=False)
+    assert not list(tmp_path.glob(".out*"))
