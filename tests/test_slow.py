@@ -52,6 +52,17 @@ def test_the_default_transformer_learns_every_label_on_the_demo(tmp_path):
     assert metrics["test"]["topics/macro_f1"] > 0.5, metrics["test"]
 
 
+def skip_without_embeddinggemma() -> None:
+    """The gold encoder and transformer presets need ../shared/tools/fetch_embeddinggemma.py."""
+    from infer.errors import TopictoneError
+    from train.encoder import resolve_encoder
+
+    try:
+        resolve_encoder("google/embeddinggemma-300m")
+    except TopictoneError as err:
+        pytest.skip(f"no embeddinggemma copy: {err}")
+
+
 @needs_gold
 def test_gold_tfidf_matches_the_known_baseline(tmp_path):
     train_run(["data=gold"], tmp_path)
@@ -72,13 +83,7 @@ def test_gold_tfidf_preset_keeps_its_honest_figures(tmp_path):
 
 @needs_gold
 def test_gold_encoder_preset_keeps_its_honest_figures(tmp_path):
-    from infer.errors import TopictoneError
-    from train.encoder import resolve_encoder
-
-    try:
-        resolve_encoder("google/embeddinggemma-300m")
-    except TopictoneError as err:
-        pytest.skip(f"no embeddinggemma copy: {err}")
+    skip_without_embeddinggemma()
     # Embeddings come from the on-disk cache after the first run (minutes before it).
     train_run(["experiment=gold_encoder", "report=false", "model.progress=false"], tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -91,13 +96,7 @@ def test_gold_encoder_preset_keeps_its_honest_figures(tmp_path):
 def test_gold_transformer_preset_meets_its_targets(tmp_path):
     """The 15-minute preset (embeddinggemma's top layers, ~9 CPU minutes): the honest
     figures stay at the targets (BENCHMARKS.md: 0.866 topics, 0.774 tone)."""
-    from infer.errors import TopictoneError
-    from train.encoder import resolve_encoder
-
-    try:
-        resolve_encoder("google/embeddinggemma-300m")
-    except TopictoneError as err:
-        pytest.skip(f"no embeddinggemma copy: {err}")
+    skip_without_embeddinggemma()
     train_run(["experiment=gold_transformer", "report=false", "model.progress=false"], tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     honest = metrics["dev_crossfit"]
