@@ -102,6 +102,8 @@ def save_model(
             json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
         (staging / CARD).write_text(model_card(manifest), encoding="utf-8")
+        for name in names:  # safetensors writes its files 0600, whatever the umask
+            follow_umask(staging / name)
         follow_umask(staging, folder=True)
         if target.exists():
             shutil.rmtree(target)

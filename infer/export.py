@@ -66,7 +66,7 @@ def export(
     manifest = read_manifest(model)
     if manifest.kind != "transformer":
         raise TopictoneError(f"{model}: a '{manifest.kind}' model; only transformers export")
-    predictor = infer.load(model, runtime="torch", device="cpu")
+    predictor = infer.load(model, runtime="torch", device="cpu", dtype="float32")  # as the graph
     precision = "int8" if quantize == "int8" else "fp32"
     name = GRAPH_NAMES[precision]
     with tempfile.TemporaryDirectory(dir=model.parent, prefix=f".{model.name}.onnx.") as tmp:

@@ -1,6 +1,7 @@
 """The transformer path on a tiny random BERT: train → save → infer.load → predict → CLI."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -328,3 +329,12 @@ def test_one_epoch_without_per_epoch_evaluation(tiny_backbone, tmp_path):
     history = json.loads((tmp_path / "history.json").read_text())
     assert history and not [row for row in history if "eval_loss" in row]
     assert "dev" in metrics
+
+
+def test_model_files_follow_the_umask(transformer_run):
+    """safetensors writes 0600 files; a model folder is as readable as the umask allows."""
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (transformer_run / "model").iterdir()}
+    assert modes["model.safetensors"] == 0o666 & ~mask
+    assert set(modes.values()) == {0o666 & ~mask}
