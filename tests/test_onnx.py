@@ -54,7 +54,9 @@ def test_fp32_graph_scores_match_torch_and_int8_stays_close(exported):
     assert fp32.runner.precision == "fp32"
     for ours, theirs in zip(fp32.predict_scores(texts), torch_scores, strict=True):
         assert np.abs(ours - theirs).max() < 1e-4
-    int8 = infer.load(exported)  # auto: the int8 graph where there is one
+    auto = infer.load(exported)  # auto: the fp32 graph; int8 only when asked for
+    assert (auto.runner.runtime, auto.runner.precision) == ("onnx", "fp32")
+    int8 = infer.load(exported, graph="int8")
     assert (int8.runner.runtime, int8.runner.precision) == ("onnx", "int8")
     int8_topics, _ = int8.predict_scores(texts)
     gap = np.abs(int8_topics - torch_scores[0]).max()
