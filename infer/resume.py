@@ -102,7 +102,12 @@ def open_resumable(
         try:
             saved = json.loads(record.read_text(encoding="utf-8"))
             progress = Progress(int(saved["rows"]), int(saved["bytes"]), saved.get("columns"))
-        except (ValueError, KeyError, TypeError):
+            columns = progress.columns
+            if min(progress.rows, progress.bytes) < 0 or not (
+                columns is None or all(isinstance(c, str) for c in columns)
+            ):
+                raise ValueError
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise TopictoneError(f"{record}: unreadable progress record; delete it") from None
         changed = [DIFFERENCES[k] for k, v in expected.items() if saved.get(k) != v]
         if changed:

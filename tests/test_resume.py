@@ -108,6 +108,19 @@ def test_a_continuation_with_other_settings_is_refused(
     assert all(p.exists() for p in resume_files(folder / "out.jsonl"))
 
 
+@pytest.mark.parametrize(
+    "edit", [{"rows": -5}, {"bytes": -1}, {"columns": [1, 2]}, {"rows": "many"}]
+)
+def test_a_crafted_progress_record_is_one_line(killed, tfidf_run, tmp_path, cli, edit):
+    folder = copy(killed, tmp_path)
+    _, record = resume_files(folder / "out.jsonl")
+    record.write_text(json.dumps({**json.loads(record.read_text()), **edit}))
+    args = cli_args(tfidf_run / "model", folder / "in.jsonl", folder / "out.jsonl", "resume=true")
+    result = cli("infer", *args[3:])
+    assert result.returncode == 2 and "unreadable progress record" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
 def test_a_changed_input_is_refused(killed, tfidf_run, tmp_path, cli):
     folder = copy(killed, tmp_path)
     with (folder / "in.jsonl").open("a", encoding="utf-8") as out:
