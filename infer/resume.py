@@ -1,9 +1,9 @@
 """Batch runs that survive being killed: ``python -m infer ... resume=true``.
 
 A resumable run writes to ``.<output>.resume.part`` beside the output and, after each
-batch, replaces ``.<output>.resume.json`` (the rows and bytes written so far, the input's
-size and modification time, and a fingerprint of the model and settings) atomically. Killed at any
-moment — SIGKILL included — it leaves both; the same command again cuts the part back to
+batch, atomically replaces ``.<output>.resume.json`` (the rows and bytes written so far,
+the input's size and modification time, a fingerprint of the model and settings). Killed
+at any moment — SIGKILL included — it leaves both; the same command again cuts the part back to
 the last recorded batch, skips that many input rows and goes on, so no row is lost or
 written twice and the finished file is byte-identical to an uninterrupted run. On
 success the part replaces the output and the record goes. JSONL and CSV only: a Parquet
@@ -96,6 +96,8 @@ def open_resumable(
         )
     check_output(target)
     part, record = resume_files(target)
+    for path in (part, record):  # a planted link would be written through, or moved in
+        check_output(path)
     expected = {"version": VERSION, **_input_identity(source), "settings": fingerprint(settings)}
     progress = Progress()
     if record.is_file() and part.is_file():

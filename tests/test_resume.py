@@ -162,6 +162,18 @@ def test_an_interrupted_run_resumes_csv_and_jsonl(tfidf_run, tmp_path, suffix):
     assert not record.exists()
 
 
+def test_planted_links_for_the_resume_files_are_refused(tfidf_run, tmp_path):
+    predictor = infer.load(tfidf_run / "model")
+    source = write_input(tmp_path / "in.jsonl", rows=10)
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep me")
+    part, _ = resume_files(tmp_path / "out.jsonl")
+    part.symlink_to(elsewhere)
+    with pytest.raises(TopictoneError, match="output exists and is a link"):
+        predict_file(predictor, source, tmp_path / "out.jsonl", resume=True, progress=False)
+    assert elsewhere.read_text() == "keep me" and not (tmp_path / "out.jsonl").exists()
+
+
 def test_resume_needs_a_text_file_output(tfidf_run, tmp_path):
     predictor = infer.load(tfidf_run / "model")
     source = write_input(tmp_path / "in.jsonl", rows=10)

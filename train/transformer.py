@@ -221,7 +221,6 @@ class TransformerFitter:
         return max(float(self.epochs), math.ceil(self.min_steps / per_epoch))
 
     def _args(self, workdir: Path, has_dev: bool, n_train: int) -> TrainingArguments:
-        has_dev = has_dev and self.evaluate_epochs  # dev scored after each epoch: best epoch kept
         return TrainingArguments(
             output_dir=str(workdir),
             num_train_epochs=self._epochs(n_train),
@@ -294,20 +293,20 @@ class TransformerFitter:
             freeze_bottom_layers(encoder, self.freeze_layers, self.freeze_embeddings)
 
         workdir = Path(workdir or "checkpoints")
+        # Dev scored after each epoch (the best epoch kept), unless evaluate_epochs is off.
+        epoch_dev = dev if self.evaluate_epochs else None
         trainer = Trainer(
             model=model,
-            args=self._args(workdir, dev is not None, len(train)),
+            args=self._args(workdir, epoch_dev is not None, len(train)),
             data_collator=WindowCollator(tokenizer.pad_token_id),
             # Fewer windows per article in training than at inference: cheaper steps; the
             # pooling is per element, so more windows later read more of the text.
             train_dataset=self._encode(train, tokenizer, self.train_max_windows),
-            eval_dataset=None
-            if dev is None or not self.evaluate_epochs
-            else self._encode(dev, tokenizer),
+            eval_dataset=None if epoch_dev is None else self._encode(epoch_dev, tokenizer),
             compute_metrics=lambda pred: self._dev_metrics(pred, schema),
             optimizers=(self._optimizer(model), None),
             callbacks=[EarlyStoppingCallback(self.early_stopping_patience)]
-            if dev is not None and self.evaluate_epochs and self.early_stopping_patience
+            if epoch_dev is not None and self.early_stopping_patience
             else None,
         )
         trainer.train()
