@@ -1,4 +1,7 @@
-"""``python -m infer model=<dir> input=<file> output=<file>``: batch prediction."""
+"""``python -m infer model=<dir> input=<file> output=<file>``: batch prediction.
+
+``engine=ray`` runs it on Ray Data instead (:mod:`infer.ray_engine`, imported only then).
+"""
 
 from __future__ import annotations
 
@@ -16,13 +19,19 @@ from infer.io import check_output
 
 @command(f"{CONF_DIR}/inference", "infer")
 def main(cfg: DictConfig) -> None:
-    check_output(cfg.output, (cfg.input,))  # before the model loads: fail fast
     options = OmegaConf.to_container(cfg.options, resolve=True) or {}
-    predictor = infer.load(
-        cfg.model,
-        limits=OmegaConf.to_container(cfg.limits, resolve=True),
+    load_args = {
+        "limits": OmegaConf.to_container(cfg.limits, resolve=True),
         **{k: v for k, v in options.items() if v is not None},
-    )
+    }
+    if OmegaConf.select(cfg, "engine.name", default="local") == "ray":
+        from infer import ray_engine  # Ray is imported here and only here
+
+        rows, shards = ray_engine.run(cfg, load_args)
+        print(f"wrote {rows} predictions to {cfg.output} ({shards} shards)", file=sys.stderr)
+        return
+    check_output(cfg.output, (cfg.input,))  # before the model loads: fail fast
+    predictor = infer.load(cfg.model, **load_args)
     count = predict_file(
         predictor,
         cfg.input,

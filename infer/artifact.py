@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infer.decision import Calibration
 from infer.errors import TopictoneError
 from infer.paths import follow_umask, inside
 from infer.schema import LabelSchema
@@ -80,9 +81,16 @@ def sha256(path: Path) -> str:
 
 
 def save_model(
-    predictor: Predictor, path: str | os.PathLike[str], metrics: dict[str, Any] | None = None
+    predictor: Predictor,
+    path: str | os.PathLike[str],
+    metrics: dict[str, Any] | None = None,
+    card: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a complete model folder, atomically: a crash never leaves half a model."""
+    """Write a complete model folder, atomically: a crash never leaves half a model.
+
+    ``card`` adds what only training knows to the model card (``infer.card``)."""
+    from infer.card import model_card  # huggingface_hub: only when saving
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -93,7 +101,7 @@ def save_model(
             schema=predictor.schema,
             thresholds=dict(predictor.thresholds),
             settings=predictor.settings(),
-            calibration=predictor.calibration,
+            calibration=predictor.calibration.to_dict(),
             metrics=metrics or {},
             versions=package_versions(["topictone", *predictor.requirements]),
             files={name: sha256(staging / name) for name in sorted(names)},
@@ -101,7 +109,7 @@ def save_model(
         (staging / MANIFEST).write_text(
             json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
-        (staging / CARD).write_text(model_card(manifest), encoding="utf-8")
+        (staging / CARD).write_text(model_card(manifest, card), encoding="utf-8")
         for name in names:  # safetensors writes its files 0600, whatever the umask
             follow_umask(staging / name)
         follow_umask(staging, folder=True)
@@ -142,6 +150,7 @@ def read_manifest(path: str | os.PathLike[str], verify: bool = True) -> Manifest
     except (KeyError, TypeError, AttributeError) as err:
         raise TopictoneError(f"{manifest_path}: malformed manifest ({err})") from None
     check_thresholds(manifest_path, manifest)
+    Calibration.from_dict(manifest.calibration, manifest.schema, manifest_path)  # checked early
     if manifest.normalization_version != NORMALIZATION_VERSION:
         raise TopictoneError(
             f"{manifest_path}: model expects text normalisation v{manifest.normalization_version}, "
@@ -197,32 +206,6 @@ def check_files(folder: Path, manifest: Manifest) -> None:
         raise TopictoneError(
             f"{folder}: files not covered by the checksums in {MANIFEST}: {', '.join(unlisted[:5])}"
         )
-
-
-def model_card(manifest: Manifest) -> str:
-    """A human-readable README for the folder, metrics included."""
-    lines = [
-        f"# topictone model ({manifest.kind})",
-        "",
-        "Labels news texts by topic (multi-label) and tone. Load it with",
-        "`infer.load(path)` or `python -m infer model=<this folder> input=... output=...`.",
-        "",
-        f"- topics: {', '.join(manifest.schema.topics)}",
-        f"- tones: {', '.join(manifest.schema.tones)}",
-        "- decision thresholds: "
-        + ", ".join(f"{k} {v:.3f}" for k, v in manifest.thresholds.items()),
-        f"- text normalisation: v{manifest.normalization_version}",
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in manifest.versions.items()),
-        "",
-    ]
-    for split, values in manifest.metrics.items():
-        if isinstance(values, dict):
-            lines += [f"## Metrics on {split}", "", "| metric | value |", "|---|---|"]
-            lines += [
-                f"| {k} | {v:.4f} |" for k, v in values.items() if isinstance(v, (int, float))
-            ]
-            lines.append("")
-    return "\n".join(lines)
 
 
 def check_stored_schema(path: Path, stored: Any, schema: LabelSchema) -> None:

@@ -22,6 +22,7 @@ from infer.io import (
     STDOUT,
     Row,
     RowValueError,
+    RowWriter,
     check_output,
     detect_format,
     open_writer,
@@ -29,6 +30,7 @@ from infer.io import (
     read_rows,
     require_text,
 )
+from infer.limits import TextLimits
 from infer.predictors.base import Predictor
 from infer.resume import Progress, open_resumable
 from infer.schema import Prediction
@@ -96,13 +98,10 @@ def predict_file(
     def flush(writer: Any) -> None:
         predictions = predictor.predict(texts, thresholds=thresholds, explain=explain)
         merged = [
-            _merge(r, p, flat, prediction_field, prediction_prefix)
+            merge_prediction(r, p, flat, prediction_field, prediction_prefix)
             for r, p in zip(rows, predictions, strict=True)
         ]
-        try:
-            writer.write(merged)
-        except RowValueError as err:
-            raise InputError(err.reason, source, lines[err.index], err.field) from None
+        write_located(writer, merged, source, lines)
         rows.clear()
         lines.clear()
         texts.clear()
@@ -122,10 +121,9 @@ def predict_file(
                 count += 1
                 bar.update(size)
                 continue
-            text = require_text(row, text_field, source, line)
-            if problem := limits.problem(text):
-                raise InputError(problem, source, line, text_field)
-            _check_names(row, flat, prediction_field, prediction_prefix, source, line)
+            text = check_row(
+                row, text_field, limits, flat, prediction_field, prediction_prefix, source, line
+            )
             texts.append(text)
             rows.append(row)
             lines.append(line)
@@ -145,7 +143,26 @@ def _fresh(writer_context: Any) -> Iterator[tuple[Any, Progress]]:
         yield writer, Progress()
 
 
-def _check_names(row: Row, flat: bool, field: str, prefix: str, source: Path, line: int) -> None:
+def check_row(
+    row: Row,
+    text_field: str,
+    limits: TextLimits,
+    flat: bool,
+    field: str,
+    prefix: str,
+    source: Any,
+    line: int,
+) -> str:
+    """The row's text, once the row is fit to predict: a text within the limits, and no
+    input field named like the predictions. Every engine checks rows with this."""
+    text = require_text(row, text_field, source, line)
+    if problem := limits.problem(text):
+        raise InputError(problem, source, line, text_field)
+    _check_names(row, flat, field, prefix, source, line)
+    return text
+
+
+def _check_names(row: Row, flat: bool, field: str, prefix: str, source: Any, line: int) -> None:
     """Prediction names must not replace an input field (checked on every row)."""
     clash = (
         sorted(k for k in row if isinstance(k, str) and k.startswith(prefix))
@@ -164,7 +181,17 @@ def _check_names(row: Row, flat: bool, field: str, prefix: str, source: Path, li
         )
 
 
-def _merge(row: Row, prediction: Prediction, flat: bool, field: str, prefix: str) -> Row:
+def merge_prediction(row: Row, prediction: Prediction, flat: bool, field: str, prefix: str) -> Row:
+    """The output record: the row's fields as read, then the prediction (JSONL and Parquet:
+    nested under ``field``; CSV: flat columns starting with ``prefix``)."""
     if flat:
         return {**row, **prediction.to_flat(prefix)}
     return {**row, field: prediction.to_dict()}
+
+
+def write_located(writer: RowWriter, rows: list[Row], source: Any, lines: list[int]) -> None:
+    """Write output records; one the format cannot hold is an error at its input line."""
+    try:
+        writer.write(rows)
+    except RowValueError as err:
+        raise InputError(err.reason, source, lines[err.index], err.field) from None

@@ -13,7 +13,6 @@ import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -22,9 +21,11 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from infer.errors import TopictoneError
+from infer.resources import conf_dir
 
-# Absolute, so that `python -m infer`, the console scripts and in-process calls agree.
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# Absolute, so that `python -m infer`, the console scripts and in-process calls agree; the
+# checkout's conf/, or the copy an installed wheel ships (infer/resources.py).
+CONF_DIR = str(conf_dir())
 
 USER_ERRORS = (TopictoneError, OmegaConfBaseException, HydraException, OSError)
 

@@ -19,15 +19,21 @@ class InputError(TopictoneError):
         line: int | None = None,
         field: str | None = None,
     ) -> None:
-        self.file, self.line, self.field = file, line, field
+        self.reason, self.file, self.line, self.field = message, file, line, field
         where = ":".join(str(p) for p in (file, line) if p is not None)
         what = f"field '{field}': " if field else ""
         super().__init__(f"{where}: {what}{message}" if where else f"{what}{message}")
+
+    def __reduce__(self) -> tuple:  # whole across processes (engine=ray's workers)
+        return type(self), (self.reason, self.file, self.line, self.field)
 
 
 class TextError(TopictoneError):
     """A bad text passed to the Python API, located by its index in the list."""
 
     def __init__(self, index: int, message: str) -> None:
-        self.index = index
+        self.index, self.reason = index, message
         super().__init__(f"texts[{index}]: {message}")
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.index, self.reason)

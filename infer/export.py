@@ -30,7 +30,6 @@ from infer.artifact import (
     MANIFEST,
     Manifest,
     folder_files,
-    model_card,
     package_versions,
     read_manifest,
     sha256,
@@ -159,7 +158,14 @@ def add_graph(folder: Path, manifest: Manifest, graph: Path, name: str, precisio
         (staging / MANIFEST).write_text(
             json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
-        (staging / CARD).write_text(model_card(manifest), encoding="utf-8")
+        if (folder / CARD).is_file():  # the card training wrote stays (a copy: appended to)
+            shutil.copyfile(folder / CARD, staging / CARD)
+        else:
+            from infer.card import model_card
+
+            (staging / CARD).write_text(model_card(manifest), encoding="utf-8")
+        with (staging / CARD).open("a", encoding="utf-8") as card:
+            card.write(f"\nONNX graph added: `{name}` ({precision}).\n")
         follow_umask(staging, folder=True)
         shutil.rmtree(backup, ignore_errors=True)
         folder.rename(backup)

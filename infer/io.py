@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import stat
 import sys
 import tempfile
@@ -201,6 +202,9 @@ class RowValueError(TopictoneError):
         self.index, self.field, self.reason = index, field, message
         super().__init__(message)
 
+    def __reduce__(self) -> tuple:
+        return type(self), (self.index, self.field, self.reason)
+
 
 def _json_line(row: Row, index: int) -> str:
     try:
@@ -274,7 +278,11 @@ def text_writer(handle: Any, kind: str, columns: list[str] | None = None) -> Row
 
 
 class _ParquetWriter:
-    """Parquet row groups; the input's own column types when the input was Parquet."""
+    """Parquet row groups; the input's own column types when the input was Parquet.
+
+    The columns are those of the first rows written (every field any of them has: a row
+    without one holds null there); a later row with a field outside them is refused
+    with its line, never written without it."""
 
     def __init__(self, path: str, schema: Any = None) -> None:
         self.path, self.schema, self.writer = path, schema, None
@@ -293,11 +301,24 @@ class _ParquetWriter:
             else:
                 self.schema = self._table(pa, rows, None).schema
             self.writer = pq.ParquetWriter(self.path, self.schema)
+        columns = set(self.schema.names)
+        for index, row in enumerate(rows):
+            extra = next((k for k in row if k not in columns), None)
+            if extra is not None:
+                raise RowValueError(
+                    index,
+                    extra,
+                    "has no column in the Parquet output (its columns come from the first "
+                    "rows written); write JSONL, or give the first rows this field",
+                )
         self.writer.write_table(self._table(pa, rows, self.schema))
 
     @staticmethod
     def _table(pa: Any, rows: list[Row], schema: Any) -> Any:
         try:
+            if schema is None:  # every row's fields, not only the first row's
+                names = list(dict.fromkeys(k for row in rows for k in row))
+                return pa.Table.from_pydict({n: [row.get(n) for row in rows] for n in names})
             return pa.Table.from_pylist(rows, schema=schema)
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as err:
             for index, row in enumerate(rows):  # find the row to name it
@@ -347,8 +368,9 @@ def check_output(
 _PART = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.part$")
 
 
-def _remove_stale_parts(target: Path) -> None:
-    """Temporary files a killed run (SIGKILL, power loss) left beside ``target``."""
+def remove_stale_parts(target: Path) -> None:
+    """Temporary files (or, from ``engine=ray``, folders) a killed run (SIGKILL, power
+    loss) left beside ``target``: ``.<name>.<pid>.<x>.part`` whose process is gone."""
     for part in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
         match = _PART.match(part.name)
         if not match or match["name"] != target.name:
@@ -356,7 +378,10 @@ def _remove_stale_parts(target: Path) -> None:
         try:
             os.kill(int(match["pid"]), 0)
         except ProcessLookupError:
-            part.unlink(missing_ok=True)
+            if part.is_dir() and not part.is_symlink():
+                shutil.rmtree(part, ignore_errors=True)
+            else:
+                part.unlink(missing_ok=True)
         except (PermissionError, OverflowError):
             continue
 
@@ -386,7 +411,7 @@ def open_writer(
         raise TopictoneError(
             f"{target.parent}: cannot create the output folder ({err.strerror})"
         ) from None
-    _remove_stale_parts(target)
+    remove_stale_parts(target)
     try:
         fd, tmp = tempfile.mkstemp(
             prefix=f".{target.name}.{os.getpid()}.", suffix=".part", dir=target.parent
@@ -396,16 +421,60 @@ def open_writer(
     try:
         if kind == "parquet":
             os.close(fd)
-            writer = _ParquetWriter(tmp, schema)
-            try:
-                yield writer
-            finally:
-                writer.close()
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                yield text_writer(handle, kind)
+        with file_writer(tmp if kind == "parquet" else fd, kind, schema) as writer:
+            yield writer
         follow_umask(Path(tmp))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def file_writer(
+    path: str | os.PathLike[str] | int, kind: str, schema: Any = None
+) -> Iterator[RowWriter]:
+    """A writer straight into ``path`` (created or truncated; JSONL and CSV also take an
+    open descriptor): :func:`open_writer` points it at its temporary file, ``engine=ray``
+    at each shard inside its temporary folder."""
+    if kind == "parquet":
+        writer = _ParquetWriter(str(path), schema)
+        try:
+            yield writer
+        finally:
+            writer.close()
+    else:
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            yield text_writer(handle, kind)
+
+
+_GLOB = re.compile(r"[*?[]")
+
+
+def input_files(spec: str | os.PathLike[str], fmt: str | None = None) -> list[Path]:
+    """The files an input names, sorted: a file; a folder's files with a known suffix
+    (any suffix when ``fmt`` is given), at any depth, leaving out names starting with
+    ``.`` or ``_`` (temporary files, ``_SUCCESS`` markers); or a glob pattern (``**``
+    included). An unknown suffix, a missing file or an empty match is one line."""
+    path = Path(spec)
+    if path.is_dir():
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and not any(part[0] in "._" for part in p.relative_to(path).parts)
+            and (fmt or p.suffix.lower() in FORMATS_IN)
+        )
+        if not found:
+            raise InputError(f"no {', '.join(sorted(FORMATS_IN))} files in the folder", path)
+    elif not path.exists() and _GLOB.search(str(spec)):
+        found = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if Path(p).is_file())
+        if not found:
+            raise InputError("no files match the pattern", spec)
+    elif path.is_file():
+        found = [path]
+    else:
+        raise InputError("no such file", path)
+    for file in found:
+        detect_format(file, fmt)
+    return found

@@ -14,6 +14,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import infer.resources  # noqa: F401  (the ${topictone.demo:...} resolver of conf/data/demo.yaml)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"

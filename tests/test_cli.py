@@ -89,8 +89,14 @@ def test_batch_cli_bad_input(tfidf_run, tmp_path, cli, name, content, message):
     assert not out.exists() and not list(tmp_path.glob(".out.jsonl*")), "no partial output"
 
 
-@pytest.mark.parametrize("model", ["does-not-exist", "data"])
-def test_batch_cli_bad_model_folder(tmp_path, cli, model):
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("does-not-exist", "model folder not found"),
+        ("data", "not a topictone model (no topictone.json)"),
+    ],
+)
+def test_batch_cli_bad_model_folder(tmp_path, cli, model, message):
     result = cli(
         "infer",
         f"model={ROOT / model}",
@@ -99,7 +105,7 @@ def test_batch_cli_bad_model_folder(tmp_path, cli, model):
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: ") and "Traceback" not in result.stderr
-    assert "model folder not found" in result.stderr or "not a topictone model" in result.stderr
+    assert result.stderr.strip() == f"error: {ROOT / model}: {message}"
 
 
 def test_train_cli_bad_training_data(tmp_path, cli):

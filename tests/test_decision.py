@@ -1,13 +1,14 @@
 import numpy as np
 import pytest
 
+from infer.decision import Calibration, softmax
 from infer.errors import TopictoneError
 from infer.schema import LabelSchema
 from train.decision import (
-    _fit_temperature,
     _softmax_nll,
     crossfit_decisions,
     expected_calibration_error,
+    fit_calibration,
     tune_thresholds,
 )
 
@@ -38,15 +39,82 @@ def test_expected_calibration_error():
     assert expected_calibration_error(np.array([0.9, 0.9]), np.array([0, 0])) == pytest.approx(0.9)
 
 
-def test_temperature_scaling_softens_overconfident_logits():
-    rng = np.random.default_rng(0)
-    truth = rng.integers(0, 3, 2000)
-    honest = rng.normal(size=(2000, 3))
-    honest[np.arange(2000), truth] += 1.0
-    overconfident = honest * 4.0
-    temperature = _fit_temperature(lambda t: _softmax_nll(overconfident / t, truth))
-    assert 3.0 < temperature < 5.0
-    assert _softmax_nll(overconfident / temperature, truth) < _softmax_nll(overconfident, truth)
+def overconfident_scores(n: int = 4000, seed: int = 0):
+    """Topic and tone scores from known logits, sharpened 4x and (topics) shifted by 1."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 2)) * 2
+    topic_true = (rng.random((n, 2)) < 1 / (1 + np.exp(-z))).astype(int)
+    tone_true = rng.integers(0, 2, n)
+    honest = rng.normal(size=(n, 2))
+    honest[np.arange(n), tone_true] += 1.0
+    topics = 1 / (1 + np.exp(-(4 * z + 1)))
+    return (topics, softmax(4 * honest)), topic_true, tone_true
+
+
+@pytest.mark.parametrize("method", ["platt", "temperature"])
+def test_calibration_recovers_the_distortion_and_keeps_the_order(method):
+    raw, topic_true, tone_true = overconfident_scores()
+    calibration = fit_calibration(SCHEMA, raw, topic_true, tone_true, method)
+    assert calibration.tone_scale == pytest.approx(0.25, abs=0.05)
+    if method == "platt":  # a·logit + b undoes 4z + 1: a = 1/4, b = -1/4
+        assert calibration.topic_scale == pytest.approx((0.25, 0.25), abs=0.03)
+        assert calibration.topic_shift == pytest.approx((-0.25, -0.25), abs=0.1)
+    else:
+        assert calibration.topic_shift == (0.0, 0.0) and calibration.tone_shift == (0.0, 0.0)
+    topics, tones = calibration.apply(raw)
+    order = np.argsort(raw[0][:, 0], kind="stable")
+    assert (np.diff(topics[order, 0]) >= 0).all()  # the order of scores is kept
+    before = _softmax_nll(np.log(raw[1]), tone_true)
+    assert _softmax_nll(np.log(tones), tone_true) < before
+    assert expected_calibration_error(topics, topic_true) < 0.5 * expected_calibration_error(
+        raw[0], topic_true
+    )
+
+
+def test_calibration_round_trips_and_reads_older_manifests():
+    raw, topic_true, tone_true = overconfident_scores()
+    calibration = fit_calibration(SCHEMA, raw, topic_true, tone_true)
+    again = Calibration.from_dict(calibration.to_dict(), SCHEMA)
+    for got, want in zip(again.apply(raw), calibration.apply(raw), strict=True):
+        np.testing.assert_allclose(got, want)
+    assert Calibration.identity(SCHEMA).to_dict() is None
+    # A 0.1 transformer folder: logits / T, the same scores as before.
+    old = {"method": "temperature", "topic_temperature": [2.0, 4.0], "tone_temperature": 2.0}
+    logits, tone_logits = np.random.default_rng(1).normal(size=(2, 50, 2)) * 3
+    raw = (1 / (1 + np.exp(-logits)), softmax(tone_logits))
+    topics, tones = Calibration.from_dict(old, SCHEMA).apply(raw)
+    np.testing.assert_allclose(topics, 1 / (1 + np.exp(-logits / [2.0, 4.0])), rtol=1e-6)
+    np.testing.assert_allclose(tones, softmax(tone_logits / 2.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("platt", "must be an object"),
+        ({"method": "pickle"}, "unknown calibration method"),
+        ({"method": "platt", "topics": {}, "tone": {}}, "topics.scale must be 2 finite"),
+        (
+            {
+                "method": "platt",
+                "topics": {"scale": [1.0, -1.0], "shift": [0, 0]},
+                "tone": {"scale": 1.0, "shift": [0, 0]},
+            },
+            "topics.scale must be positive",
+        ),
+        (
+            {
+                "method": "platt",
+                "topics": {"scale": [1.0, 1.0], "shift": [0, float("nan")]},
+                "tone": {"scale": 1.0, "shift": [0, 0]},
+            },
+            "topics.shift must be 2 finite",
+        ),
+        ({"method": "temperature", "topic_temperature": [1, 0], "tone_temperature": 1}, "positive"),
+    ],
+)
+def test_a_malformed_calibration_is_one_line(data, message):
+    with pytest.raises(TopictoneError, match=message):
+        Calibration.from_dict(data, SCHEMA, "model/topictone.json")
 
 
 def test_crossfit_keeps_what_transfers_and_exposes_what_does_not():
@@ -92,3 +160,34 @@ def test_auto_chooses_a_shrink_per_topic_by_cross_fitted_f1():
     assert shrinks["a"] < float("inf") and shrinks["b"] in (0.0, 10.0, 30.0, 100.0, float("inf"))
     decided = crossfit_decisions(SCHEMA, scores, truth, "auto")  # nested: honest
     assert (decided[:, 0] == truth[:, 0]).mean() > 0.97
+
+
+def test_out_of_fold_train_scores_join_the_fit_and_the_honest_estimate(tmp_path):
+    import json
+
+    from tests.conftest import FAST_TFIDF, train_run
+
+    fit = ["decision.calibrate=true", "decision.thresholds=f1"]
+    metrics = train_run([*FAST_TFIDF, *fit, "decision.oof_folds=3"], tmp_path / "oof")
+    honest = metrics["dev_crossfit"]
+    assert honest["fitted_with_oof_train_texts"] == 240  # every demo train text, once
+    assert honest["n"] == 60
+    rows = [json.loads(x) for x in (tmp_path / "oof/predictions/dev_crossfit.jsonl").open()]
+    assert len(rows) == 60
+    decided = sum(len(r["prediction"]["topics"]) for r in rows)
+    assert honest["topics/macro_f1"] > 0 and decided > 0
+    # Fitted on 300 texts rather than 60, the thresholds differ from the dev-only ones.
+    dev_only = train_run([*FAST_TFIDF, *fit], tmp_path / "dev")
+    assert "fitted_with_oof_train_texts" not in dev_only["dev_crossfit"]
+    saved = [
+        json.loads((tmp_path / run / "model/topictone.json").read_text())["thresholds"]
+        for run in ("oof", "dev")
+    ]
+    assert saved[0] != saved[1]
+
+
+def test_out_of_fold_needs_models_it_can_train_again(tmp_path):
+    from tests.conftest import FAST_TFIDF, train_run
+
+    with pytest.raises(TopictoneError, match="out-of-fold scores are for gold train only"):
+        train_run([*FAST_TFIDF, "weak=public", "decision.oof_folds=3"], tmp_path)

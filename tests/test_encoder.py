@@ -88,7 +88,7 @@ def sentence_transformers_folder(backbone: Path, folder: Path) -> Path:
 def test_encoder_run_saves_a_folder_that_predicts_the_same(encoder_run):
     manifest = json.loads((encoder_run / "model" / "topictone.json").read_text())
     assert manifest["kind"] == "encoder"
-    assert manifest["calibration"]["method"] == "temperature"
+    assert manifest["calibration"]["method"] == "platt"
     assert {"heads.safetensors", "encoder/model.safetensors"} <= set(manifest["files"])
     saved = [json.loads(line) for line in (encoder_run / "predictions" / "dev.jsonl").open()]
     texts = [json.loads(line)["text"] for line in Path("data/demo/dev.jsonl").open()]

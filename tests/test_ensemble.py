@@ -37,7 +37,7 @@ def test_ensemble_trains_its_members_and_ships_them_in_one_folder(tiny_backbone,
     model = tmp_path / "model"
     manifest = json.loads((model / "topictone.json").read_text())
     assert manifest["kind"] == "ensemble"
-    assert manifest["calibration"] == {"method": "members"}
+    assert manifest["calibration"]["method"] == "platt"  # over the members' mean
     assert manifest["settings"]["members"] == {
         "tfidf": {"kind": "tfidf", "weight": 0.5},
         "transformer": {"kind": "transformer", "weight": 0.5},
@@ -46,15 +46,16 @@ def test_ensemble_trains_its_members_and_ships_them_in_one_folder(tiny_backbone,
     # Each member is a complete, calibrated model folder of its own.
     tfidf = infer.load(model / "members" / "tfidf")
     transformer = infer.load(model / "members" / "transformer")
-    assert tfidf.calibration == {"method": "sklearn-sigmoid"}
-    assert transformer.calibration["method"] == "temperature"
+    assert not tfidf.calibration.is_identity()
+    assert not transformer.calibration.is_identity()
 
     ensemble = infer.load(model)
     texts = demo_texts("dev")
     scores = ensemble.predict_scores(texts)
     parts = zip(tfidf.predict_scores(texts), transformer.predict_scores(texts), strict=True)
-    for mine, (a, b) in zip(scores, parts, strict=True):
-        np.testing.assert_allclose(mine, (a + b) / 2, atol=1e-6)
+    mean = tuple((a + b) / 2 for a, b in parts)
+    for mine, expected in zip(scores, ensemble.calibration.apply(mean), strict=True):
+        np.testing.assert_allclose(mine, expected, atol=1e-6)
     rows = [json.loads(line) for line in (tmp_path / "predictions" / "dev.jsonl").open()]
     assert [r["prediction"]["topics"] for r in rows] == [p.topics for p in ensemble.predict(texts)]
 

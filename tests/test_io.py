@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from infer.errors import InputError, TopictoneError
-from infer.io import open_writer, read_rows, require_text
+from infer.io import RowValueError, input_files, open_writer, read_rows, require_text
 
 
 def write(path: Path, content: bytes | str) -> Path:
@@ -96,3 +96,42 @@ def test_csv_writer_encodes_nested_values(tmp_path):
     with open_writer(tmp_path / "o.csv") as writer:
         writer.write([{"id": 1, "topics": ["defence"]}])
     assert (tmp_path / "o.csv").read_text().splitlines() == ["id,topics", '1,"[""defence""]"']
+
+
+def test_parquet_writer_keeps_every_field_or_refuses_the_row(tmp_path):
+    import pyarrow.parquet as pq
+
+    with open_writer(tmp_path / "o.parquet") as writer:  # a field the first row lacks is kept
+        writer.write([{"a": 1}, {"a": 2, "b": "x"}])
+    assert pq.read_table(tmp_path / "o.parquet").to_pylist() == [
+        {"a": 1, "b": None},
+        {"a": 2, "b": "x"},
+    ]
+    # After the columns are fixed, a new field is an error naming it, never dropped.
+    with pytest.raises(RowValueError, match="no column in the Parquet output") as err:
+        with open_writer(tmp_path / "p.parquet") as writer:
+            writer.write([{"a": 1}])
+            writer.write([{"a": 2}, {"a": 3, "b": "x"}])
+    assert (err.value.index, err.value.field) == (1, "b")
+    assert not (tmp_path / "p.parquet").exists()
+
+
+def test_input_files_of_a_folder_a_glob_or_a_file(tmp_path):
+    folder = tmp_path / "in"
+    for name in ("b.jsonl", "sub/a.csv", "sub/c.parquet", ".hidden.jsonl", "_tmp/d.jsonl", "n.txt"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        write(folder / name, "x")
+    shards = [folder / "b.jsonl", folder / "sub/a.csv", folder / "sub/c.parquet"]
+    assert input_files(folder) == shards  # any depth; hidden, _-prefixed and .txt left out
+    assert input_files(f"{folder}/**/*.csv") == [folder / "sub/a.csv"]
+    assert input_files(folder / "b.jsonl") == [folder / "b.jsonl"]
+    (tmp_path / "empty").mkdir()
+    for spec, message in [
+        (folder / "missing.jsonl", f"{folder / 'missing.jsonl'}: no such file"),
+        (f"{folder}/*.tsv", f"{folder}/*.tsv: no files match the pattern"),
+        (f"{folder}/*.txt", "cannot tell the format from the suffix '.txt'"),
+        (tmp_path / "empty", "no .csv, .json, .jsonl, .ndjson, .parquet files in the folder"),
+    ]:
+        with pytest.raises(TopictoneError) as err:
+            input_files(spec)
+        assert message in str(err.value)

@@ -143,7 +143,7 @@ def test_labels_are_configuration(tmp_path):
 def test_calibration_and_tuned_thresholds_ship_in_the_model(tfidf_run, tmp_path):
     train_run([*FAST_TFIDF, "decision.calibrate=true", "decision.thresholds=f1"], tmp_path)
     manifest = json.loads((tmp_path / "model" / "topictone.json").read_text())
-    assert manifest["calibration"] == {"method": "sklearn-sigmoid"}
+    assert manifest["calibration"]["method"] == "platt"
     assert manifest["thresholds"] != {t: 0.5 for t in manifest["thresholds"]}
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics) == {"dev_before_fitting", "dev_crossfit", "dev", "test"}
@@ -241,3 +241,34 @@ def test_weak_sources_are_mapped_deduplicated_and_mixed(tmp_path, capsys):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert str(source) in manifest["data"]
     assert infer.load(tmp_path / "run" / "model").predict(["New chip"])[0].topic_scores
+
+
+def test_model_card_carries_metadata_data_and_buckets(tfidf_run):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tfidf_run / "model" / "README.md")
+    meta = card.data.to_dict()
+    assert meta["license"] == "mit" and meta["library_name"] == "topictone"
+    assert set(meta["language"]) == {"hi", "en"} and meta["datasets"] == ["demo"]
+    metrics = json.loads((tfidf_run / "metrics.json").read_text())
+    [index] = meta["model-index"]
+    reported = {
+        (r["dataset"]["name"], m["name"]): m["value"]
+        for r in index["results"]
+        for m in r["metrics"]
+    }
+    assert reported[("test", "topics/macro_f1")] == round(metrics["test"]["topics/macro_f1"], 4)
+    manifest = json.loads((tfidf_run / "manifest.json").read_text())
+    train_hash = manifest["data"]["data/demo/train.jsonl"]
+    for section in ("## Training data", "## Hyper-parameters", "## Intended use", "## Limitations"):
+        assert section in card.text, section
+    assert f"`{train_hash[:16]}…`" in card.text
+    assert '"topic_C": 4.0' in card.text  # the model's hyper-parameters, as trained
+    # Per language and length, on test: one row per bucket of the demo corpus.
+    rows = [line for line in card.text.splitlines() if line.startswith("| test | ")]
+    assert {tuple(r.split(" | ")[1:3]) for r in rows} == {
+        ("lang", "en"),
+        ("lang", "hi"),
+        ("unit", "article"),
+        ("unit", "headline"),
+    }

@@ -163,13 +163,13 @@ def test_same_seed_same_results(transformer_run, tiny_backbone, tmp_path):
         assert again[split] == pytest.approx(first[split])
 
 
-def test_temperature_calibration_and_thresholds_travel_with_the_model(tiny_backbone, tmp_path):
+def test_calibration_and_thresholds_travel_with_the_model(tiny_backbone, tmp_path):
     overrides = tiny_transformer_overrides(tiny_backbone)
     train_run([*overrides, "decision.calibrate=true", "decision.thresholds=f1"], tmp_path)
     manifest = json.loads((tmp_path / "model" / "topictone.json").read_text())
     calibration = manifest["calibration"]
-    assert calibration["method"] == "temperature"
-    assert len(calibration["topic_temperature"]) == 3 and calibration["tone_temperature"] > 0
+    assert calibration["method"] == "platt"
+    assert len(calibration["topics"]["scale"]) == 3 and calibration["tone"]["scale"] > 0
     assert set(json.loads((tmp_path / "metrics.json").read_text())) == {
         "dev_before_fitting",
         "dev_crossfit",
@@ -338,3 +338,37 @@ def test_model_files_follow_the_umask(transformer_run):
     modes = {p.name: p.stat().st_mode & 0o777 for p in (transformer_run / "model").iterdir()}
     assert modes["model.safetensors"] == 0o666 & ~mask
     assert set(modes.values()) == {0o666 & ~mask}
+
+
+def test_the_folder_is_a_hugging_face_model(transformer_run):
+    import torch
+    from transformers import AutoConfig, AutoModel, pipeline
+
+    from infer.predictors.network import TopicTonePreTrainedModel
+
+    folder = transformer_run / "model"
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
+    assert config.model_type == "topictone"
+    assert config.id2label == {0: "defence", 1: "counterterrorism", 2: "technology"}
+    assert config.problem_type == "multi_label_classification"
+    assert config.tone_id2label == {"0": "positive", "1": "neutral", "2": "negative"}
+    assert (config.topic_pooling, config.max_windows) == ("max", 4)
+    model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    assert isinstance(model, TopicTonePreTrainedModel)
+    # The Hugging Face model computes exactly what the predictor's runtime does.
+    predictor = infer.load(folder, runtime="torch")
+    texts = demo_texts("dev")[:6]
+    docs = predictor.encode(predictor.preprocess(texts))
+    ids, mask = [], []
+    for windows in docs:
+        window = windows[0]
+        ids.append(window + [0] * (32 - len(window)))
+        mask.append([1] * len(window) + [0] * (32 - len(window)))
+    ids_np, mask_np = np.array(ids), np.array(mask)
+    with torch.inference_mode():
+        out = model(torch.from_numpy(ids_np), torch.from_numpy(mask_np))
+    topic, tone = predictor.runner(ids_np, mask_np)
+    np.testing.assert_allclose(out["topic_logits"].numpy(), topic, atol=1e-5)
+    np.testing.assert_allclose(out["tone_logits"].numpy(), tone, atol=1e-5)
+    with pytest.raises(Exception, match=r"cannot run; load it with infer\.load"):
+        pipeline("text-classification", model=str(folder))

@@ -15,6 +15,7 @@ from typing import Any
 import datasets
 import numpy as np
 
+import infer.resources  # noqa: F401  (registers ${topictone.demo:...}, used by data configs)
 from infer.errors import InputError
 from infer.io import detect_format, read_rows, require_text
 from infer.schema import LabelSchema

@@ -1,28 +1,34 @@
-"""Decisions users can trust: calibrated scores and per-topic thresholds, fitted on dev.
+"""Decisions users can trust: calibrated scores and per-topic thresholds.
 
-Both are stored in the model folder (``calibration`` and ``thresholds`` in the manifest)
-and used by ``infer``. Dev metrics after fitting on dev are optimistic; the run reports
-them beside the untouched figures and the test split (see ``train.run``).
+Fitted from (raw scores, truth) alone, the same way for every model kind: on dev, and
+optionally on out-of-fold scores over train too (``decision.oof_folds``). Both are stored
+in the model folder (``calibration`` and ``thresholds`` in the manifest) and applied by
+``infer``. Dev metrics after fitting on dev are optimistic; the run reports them beside
+cross-fitted (honest) figures and the test split (see ``train.run``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.frozen import FrozenEstimator
+from scipy.optimize import minimize
 from sklearn.metrics import precision_recall_curve
 from sklearn.model_selection import KFold
 
+from infer.decision import EPS, Calibration, logit
 from infer.errors import TopictoneError
-from infer.predictors.base import Predictor
+from infer.predictors.base import Predictor, Scores
 from infer.schema import LabelSchema
 from train.evaluation import decisions
 
 RULES = ("fixed", "f1", "precision", "auto")
 SHRINKS = (0.0, 10.0, 30.0, 100.0, float("inf"))  # "auto" candidates; inf: the fixed cut
+METHODS = ("platt", "temperature")
+SCALE_BOUNDS = (1e-3, 1e3)  # a > 0 keeps the order of scores
+SHIFT_BOUNDS = (-20.0, 20.0)
 
 
 def tune_thresholds(
@@ -160,58 +166,176 @@ def calibration_errors(
     }
 
 
-def _fit_temperature(nll: Any) -> float:
-    """The temperature minimising a negative log-likelihood, searched on log scale."""
-    result = minimize_scalar(lambda log_t: nll(np.exp(log_t)), bounds=(-3.0, 3.0), method="bounded")
-    return float(np.exp(result.x))
+def fit_calibration(
+    schema: LabelSchema,
+    raw: Scores,
+    topic_true: np.ndarray,
+    tone_true: np.ndarray,
+    method: str = "platt",
+) -> Calibration:
+    """The calibration of raw scores that minimises log-loss on these texts.
+
+    ``platt``: per topic ``sigmoid(a · logit(p) + b)`` with Platt's smoothed targets (so
+    separable scores do not send ``a`` to infinity), tone ``softmax(s · log q + c)``.
+    ``temperature``: ``b = 0`` and ``c = 0`` (one scale per label; decisions unchanged)."""
+    if method not in METHODS:
+        raise TopictoneError(f"decision.calibration must be one of {METHODS}, got '{method}'")
+    topic_scores, tone_probs = raw
+    shifts = method == "platt"
+    scales, offsets = [], []
+    for i in range(len(schema.topics)):
+        y = topic_true[:, i].astype(float)
+        positives, negatives = y.sum(), len(y) - y.sum()
+        if not positives or not negatives:
+            scales.append(1.0)
+            offsets.append(0.0)
+            continue
+        y = np.where(y > 0, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+        x = logit(topic_scores[:, i])
+        a, b = _minimise(
+            lambda p, x=x, y=y: _binary_nll(p[0] * x + p[1], y),
+            [1.0, 0.0],
+            [SCALE_BOUNDS, SHIFT_BOUNDS if shifts else (0.0, 0.0)],
+        )
+        scales.append(a)
+        offsets.append(b)
+    log_q = np.log(np.clip(tone_probs, EPS, 1.0))
+    m = len(schema.tones)
+    fitted = _minimise(
+        lambda p: _softmax_nll(p[0] * log_q + np.asarray(p[1:]), tone_true),
+        [1.0] + [0.0] * m,
+        [SCALE_BOUNDS] + [SHIFT_BOUNDS if shifts else (0.0, 0.0)] * m,
+    )
+    shift = np.asarray(fitted[1:]) - np.mean(fitted[1:])  # softmax ignores a common shift
+    return Calibration(tuple(scales), tuple(offsets), fitted[0], tuple(float(c) for c in shift))
 
 
-def calibrate(
-    predictor: Predictor, texts: list[str], topic_true: np.ndarray, tone_true: np.ndarray
-) -> None:
-    """Fit the predictor's score calibration on labelled texts, in place."""
-    clean = predictor.preprocess(texts)
-    if hasattr(predictor, "logits_clean"):  # logit models: temperature scaling
-        topic_logits, tone_logits = predictor.logits_clean(clean)
-        predictor.calibration = {
-            "method": "temperature",
-            "topic_temperature": [
-                _fit_temperature(
-                    lambda t, i=i: _binary_nll(topic_logits[:, i] / t, topic_true[:, i])
-                )
-                for i in range(topic_true.shape[1])
-            ],
-            "tone_temperature": _fit_temperature(
-                lambda t: _softmax_nll(tone_logits / t, tone_true)
-            ),
-        }
-    elif predictor.kind == "tfidf":
-        features = predictor.vectorizer.transform(clean)
-        ovr = predictor.topic_model
-        ovr.estimators_ = [
-            CalibratedClassifierCV(FrozenEstimator(est), method="sigmoid").fit(
-                features, topic_true[:, i]
+def _minimise(loss: Any, start: list[float], bounds: list[tuple[float, float]]) -> list[float]:
+    result = minimize(loss, np.asarray(start), method="L-BFGS-B", bounds=bounds)
+    return [float(v) for v in result.x]
+
+
+@dataclass
+class ScoreTree:
+    """A predictor's raw scores on some texts, and its parts' (an ensemble's members)."""
+
+    raw: Scores | None
+    parts: dict[str, ScoreTree] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, predictor: Predictor, clean: list[str]) -> ScoreTree:
+        parts = predictor.parts()
+        if parts:
+            return cls(None, {name: cls.of(part, clean) for name, part in parts.items()})
+        return cls(predictor.raw_scores_clean(clean))
+
+    def concat(self, other: ScoreTree) -> ScoreTree:
+        raw = None
+        if self.raw is not None and other.raw is not None:
+            raw = tuple(np.concatenate([a, b]) for a, b in zip(self.raw, other.raw, strict=True))
+        return ScoreTree(raw, {n: p.concat(other.parts[n]) for n, p in self.parts.items()})
+
+
+Calibrations = dict[tuple[str, ...], Calibration]  # by path: () the model, ("tfidf",) a part
+
+
+def fit_calibrations(
+    predictor: Predictor,
+    tree: ScoreTree,
+    rows: np.ndarray,
+    truth: tuple[np.ndarray, np.ndarray],
+    method: str | None,
+    path: tuple[str, ...] = (),
+) -> tuple[Calibrations, Scores]:
+    """Calibrations for the model and each of its parts, fitted on ``rows`` only, and the
+    calibrated scores of every text in ``tree`` (parts first: a part's calibrated scores
+    feed ``combine``). ``method=None`` fits nothing and keeps the calibrations in place."""
+    found: Calibrations = {}
+    raw = tree.raw
+    if tree.parts:
+        part_scores = {}
+        for name, part in predictor.parts().items():
+            fitted, part_scores[name] = fit_calibrations(
+                part, tree.parts[name], rows, truth, method, (*path, name)
             )
-            for i, est in enumerate(ovr.estimators_)
-        ]
-        predictor.tone_model = CalibratedClassifierCV(
-            FrozenEstimator(predictor.tone_model), method="sigmoid"
-        ).fit(features, tone_true)
-        predictor.calibration = {"method": "sklearn-sigmoid"}
-    elif predictor.kind == "ensemble":
-        for member in predictor.members.values():
-            calibrate(member, texts, topic_true, tone_true)
-        predictor.calibration = {"method": "members"}
-    else:
-        raise TopictoneError(f"no calibration for '{predictor.kind}' models")
+            found.update(fitted)
+        raw = predictor.combine(part_scores)
+    assert raw is not None
+    calibration = predictor.calibration  # nothing to fit: keep what the model has
+    if method is not None:
+        calibration = fit_calibration(
+            predictor.schema, (raw[0][rows], raw[1][rows]), truth[0][rows], truth[1][rows], method
+        )
+    found[path] = calibration
+    return found, calibration.apply(raw)
+
+
+def set_calibrations(predictor: Predictor, calibrations: Calibrations) -> None:
+    """Install fitted calibrations on the model and its parts."""
+    for path, calibration in calibrations.items():
+        target = predictor
+        for name in path:
+            target = target.parts()[name]
+        target.calibration = calibration
 
 
 def _binary_nll(logits: np.ndarray, truth: np.ndarray) -> float:
-    # log(1 + e^-z) for positives, log(1 + e^z) for negatives, computed stably.
-    signed = np.where(truth > 0, logits, -logits)
-    return float(np.mean(np.logaddexp(0.0, -signed)))
+    # −[y log σ(z) + (1 − y) log σ(−z)], computed stably; y may be a smoothed target.
+    return float(
+        np.mean(truth * np.logaddexp(0.0, -logits) + (1 - truth) * np.logaddexp(0.0, logits))
+    )
 
 
 def _softmax_nll(logits: np.ndarray, truth: np.ndarray) -> float:
     log_norm = np.logaddexp.reduce(logits, axis=1)
     return float(np.mean(log_norm - logits[np.arange(len(truth)), truth]))
+
+
+def fit_decision(
+    predictor: Predictor,
+    tree: ScoreTree,
+    truth: tuple[np.ndarray, np.ndarray],
+    rows: np.ndarray,
+    decision: Mapping[str, Any],
+) -> tuple[Calibrations, dict[str, float], Scores]:
+    """Calibrations (``decision.calibrate``) and thresholds (``decision.thresholds``)
+    fitted on ``rows`` of ``tree``; with the calibrated scores of all its texts."""
+    method = decision.get("calibration", "platt") if decision["calibrate"] else None
+    calibrations, scores = fit_calibrations(predictor, tree, rows, truth, method)
+    thresholds = tune_thresholds(
+        predictor.schema,
+        scores[0][rows],
+        truth[0][rows],
+        decision["thresholds"],
+        decision["fixed"],
+        decision["target_precision"],
+        float(decision.get("shrink", 0.0)),
+    )
+    return calibrations, thresholds, scores
+
+
+def crossfit_decision(
+    predictor: Predictor,
+    tree: ScoreTree,
+    truth: tuple[np.ndarray, np.ndarray],
+    held_out: np.ndarray,
+    decision: Mapping[str, Any],
+    folds: int = 5,
+    seed: int = 0,
+) -> tuple[np.ndarray, Scores]:
+    """An honest estimate for the ``held_out`` rows (dev): each fold of them decided by
+    calibrations and thresholds fitted on the other rows only (the other folds, and any
+    rows always fitted on, such as out-of-fold scores over train). Returns the topic
+    decisions and the calibrated scores of ``held_out``, in its order."""
+    schema = predictor.schema
+    others = np.setdiff1d(np.arange(len(truth[1])), held_out)
+    decided = np.zeros((len(held_out), len(schema.topics)), dtype=int)
+    topic_scores = np.zeros((len(held_out), len(schema.topics)))
+    tone_probs = np.zeros((len(held_out), len(schema.tones)))
+    for fit_part, held_part in KFold(folds, shuffle=True, random_state=seed).split(held_out):
+        rows = np.concatenate([others, held_out[fit_part]])
+        _, thresholds, scores = fit_decision(predictor, tree, truth, rows, decision)
+        held = held_out[held_part]
+        decided[held_part] = decisions(scores[0][held], schema, thresholds)
+        topic_scores[held_part], tone_probs[held_part] = scores[0][held], scores[1][held]
+    return decided, (topic_scores, tone_probs)

@@ -29,6 +29,11 @@ class EnsembleFitter:
         self.members = members
         self.weights = weights
 
+    @property
+    def refits(self) -> bool:
+        """Whether fitting again trains every member (no member is a loaded folder)."""
+        return all(isinstance(spec, Mapping) for spec in self.members.values())
+
     def fit(
         self,
         train: datasets.Dataset,

@@ -52,6 +52,31 @@ def compute_metrics(
     }
 
 
+BUCKET_FIELDS = ("lang", "unit")  # kept data fields that metrics are broken down by
+
+
+def bucket_metrics(
+    dataset: Any,
+    schema: LabelSchema,
+    scores: tuple[np.ndarray, np.ndarray],
+    truth: tuple[np.ndarray, np.ndarray],
+    thresholds: dict[str, float],
+) -> list[dict[str, Any]]:
+    """Metrics per value of each bucket field the dataset has (language, text length)."""
+    out = []
+    for field in BUCKET_FIELDS:
+        if field not in dataset.column_names:
+            continue
+        values = np.array([str(v) for v in dataset[field]])
+        for bucket in sorted(set(values)):
+            mask = values == bucket
+            m = compute_metrics(
+                schema, scores[0][mask], scores[1][mask], truth[0][mask], truth[1][mask], thresholds
+            )
+            out.append({"field": field, "bucket": bucket, **m})
+    return out
+
+
 def format_table(metrics: dict[str, dict[str, Any]], schema: LabelSchema) -> str:
     """A plain-text table: one column per split, per-topic P/R/F1 and the summaries."""
     splits = list(metrics)

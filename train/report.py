@@ -1,11 +1,14 @@
 """The evaluation report: ``report.md`` with PNG figures, per split, people can read.
 
-Per-topic precision/recall/F1, confusion matrices (tone, and each topic), precision–
-recall curves, a reliability diagram, and breakdowns by language and text length.
+Per-topic precision/recall/F1 and average precision, confusion matrices (tone, and each
+topic), precision–recall curves, a reliability diagram with its bin counts, and breakdowns
+by language and text length. Every figure names the split it shows, in its title and in
+its caption in ``report.md``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +16,9 @@ import numpy as np
 
 from infer.schema import LabelSchema
 from train.decision import calibration_errors
-from train.evaluation import compute_metrics, decisions
+from train.evaluation import bucket_metrics, compute_metrics, decisions
 
-BREAKDOWNS = ("lang", "unit")
+Figure = tuple[str, str, str]  # file name, title and caption, both naming the split
 
 
 def _plt() -> Any:
@@ -29,23 +32,41 @@ def _plt() -> Any:
 
 def _save(fig: Any, path: Path) -> str:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps legends placed outside the axes
     _plt().close(fig)
     return path.name
 
 
-def figure_per_topic(metrics: dict, schema: LabelSchema, path: Path) -> str:
+def average_precisions(
+    schema: LabelSchema, topic_true: np.ndarray, topic_scores: np.ndarray
+) -> dict[str, float]:
+    """Average precision per topic; topics without a positive text are left out."""
+    from sklearn.metrics import average_precision_score
+
+    return {
+        t: float(average_precision_score(topic_true[:, i], topic_scores[:, i]))
+        for i, t in enumerate(schema.topics)
+        if topic_true[:, i].any()
+    }
+
+
+def figure_per_topic(metrics: dict, schema: LabelSchema, split: str, path: Path) -> Figure:
+    title = f"{split} — per-topic precision, recall and F1"
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
     x = np.arange(len(schema.topics))
-    for k, name in enumerate(("precision", "recall", "f1")):
+    for k, (name, label) in enumerate(
+        (("precision", "precision"), ("recall", "recall"), ("f1", "F1"))
+    ):
         values = [metrics[f"topics/{t}_{name}"] for t in schema.topics]
-        ax.bar(x + (k - 1) * 0.27, values, 0.27, label=name)
+        bars = ax.bar(x + (k - 1) * 0.27, values, 0.27, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
     ax.set_xticks(x, schema.topics)
-    ax.set_ylim(0, 1)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Per-topic precision, recall and F1")
-    return _save(fig, path)
+    ax.set_ylim(0, 1.15)  # headroom for the value labels
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path), title, f"{title} at the current thresholds."
 
 
 def figure_confusions(
@@ -54,13 +75,15 @@ def figure_confusions(
     topic_pred: np.ndarray,
     tone_true: np.ndarray,
     tone_pred: np.ndarray,
+    split: str,
     path: Path,
-) -> str:
+) -> Figure:
     from sklearn.metrics import ConfusionMatrixDisplay
 
+    title = f"{split} — confusion matrices"
     plt = _plt()
     fig, axes = plt.subplots(
-        1, len(schema.topics) + 1, figsize=(3.2 * (len(schema.topics) + 1), 3.2)
+        1, len(schema.topics) + 1, figsize=(3.2 * (len(schema.topics) + 1), 3.4)
     )
     ConfusionMatrixDisplay.from_predictions(
         tone_true,
@@ -82,34 +105,64 @@ def figure_confusions(
             colorbar=False,
         )
         axes[i + 1].set_title(topic)
-    return _save(fig, path)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path), title, f"{title}: tone, and each topic at its threshold."
 
 
 def figure_pr_curves(
     schema: LabelSchema,
     topic_true: np.ndarray,
     topic_scores: np.ndarray,
-    thresholds: dict[str, float],
+    metrics: dict,
+    split: str,
     path: Path,
-) -> str:
-    from sklearn.metrics import precision_recall_curve
+) -> Figure:
+    """``PrecisionRecallDisplay`` per topic on one axes (average precision in each label),
+    with the operating point of the current threshold marked."""
+    from matplotlib.lines import Line2D
+    from sklearn.metrics import PrecisionRecallDisplay
 
+    title = f"{split} — precision–recall per topic"
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.5, 4))
+    fig, ax = plt.subplots(figsize=(5, 5.2))
+    ap = average_precisions(schema, topic_true, topic_scores)
     for i, topic in enumerate(schema.topics):
-        if topic_true[:, i].sum() == 0:
+        if topic not in ap:
             continue
-        precision, recall, cuts = precision_recall_curve(topic_true[:, i], topic_scores[:, i])
-        (line,) = ax.plot(recall, precision, label=topic)
-        at = min(np.searchsorted(cuts, thresholds[topic]), len(cuts) - 1)
-        ax.plot(recall[at], precision[at], "o", color=line.get_color())
+        display = PrecisionRecallDisplay.from_predictions(
+            topic_true[:, i], topic_scores[:, i], name=topic, ax=ax
+        )
+        ax.plot(
+            metrics[f"topics/{topic}_recall"],
+            metrics[f"topics/{topic}_precision"],
+            "o",
+            markersize=7,
+            markeredgecolor="black",
+            color=display.line_.get_color(),
+        )
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], marker="o", linestyle="", color="grey", markeredgecolor="black"))
+    labels.append("current threshold")
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=8)
-    ax.set_title("Precision–recall (dot: decision threshold)")
-    return _save(fig, path)
+    ax.set_title(title, fontsize=10)
+    caption = f"{title} (dot: the current threshold). Average precision: " + (
+        ", ".join(f"{t} {v:.3f}" for t, v in ap.items()) or "none"
+    )
+    missing = [t for t in schema.topics if t not in ap]
+    if missing:
+        caption += f"; no positive texts for {', '.join(missing)}, so no curve"
+    return _save(fig, path), title, caption + "."
+
+
+def _bin_counts(probs: np.ndarray, bins: int) -> np.ndarray:
+    """Texts per uniform bin, binned as ``expected_calibration_error`` bins them."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+    return np.bincount(which, minlength=bins)
 
 
 def figure_reliability(
@@ -117,30 +170,62 @@ def figure_reliability(
     topic_scores: np.ndarray,
     tone_correct: np.ndarray,
     tone_confidence: np.ndarray,
+    metrics: dict,
+    split: str,
     path: Path,
     bins: int = 10,
-) -> str:
+) -> Figure:
+    """``CalibrationDisplay`` for topic scores (pooled over topics) and tone confidence,
+    with the number of predictions per bin below."""
+    from sklearn.calibration import CalibrationDisplay
+
+    title = f"{split} — reliability: topics pooled and tone confidence"
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    edges = np.linspace(0, 1, bins + 1)
-    for name, probs, truth in (
-        ("topics", topic_scores.ravel(), topic_true.ravel()),
-        ("tone", tone_confidence, tone_correct),
-    ):
-        which = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
-        filled = [b for b in range(bins) if (which == b).any()]
-        ax.plot(
-            [probs[which == b].mean() for b in filled],
-            [truth[which == b].mean() for b in filled],
-            "o-",
+    fig, (ax, counts_ax) = plt.subplots(2, 1, figsize=(5, 6.4), height_ratios=(3, 1.3), sharex=True)
+    series = (
+        ("topics pooled", topic_scores.ravel(), topic_true.ravel(), metrics["topics_ece"]),
+        ("tone", tone_confidence, tone_correct, metrics["tone_ece"]),
+    )
+    width = 1.0 / bins / (len(series) + 1)
+    centres = (np.arange(bins) + 0.5) / bins
+    totals = []
+    for k, (name, probs, truth, ece) in enumerate(series):
+        display = CalibrationDisplay.from_predictions(
+            np.asarray(truth, dtype=int),
+            probs,
+            n_bins=bins,
+            name=f"{name} (ECE {ece:.3f})",
+            ax=ax,
+            ref_line=k == 0,
+        )
+        counts = _bin_counts(probs, bins)
+        totals.append(counts)
+        bars = counts_ax.bar(
+            centres + (k - 0.5) * width,
+            counts,
+            width,
+            color=display.line_.get_color(),
             label=name,
         )
-    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
-    ax.set_xlabel("predicted probability")
+        counts_ax.bar_label(
+            bars, labels=[str(c) if c else "" for c in counts], fontsize=6, padding=1
+        )
+    ax.set_aspect("auto")  # the display makes it square; keep it as wide as the counts
+    ax.set_xlabel("")
     ax.set_ylabel("observed frequency")
-    ax.legend(fontsize=8)
-    ax.set_title("Reliability")
-    return _save(fig, path)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    # Above the axes, under the title: reliability points can sit anywhere inside them.
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    counts_ax.set_ylim(0, max(1, max(c.max() for c in totals)) * 1.3)
+    counts_ax.set_ylabel("predictions\nper bin")
+    counts_ax.set_xlabel("predicted probability")
+    caption = (
+        f"{title}. ECE: topics {metrics['topics_ece']:.3f}, tone {metrics['tone_ece']:.3f}; "
+        f"bars below: predictions per bin ({bins} uniform bins)."
+    )
+    return _save(fig, path), title, caption
 
 
 def breakdown_rows(
@@ -155,41 +240,97 @@ def breakdown_rows(
         "| field | bucket | n | topics macro-F1 | Δ overall | tone macro-F1 | Δ overall |",
         "|---|---|---|---|---|---|---|",
     ]
-    for field in BREAKDOWNS:
-        if field not in dataset.column_names:
-            continue
-        values = np.array([str(v) for v in dataset[field]])
-        for bucket in sorted(set(values)):
-            mask = values == bucket
-            m = compute_metrics(
-                schema, scores[0][mask], scores[1][mask], truth[0][mask], truth[1][mask], thresholds
-            )
-            lines.append(
-                f"| {field} | {bucket} | {int(mask.sum())} | {m['topics/macro_f1']:.3f} | "
-                f"{m['topics/macro_f1'] - overall['topics/macro_f1']:+.3f} | "
-                f"{m['tone/macro_f1']:.3f} | {m['tone/macro_f1'] - overall['tone/macro_f1']:+.3f} |"
-            )
+    for m in bucket_metrics(dataset, schema, scores, truth, thresholds):
+        lines.append(
+            f"| {m['field']} | {m['bucket']} | {m['n']} | {m['topics/macro_f1']:.3f} | "
+            f"{m['topics/macro_f1'] - overall['topics/macro_f1']:+.3f} | "
+            f"{m['tone/macro_f1']:.3f} | {m['tone/macro_f1'] - overall['tone/macro_f1']:+.3f} |"
+        )
     return lines
 
 
-def fitting_note(fitting: dict[str, dict[str, Any]], split: str, schema: LabelSchema) -> list[str]:
-    """The honest figures for the split the decisions were fitted on."""
+def what_was_fitted(
+    fitting: Mapping[str, Mapping[str, Any]],
+    split: str,
+    metrics: Mapping[str, Any],
+    thresholds: Mapping[str, float],
+    decision: Mapping[str, Any] | None = None,
+) -> tuple[bool, bool]:
+    """(calibration fitted, thresholds tuned) on ``split``.
+
+    From ``decision`` (the run's ``decision`` config) when given. Otherwise read off the
+    figures: calibration changes the scores, so their ECE differs from before fitting;
+    thresholds count as tuned when they differ between topics, or when nothing else can
+    have been fitted."""
+    if decision is not None:
+        return bool(decision.get("calibrate")), decision.get("thresholds", "fixed") != "fixed"
+    before = fitting.get(f"{split}_before_fitting", {})
+    calibrated = any(
+        not np.isclose(before[k], metrics[k], rtol=0, atol=1e-12)
+        for k in ("topics_ece", "tone_ece")
+        if k in before and k in metrics
+    )
+    tuned = not calibrated or len(set(thresholds.values())) > 1
+    return calibrated, tuned
+
+
+def fitting_note(
+    fitting: Mapping[str, Mapping[str, Any]],
+    split: str,
+    schema: LabelSchema,
+    metrics: Mapping[str, Any],
+    thresholds: Mapping[str, float],
+    decision: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """What was fitted on ``split`` and on which texts, and the honest figures beside the
+    optimistic ones: nothing at all when nothing was fitted on it."""
+    honest_key, before_key = f"{split}_crossfit", f"{split}_before_fitting"
+    if before_key not in fitting and honest_key not in fitting:
+        return []
+    calibrated, tuned = what_was_fitted(fitting, split, metrics, thresholds, decision)
+    decision = decision or {}
+    parts = []
+    if calibrated:
+        method = decision.get("calibration")
+        parts.append(f"{method} calibration of the scores" if method else "score calibration")
+    if tuned:
+        how = decision.get("thresholds")
+        parts.append(f"per-topic thresholds ({how})" if how else "per-topic thresholds")
+    what = " and ".join(parts)
+    oof = fitting.get(honest_key, {}).get("fitted_with_oof_train_texts")
+    on = f"{split} + {oof} out-of-fold train texts" if oof else f"the {split} texts"
+    kept = ", ".join(f"{t} {v:.3f}" for t, v in thresholds.items())
     lines = [
-        f"Calibration and thresholds were fitted on {split}, so the figures above are "
-        "optimistic for unseen texts. Honest figures from the same texts:",
-        "",
-        "| estimate | " + " | ".join(f"{t} F1" for t in schema.topics) + " | topics macro-F1 |",
-        "|---|" + "---|" * (len(schema.topics) + 1),
+        f"**Fitted on {on}: {what}**" + ("" if tuned else f" (thresholds kept at {kept})") + ". "
+        f"The {split} figures above are therefore optimistic for unseen texts; honest "
+        "figures from the same texts are below.",
     ]
-    names = {
-        f"{split}_crossfit": "thresholds tuned on the other folds (cross-fitted)",
-        f"{split}_before_fitting": "before fitting (fixed thresholds, uncalibrated)",
+    if honest_key in fitting:
+        lines[0] += (
+            f" Cross-fitted: each {split} text decided with {what} fitted without it, on the "
+            f"other {split} folds" + (f" and the {oof} out-of-fold train texts." if oof else ".")
+        )
+    header = " | ".join(f"{t} F1" for t in schema.topics)
+    lines += [
+        "",
+        f"| estimate | {header} | topics macro-F1 | topics ECE | tone ECE |",
+        "|---|" + "---|" * (len(schema.topics) + 3),
+    ]
+    crossfit = (
+        "thresholds tuned on the other folds (cross-fitted)"
+        if tuned
+        else "calibration fitted on the other folds (cross-fitted)"
+    )
+    rows = {
+        f"as fitted, on the same {split} texts (optimistic)": metrics,
+        crossfit: fitting.get(honest_key),
+        "before fitting (fixed thresholds, uncalibrated)": fitting.get(before_key),
     }
-    for key, label in names.items():
-        if key in fitting:
-            m = fitting[key]
+    for label, m in rows.items():
+        if m is not None:
             per_topic = " | ".join(f"{m[f'topics/{t}_f1']:.3f}" for t in schema.topics)
-            lines.append(f"| {label} | {per_topic} | {m['topics/macro_f1']:.3f} |")
+            eces = " | ".join(f"{m[k]:.3f}" if k in m else "–" for k in ("topics_ece", "tone_ece"))
+            lines.append(f"| {label} | {per_topic} | {m['topics/macro_f1']:.3f} | {eces} |")
     return [*lines, ""]
 
 
@@ -199,14 +340,18 @@ def write_report(
     splits: dict[str, Any],
     schema: LabelSchema,
     thresholds: dict[str, float],
-    fitting: dict[str, dict[str, Any]] | None = None,
+    fitting: Mapping[str, Mapping[str, Any]] | None = None,
     fitted_on: str = "dev",
     never_predicted: dict[str, list[str]] | None = None,
+    decision: Mapping[str, Any] | None = None,
 ) -> Path:
     """``splits[name]`` has ``dataset``, ``scores`` (topic, tone) and ``truth`` (topic, tone).
 
     ``fitting`` holds the metrics of the split that calibration and thresholds were fitted
-    on (``dev_before_fitting``, ``dev_crossfit``), shown beside its optimistic figures.
+    on (``dev_before_fitting``, ``dev_crossfit``), present only when something was fitted;
+    they are shown beside its optimistic figures. Other keys are ignored. ``decision``
+    (the run's ``decision`` config: ``calibrate``, ``calibration``, ``thresholds``) names
+    what was fitted; without it that is read off the figures.
     """
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -227,36 +372,41 @@ def write_report(
         )
         topic_pred = decisions(topic_scores, schema, thresholds)
         tone_pred = tone_probs.argmax(axis=1)
+        ap = average_precisions(schema, topic_true, topic_scores)
         figures = [
-            figure_per_topic(metrics, schema, folder / f"{name}-per-topic.png"),
+            figure_per_topic(metrics, schema, name, folder / f"{name}-per-topic.png"),
             figure_confusions(
                 schema,
                 topic_true,
                 topic_pred,
                 tone_true,
                 tone_pred,
+                name,
                 folder / f"{name}-confusion.png",
             ),
             figure_pr_curves(
-                schema, topic_true, topic_scores, thresholds, folder / f"{name}-pr.png"
+                schema, topic_true, topic_scores, metrics, name, folder / f"{name}-pr.png"
             ),
             figure_reliability(
                 topic_true,
                 topic_scores,
                 tone_pred == tone_true,
                 tone_probs.max(axis=1),
+                metrics,
+                name,
                 folder / f"{name}-reliability.png",
             ),
         ]
         lines += [
             f"## {name} ({metrics['n']} texts)",
             "",
-            "| topic | precision | recall | F1 | support |",
-            "|---|---|---|---|---|",
+            "| topic | precision | recall | F1 | average precision | support |",
+            "|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {t} | {metrics[f'topics/{t}_precision']:.3f} | {metrics[f'topics/{t}_recall']:.3f} "
-            f"| {metrics[f'topics/{t}_f1']:.3f} | {metrics[f'topics/{t}_support']} |"
+            f"| {metrics[f'topics/{t}_f1']:.3f} | {f'{ap[t]:.3f}' if t in ap else '–'} "
+            f"| {metrics[f'topics/{t}_support']} |"
             for t in schema.topics
         ]
         lines += [
@@ -269,11 +419,13 @@ def write_report(
             "",
         ]
         if name == fitted_on and fitting:
-            lines += fitting_note(fitting, name, schema)
+            lines += fitting_note(fitting, name, schema, metrics, thresholds, decision)
         lines += breakdown_rows(
             split.dataset, schema, split.scores, split.truth, thresholds, metrics
         )
-        lines += [""] + [f"![{f}]({f})" for f in figures] + [""]
+        lines.append("")
+        for file, figure_title, caption in figures:
+            lines += [f"![{figure_title}]({file})", "", f"*{caption}*", ""]
     path = folder / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

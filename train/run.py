@@ -14,12 +14,14 @@ import datasets
 import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from sklearn.model_selection import KFold
 from sklearn.utils._param_validation import InvalidParameterError
 
 from infer.artifact import package_versions, save_model, sha256
 from infer.errors import TopictoneError
 from infer.predictors.base import Predictor
-from infer.schema import LabelSchema
+from infer.schema import LabelSchema, Prediction
+from train.card import card_info
 from train.data import (
     check_label_counts,
     load_splits,
@@ -27,7 +29,13 @@ from train.data import (
     targets,
     train_overlap,
 )
-from train.decision import calibrate, calibration_errors, crossfit_decisions, tune_thresholds
+from train.decision import (
+    ScoreTree,
+    calibration_errors,
+    crossfit_decision,
+    fit_decision,
+    set_calibrations,
+)
 from train.distill import mix_distilled, teacher_identity
 from train.evaluation import compute_metrics, format_table
 from train.report import write_report
@@ -112,45 +120,98 @@ def write_predictions(
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+@dataclass
+class Fitted:
+    """What fitting decisions produced: metrics, and dev's cross-fitted (honest) outputs."""
+
+    metrics: dict[str, Any]
+    crossfit: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None
+
+
+def out_of_fold(
+    model_cfg: dict[str, Any],
+    train: datasets.Dataset,
+    schema: LabelSchema,
+    folds: int,
+    seed: int,
+    workdir: Path,
+) -> tuple[ScoreTree, tuple[np.ndarray, np.ndarray]]:
+    """Raw scores for every train text from a model fitted on the other folds (the same
+    model config, trained ``folds`` times), and the matching truth."""
+    tree: ScoreTree | None = None
+    topic_parts, tone_parts = [], []
+    splits = KFold(folds, shuffle=True, random_state=seed).split(np.arange(len(train)))
+    for k, (fit_rows, held_rows) in enumerate(splits):
+        print(f"out-of-fold scores: fold {k + 1}/{folds}", file=sys.stderr, flush=True)
+        fitter = instantiate({key: v for key, v in model_cfg.items() if key != "kind"})
+        fitter.fit(train.select(fit_rows), schema, dev=None, workdir=workdir / f"fold{k}")
+        held = train.select(held_rows)
+        predictor = fitter.predictor_
+        part = ScoreTree.of(predictor, predictor.preprocess(held["text"]))
+        tree = part if tree is None else tree.concat(part)
+        topic_true, tone_true = targets(held)
+        topic_parts.append(topic_true)
+        tone_parts.append(tone_true)
+    assert tree is not None
+    return tree, (np.concatenate(topic_parts), np.concatenate(tone_parts))
+
+
 def fit_decisions(
-    predictor: Predictor, dev: datasets.Dataset | None, decision: DictConfig
-) -> dict[str, Any]:
-    """Calibrate scores and tune thresholds on dev as configured.
+    predictor: Predictor,
+    dev: datasets.Dataset | None,
+    decision: DictConfig,
+    oof: tuple[ScoreTree, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> Fitted:
+    """Calibrate scores and tune thresholds on dev (and ``oof``, out-of-fold scores over
+    train, when given) as configured.
 
     Returns the dev metrics before fitting (``dev_before_fitting``) when anything was
-    fitted: the later ``dev`` figures are then optimistic, ``test`` stays honest. Tuned
-    thresholds add ``dev_crossfit``: each dev text decided by thresholds tuned on the
-    other folds, an honest estimate of what tuning on dev gives unseen texts.
+    fitted: the later ``dev`` figures are then optimistic, ``test`` stays honest. And
+    ``dev_crossfit``: each dev text decided by calibrations and thresholds fitted without
+    it (on the other dev folds and ``oof``), an honest estimate of what unseen texts get.
     """
     predictor.thresholds = dict.fromkeys(predictor.schema.topics, float(decision.fixed))
     if dev is None or (not decision.calibrate and decision.thresholds == "fixed"):
-        return {}
+        return Fitted({})
     before = evaluate_split(predictor, dev).metrics
-    topic_true, tone_true = targets(dev)
-    if decision.calibrate:
-        calibrate(predictor, dev["text"], topic_true, tone_true)
-    scores = predictor.predict_scores(dev["text"])
-    rule = (decision.thresholds, decision.fixed, decision.target_precision)
-    shrink = float(decision.get("shrink", 0.0))
-    predictor.thresholds = tune_thresholds(
-        predictor.schema, scores[0], topic_true, *rule, shrink=shrink
+    tree = ScoreTree.of(predictor, predictor.preprocess(dev["text"]))
+    truth = targets(dev)
+    if oof is not None:
+        tree = oof[0].concat(tree)
+        truth = (np.concatenate([oof[1][0], truth[0]]), np.concatenate([oof[1][1], truth[1]]))
+    dev_rows = np.arange(len(truth[1]) - len(dev), len(truth[1]))
+    decided, scores = crossfit_decision(
+        predictor, tree, truth, dev_rows, decision, folds=decision.crossfit_folds
     )
-    metrics = {"dev_before_fitting": before}
-    if decision.thresholds != "fixed":
-        decided = crossfit_decisions(
-            predictor.schema,
-            scores[0],
-            topic_true,
-            *rule,
-            folds=decision.crossfit_folds,
-            shrink=shrink,
+    calibrations, thresholds, _ = fit_decision(
+        predictor, tree, truth, np.arange(len(truth[1])), decision
+    )
+    set_calibrations(predictor, calibrations)
+    predictor.thresholds = thresholds
+    topic_true, tone_true = targets(dev)
+    half = dict.fromkeys(predictor.schema.topics, 0.5)  # decided is 0/1 already
+    honest = {
+        **compute_metrics(predictor.schema, decided, scores[1], topic_true, tone_true, half),
+        **calibration_errors(predictor.schema, scores, topic_true, tone_true),
+    }
+    if oof is not None:
+        honest["fitted_with_oof_train_texts"] = len(oof[1][1])
+    return Fitted({"dev_before_fitting": before, "dev_crossfit": honest}, (decided, scores))
+
+
+def crossfit_predictions(
+    schema: LabelSchema, crossfit: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]
+) -> list[Prediction]:
+    decided, (topic_scores, tone_probs) = crossfit
+    return [
+        Prediction(
+            topics=[t for t, on in zip(schema.topics, row, strict=True) if on],
+            topic_scores=dict(zip(schema.topics, scores.tolist(), strict=True)),
+            tone=schema.tones[int(np.argmax(tone))],
+            tone_scores=dict(zip(schema.tones, tone.tolist(), strict=True)),
         )
-        half = dict.fromkeys(predictor.schema.topics, 0.5)  # decided is 0/1 already
-        metrics["dev_crossfit"] = {
-            **compute_metrics(predictor.schema, decided, scores[1], topic_true, tone_true, half),
-            **calibration_errors(predictor.schema, scores, topic_true, tone_true),
-        }
-    return metrics
+        for row, scores, tone in zip(decided, topic_scores, tone_probs, strict=True)
+    ]
 
 
 def never_predicted(predictor: Predictor, evaluations: dict[str, Evaluation]) -> dict:
@@ -191,7 +252,30 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise TopictoneError(f"model settings: {err}") from None
     predictor: Predictor = fitter.predictor_
 
-    metrics = fit_decisions(predictor, splits.get("dev"), cfg.decision)
+    oof = None
+    if cfg.decision.oof_folds:
+        if cfg.weak.sources or cfg.distill.teacher:
+            raise TopictoneError(
+                "decision.oof_folds: out-of-fold scores are for gold train only; "
+                "turn weak and distill off or set decision.oof_folds=0"
+            )
+        if not getattr(fitter, "refits", True):
+            raise TopictoneError(
+                "decision.oof_folds: every part of the model must be trained in this run "
+                "(a member loaded from a folder has seen all of train)"
+            )
+        oof = out_of_fold(
+            model_cfg, splits["train"], schema, cfg.decision.oof_folds, cfg.seed, run_dir / "oof"
+        )
+    fitted = fit_decisions(predictor, splits.get("dev"), cfg.decision, oof)
+    metrics = fitted.metrics
+    if fitted.crossfit is not None:
+        write_predictions(
+            run_dir / "predictions" / "dev_crossfit.jsonl",
+            splits["dev"],
+            crossfit_predictions(schema, fitted.crossfit),
+            schema,
+        )
     evaluations = {
         name: evaluate_split(predictor, splits[name]) for name in ("dev", "test") if name in splits
     }
@@ -220,8 +304,28 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             predictor.thresholds,
             fitting=metrics,
             never_predicted=silent,
+            decision=OmegaConf.to_container(cfg.decision, resolve=True),
         )
-    save_model(predictor, run_dir / "model", metrics)
+    data_hashes = {
+        **{f: sha256(Path(f)) for s in splits for f in split_files(cfg.data[s])},
+        **{str(w.path): sha256(Path(w.path)) for w in cfg.weak.sources},
+        **{str(w.path): sha256(Path(w.path)) for w in cfg.distill.pool or []},
+    }
+    evaluated = {
+        name: (e.dataset, e.scores, e.truth, predictor.thresholds)
+        for name, e in evaluations.items()
+    }
+    if fitted.crossfit is not None:  # the honest dev figures, not the dev-fitted ones
+        decided, (_, tone) = fitted.crossfit
+        half = dict.fromkeys(schema.topics, 0.5)
+        dev = evaluated.pop("dev")
+        evaluated = {"dev_crossfit": (dev[0], (decided, tone), dev[2], half), **evaluated}
+    train_files = {f: data_hashes[f] for f in split_files(cfg.data.train)}
+    decision_cfg = OmegaConf.to_container(cfg.decision, resolve=True)
+    card = card_info(
+        cfg.data, model_cfg, decision_cfg, splits["train"], schema, train_files, evaluated
+    )
+    save_model(predictor, run_dir / "model", metrics, card)
 
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -235,14 +339,22 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "versions": package_versions(VERSIONED),
         "never_predicted": silent,  # per split, labels the model never outputs
         "train_overlap": overlap,  # per split, texts that also occur in train
-        "data": {
-            **{f: sha256(Path(f)) for s in splits for f in split_files(cfg.data[s])},
-            **{str(w.path): sha256(Path(w.path)) for w in cfg.weak.sources},
-            **{str(w.path): sha256(Path(w.path)) for w in cfg.distill.pool or []},
-        },
+        "data": data_hashes,
         "teacher": teacher_identity(cfg.distill.teacher),
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    tags = {
+        "git_commit": manifest["git_commit"],
+        "model.kind": cfg.model.kind,
+        **{f"data.sha256.{name}": digest for name, digest in data_hashes.items()},
+    }
+    instantiate(cfg.tracking).log_run(
+        run_dir,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        metrics=metrics,
+        history=getattr(fitter, "history_", None),
+        tags=tags,
+    )
     print(f"\n{cfg.model.kind} on {cfg.data.name} — run folder {run_dir}\n")
     print(format_table(metrics, schema))
     return metrics

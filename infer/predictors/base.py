@@ -1,8 +1,10 @@
 """The predictor contract shared by every model kind.
 
 Like a Hugging Face pipeline, ``predict`` is ``preprocess`` → ``_forward`` →
-``postprocess``; the label schema and thresholds travel with the predictor and its
-saved folder, so a loaded model decides exactly as it did when it was evaluated.
+``postprocess``; the label schema, calibration and thresholds travel with the predictor
+and its saved folder, so a loaded model decides exactly as it did when it was evaluated.
+``_forward`` returns raw scores; the kind-agnostic ``Calibration`` (``infer.decision``)
+and the thresholds turn them into decisions the same way for every kind.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infer.artifact import Manifest
+from infer.decision import Calibration, softmax
 from infer.errors import TextError, TopictoneError
 from infer.limits import TextLimits
 from infer.schema import LabelSchema, Prediction, decide_topics
@@ -35,10 +38,12 @@ class Predictor(ABC):
         self,
         schema: LabelSchema,
         thresholds: Mapping[str, float] | None = None,
-        calibration: dict[str, Any] | None = None,
+        calibration: Calibration | dict[str, Any] | None = None,
     ) -> None:
         self.schema = schema
         self.thresholds = self.resolve_thresholds(thresholds)
+        if not isinstance(calibration, Calibration):
+            calibration = Calibration.from_dict(calibration, schema)
         self.calibration = calibration
 
     def resolve_thresholds(self, overrides: Mapping[str, float] | None) -> dict[str, float]:
@@ -69,7 +74,15 @@ class Predictor(ABC):
 
     @abstractmethod
     def _forward(self, texts: list[str]) -> Scores:
-        """Scores for already-normalised texts."""
+        """Raw (uncalibrated) scores for already-normalised texts."""
+
+    def parts(self) -> dict[str, Predictor]:
+        """Sub-models whose calibrated scores ``combine`` merges (an ensemble's members)."""
+        return {}
+
+    def combine(self, part_scores: Mapping[str, Scores]) -> Scores:
+        """Raw scores from the parts' calibrated scores (only for kinds with parts)."""
+        raise TopictoneError(f"'{self.kind}' models have no parts to combine")
 
     def postprocess(self, scores: Scores, thresholds: Mapping[str, float]) -> list[Prediction]:
         topic_scores, tone_probs = scores
@@ -110,6 +123,11 @@ class Predictor(ABC):
         return predictions
 
     def predict_scores_clean(self, clean: list[str]) -> Scores:
+        """Calibrated scores for normalised texts."""
+        return self.calibration.apply(self.raw_scores_clean(clean))
+
+    def raw_scores_clean(self, clean: list[str]) -> Scores:
+        """Scores before calibration: what ``train.decision`` fits the calibration on."""
         if not clean:
             return np.zeros((0, len(self.schema.topics))), np.zeros((0, len(self.schema.tones)))
         return self._forward(clean)
@@ -132,18 +150,10 @@ class Predictor(ABC):
         """Rebuild the predictor from a checked model folder."""
 
 
-def scores_from_logits(
-    topic_logits: np.ndarray, tone_logits: np.ndarray, calibration: dict[str, Any] | None
-) -> Scores:
-    """Sigmoid topic scores and softmax tone distribution, temperature-scaled if calibrated."""
-    calibration = calibration or {}
-    topic_t = np.asarray(calibration.get("topic_temperature", 1.0), dtype=np.float64)
-    tone_t = float(calibration.get("tone_temperature", 1.0))
-    topics = 1.0 / (1.0 + np.exp(-topic_logits.astype(np.float64) / topic_t))
-    z = tone_logits.astype(np.float64) / tone_t
-    z -= z.max(axis=1, keepdims=True)
-    tone = np.exp(z)
-    return topics, tone / tone.sum(axis=1, keepdims=True)
+def scores_from_logits(topic_logits: np.ndarray, tone_logits: np.ndarray) -> Scores:
+    """Sigmoid topic scores and softmax tone distribution (raw: calibration comes after)."""
+    topics = 1.0 / (1.0 + np.exp(-topic_logits.astype(np.float64)))
+    return topics, softmax(tone_logits.astype(np.float64))
 
 
 def readable_prefix(tokenizer: Any, tokens: int) -> int:

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from infer.artifact import Manifest, check_stored_schema
+from infer.decision import Calibration
 from infer.embedding_cache import EmbeddingCache, text_key
 from infer.errors import TopictoneError
 from infer.paths import inside
@@ -323,7 +324,7 @@ class EncoderPredictor(Predictor):
         encoder: SentenceEncoder,
         heads: dict[str, np.ndarray],
         thresholds: dict[str, float] | None = None,
-        calibration: dict[str, Any] | None = None,
+        calibration: Calibration | dict[str, Any] | None = None,
         topic_pooling: str = "mean",
         tone_pooling: str = "mean",
     ) -> None:
@@ -375,7 +376,7 @@ class EncoderPredictor(Predictor):
         return pooled[self.topic_pooling][0], pooled[self.tone_pooling][1]
 
     def _forward(self, texts: list[str]) -> Scores:
-        return scores_from_logits(*self.logits_clean(texts), self.calibration)
+        return scores_from_logits(*self.logits_clean(texts))
 
     def settings(self) -> dict[str, Any]:
         e = self.encoder

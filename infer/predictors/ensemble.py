@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infer.artifact import Manifest, save_model
+from infer.decision import Calibration
 from infer.errors import TopictoneError
 from infer.paths import inside
 from infer.predictors.base import Predictor, Scores
@@ -35,7 +36,7 @@ class EnsemblePredictor(Predictor):
         members: Mapping[str, Predictor],
         weights: Mapping[str, float] | None = None,
         thresholds: Mapping[str, float] | None = None,
-        calibration: dict[str, Any] | None = None,
+        calibration: Calibration | dict[str, Any] | None = None,
     ) -> None:
         super().__init__(schema, thresholds, calibration)
         if not members:
@@ -60,13 +61,16 @@ class EnsemblePredictor(Predictor):
         return tuple(dict.fromkeys(r for m in self.members.values() for r in m.requirements))
 
     def _forward(self, texts: list[str]) -> Scores:
-        topic_scores = np.zeros((len(texts), len(self.schema.topics)))
-        tone_probs = np.zeros((len(texts), len(self.schema.tones)))
-        for name, member in self.members.items():
-            member_topics, member_tone = member.predict_scores_clean(texts)
-            topic_scores += self.weights[name] * member_topics
-            tone_probs += self.weights[name] * member_tone
-        return topic_scores, tone_probs
+        return self.combine({n: m.predict_scores_clean(texts) for n, m in self.members.items()})
+
+    def parts(self) -> dict[str, Predictor]:
+        return dict(self.members)
+
+    def combine(self, part_scores: Mapping[str, Scores]) -> Scores:
+        """The weighted mean of the members' calibrated scores."""
+        topic_scores = sum(self.weights[n] * part_scores[n][0] for n in self.members)
+        tone_probs = sum(self.weights[n] * part_scores[n][1] for n in self.members)
+        return np.asarray(topic_scores, dtype=float), np.asarray(tone_probs, dtype=float)
 
     def explain(self, text: str, prediction: Prediction, top_k: int = 5) -> dict:
         """Each member's evidence for the ensemble's decided labels, weighted and summed by

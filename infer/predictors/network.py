@@ -16,10 +16,16 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModel
+from transformers import AutoModel, AutoModelForSequenceClassification, PreTrainedModel
 
 from infer.artifact import Manifest
 from infer.errors import TopictoneError
+from infer.predictors.hf_config import (
+    PREFIX,
+    TopicToneConfig,
+    encoder_config,
+    topictone_config,
+)
 from infer.predictors.windows import DTYPES, POOLING, pad_windows
 
 
@@ -180,13 +186,17 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-def save_network(model: TopicToneModel, schema: Any, folder: Path) -> list[str]:
-    """The weights (label order in their metadata) and the encoder's config."""
+def save_network(
+    model: TopicToneModel, schema: Any, settings: dict[str, Any], folder: Path
+) -> list[str]:
+    """A Hugging Face folder: ``config.json`` (a ``TopicToneConfig``) and the weights under
+    ``TopicTonePreTrainedModel``'s names (label order also in their metadata)."""
     from infer.predictors.transformer import WEIGHTS
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, folder / WEIGHTS, metadata={"schema": json.dumps(schema.to_dict())})
-    model.encoder.config.save_pretrained(folder)
+    topictone_config(model.encoder.config, schema, settings).save_pretrained(folder)
+    state = {PREFIX + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": "pt", "schema": json.dumps(schema.to_dict())}
+    save_file(state, folder / WEIGHTS, metadata=metadata)
     return [WEIGHTS, "config.json"]
 
 
@@ -208,14 +218,16 @@ def load_network(
             raise TopictoneError(f"option device: {err}") from None
     settings = manifest.settings
     model = TopicToneModel(
-        without_pooler(AutoModel.from_config, config),
+        without_pooler(AutoModel.from_config, encoder_config(config)),
         len(manifest.schema.topics),
         len(manifest.schema.tones),
         topic_pooling=settings.get("topic_pooling", "max"),
         tone_pooling=settings.get("tone_pooling", "mean"),
     )
+    # Weights under the Hugging Face model's names; older folders without the prefix.
+    state = {k.removeprefix(PREFIX): v for k, v in load_file(folder / WEIGHTS).items()}
     try:
-        model.load_state_dict(load_file(folder / WEIGHTS))
+        model.load_state_dict(state)
     except RuntimeError as err:
         first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
         raise TopictoneError(
@@ -223,3 +235,54 @@ def load_network(
         ) from None
     set_threads(threads)
     return TorchRunner(model, device, dtype)
+
+
+class TopicTonePreTrainedModel(PreTrainedModel):
+    """The folder as a Hugging Face model: ``AutoModel.from_pretrained(<model folder>)``
+    (after ``import infer``) gives the encoder and both heads with their trained weights.
+    ``forward`` takes windows and returns window-pooled topic and tone logits."""
+
+    config_class = TopicToneConfig
+    base_model_prefix = "topictone"
+
+    def __init__(self, config: TopicToneConfig) -> None:
+        super().__init__(config)
+        self.network = TopicToneModel(
+            without_pooler(AutoModel.from_config, config.encoder),
+            len(config.id2label),
+            len(config.tone_id2label or {}),
+            topic_pooling=config.topic_pooling,
+            tone_pooling=config.tone_pooling,
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        doc_index: torch.Tensor | None = None,
+        **labels: Any,
+    ) -> dict[str, torch.Tensor]:
+        if doc_index is None:  # every window a text of its own
+            doc_index = torch.arange(len(input_ids), device=input_ids.device)
+        return self.network(input_ids, attention_mask, doc_index, **labels)
+
+
+class NoGenericHead:
+    """Registered for ``AutoModelForSequenceClassification``: a generic text-classification
+    pipeline must not invent a single-label head for a multi-label topic + tone model."""
+
+    config_class = TopicToneConfig
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> None:
+        raise TopictoneError(
+            "a topictone model folder has a multi-label topic head and a tone head, which a "
+            "generic text-classification pipeline cannot run; load it with infer.load(<folder>)"
+        )
+
+    from_config = from_pretrained
+
+
+AutoModel.register(TopicToneConfig, TopicTonePreTrainedModel, exist_ok=True)
+AutoModelForSequenceClassification.register(TopicToneConfig, NoGenericHead, exist_ok=True)

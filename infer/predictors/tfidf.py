@@ -11,13 +11,15 @@ import numpy as np
 import skops.io as sio
 
 from infer.artifact import Manifest, check_stored_schema
+from infer.decision import Calibration
 from infer.errors import TopictoneError
 from infer.predictors.base import Predictor, Scores
 from infer.schema import LabelSchema, Prediction
 
 WEIGHTS = "model.skops"
 VOCABULARY = "vocabulary.json"
-# Exactly the types and skops node kinds that the TF-IDF fitter saves (calibrated or not),
+# Exactly the types and skops node kinds that the TF-IDF fitter saves (calibration lives
+# in the manifest),
 # as listed by a fresh save (tests/test_artifact_safety.py checks both directions). Any
 # other type in a file, even one skops itself would trust, is refused before loading.
 TRUSTED_TYPES = frozenset(
@@ -28,12 +30,8 @@ TRUSTED_TYPES = frozenset(
         "builtins.tuple",
         "numpy.float64",
         "numpy.ndarray",
-        "sklearn.calibration.CalibratedClassifierCV",
-        "sklearn.calibration._CalibratedClassifier",
-        "sklearn.calibration._SigmoidCalibration",
         "sklearn.feature_extraction.text.TfidfTransformer",
         "sklearn.feature_extraction.text.TfidfVectorizer",
-        "sklearn.frozen._frozen.FrozenEstimator",
         "sklearn.linear_model._logistic.LogisticRegression",
         "sklearn.multiclass.OneVsRestClassifier",
         "sklearn.pipeline.FeatureUnion",
@@ -60,7 +58,7 @@ class TfidfPredictor(Predictor):
         topic_model: Any,
         tone_model: Any,
         thresholds: dict[str, float] | None = None,
-        calibration: dict[str, Any] | None = None,
+        calibration: Calibration | dict[str, Any] | None = None,
     ) -> None:
         super().__init__(schema, thresholds, calibration)
         self.vectorizer = vectorizer
@@ -190,13 +188,9 @@ def _vectorizers(vectorizer: Any) -> dict[str, Any]:
 
 
 def _coefficients(model: Any) -> np.ndarray:
-    """The linear weights of a (possibly calibrated) linear classifier."""
+    """The linear weights of a linear classifier."""
     if hasattr(model, "coef_"):
         return np.asarray(model.coef_)
-    if hasattr(model, "calibrated_classifiers_"):
-        return np.mean([_coefficients(c.estimator) for c in model.calibrated_classifiers_], axis=0)
-    if hasattr(model, "estimator"):  # FrozenEstimator, as wrapped by a calibrator
-        return _coefficients(model.estimator)
     raise TopictoneError(f"cannot explain a {type(model).__name__}: no linear coefficients")
 
 

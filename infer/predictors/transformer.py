@@ -23,6 +23,7 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoTokenizer
 
 from infer.artifact import Manifest, check_stored_schema
+from infer.decision import Calibration
 from infer.errors import TopictoneError
 from infer.paths import inside
 from infer.predictors.base import (
@@ -32,6 +33,7 @@ from infer.predictors.base import (
     readable_prefix,
     scores_from_logits,
 )
+from infer.predictors.hf_config import config_labels, encoder_config  # registers the type
 from infer.predictors.windows import (
     DTYPES,
     POOLING,
@@ -93,7 +95,7 @@ class TransformerPredictor(Predictor):
         topic_pooling: str = "max",
         tone_pooling: str = "mean",
         thresholds: dict[str, float] | None = None,
-        calibration: dict[str, Any] | None = None,
+        calibration: Calibration | dict[str, Any] | None = None,
         batch_size: int = 32,
         dtype: str = "float32",
     ) -> None:
@@ -181,7 +183,7 @@ class TransformerPredictor(Predictor):
         return topic.copy(), tone.copy()
 
     def _forward(self, texts: list[str]) -> Scores:
-        return scores_from_logits(*self.logits_clean(texts), self.calibration)
+        return scores_from_logits(*self.logits_clean(texts))
 
     def explain(
         self, text: str, prediction: Prediction, top_k: int = 5, max_units: int = 80
@@ -192,7 +194,7 @@ class TransformerPredictor(Predictor):
         size = max(1, -(-len(words) // max_units))
         units = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
         variants = [" ".join(units[:i] + units[i + 1 :]) or "." for i in range(len(units))]
-        topic_scores, tone_probs = self._forward(variants)
+        topic_scores, tone_probs = self.predict_scores_clean(variants)
         base = dict(prediction.topic_scores)
         out = {}
         for label in [*prediction.topics, prediction.tone]:
@@ -221,7 +223,7 @@ class TransformerPredictor(Predictor):
     def save_weights(self, folder: Path) -> list[str]:
         from infer.predictors.network import save_network
 
-        names = save_network(self.model, self.schema, folder)
+        names = save_network(self.model, self.schema, self.settings(), folder)
         before = set(os.listdir(folder))
         self.tokenizer.save_pretrained(folder)
         return [*names, *sorted(set(os.listdir(folder)) - before)]
@@ -238,6 +240,15 @@ class TransformerPredictor(Predictor):
         config = AutoConfig.from_pretrained(folder, **SAFE_LOAD)
         if getattr(config, "auto_map", None):
             raise TopictoneError(f"{folder}/config.json: asks for custom code (auto_map), refused")
+        labels = config_labels(config)
+        if labels is not None and labels != [
+            list(manifest.schema.topics),
+            list(manifest.schema.tones),
+        ]:
+            raise TopictoneError(
+                f"{folder}/config.json: labels {labels} differ from the manifest's "
+                f"{[list(manifest.schema.topics), list(manifest.schema.tones)]}"
+            )
         tokenizer = AutoTokenizer.from_pretrained(folder, **SAFE_LOAD)
         # Options override the saved settings: more windows than in training is fine,
         # since pooling is per element; the window length and prefix should not change.
@@ -251,10 +262,11 @@ class TransformerPredictor(Predictor):
             threads = checked_sizes("option", merged, ("threads",))["threads"]
         if sizes["stride"] >= sizes["max_length"]:
             raise TopictoneError(f"{folder}: stride {sizes['stride']} must be below max_length")
-        if sizes["max_length"] > backbone_limit(config, tokenizer):
+        limit = backbone_limit(encoder_config(config), tokenizer)
+        if sizes["max_length"] > limit:
             raise TopictoneError(
                 f"{folder}: max_length {sizes['max_length']} exceeds what the encoder accepts "
-                f"({backbone_limit(config, tokenizer)})"
+                f"({limit})"
             )
         if not isinstance(merged.get("prefix") or "", str):
             raise TopictoneError(f"{folder}: prefix must be a string")
