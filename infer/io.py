@@ -368,6 +368,17 @@ def check_output(
 _PART = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.part$")
 
 
+def prepare_parent(target: Path) -> None:
+    """The output's folder exists, and no earlier crashed run's parts lie beside it."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TopictoneError(
+            f"{target.parent}: cannot create the output folder ({err.strerror})"
+        ) from None
+    remove_stale_parts(target)
+
+
 def remove_stale_parts(target: Path) -> None:
     """Temporary files (or, from ``engine=ray``, folders) a killed run (SIGKILL, power
     loss) left beside ``target``: ``.<name>.<pid>.<x>.part`` whose process is gone."""
@@ -405,13 +416,7 @@ def open_writer(
     target = Path(path)
     kind = detect_format(target, fmt, FORMATS_OUT)
     check_output(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise TopictoneError(
-            f"{target.parent}: cannot create the output folder ({err.strerror})"
-        ) from None
-    remove_stale_parts(target)
+    prepare_parent(target)
     try:
         fd, tmp = tempfile.mkstemp(
             prefix=f".{target.name}.{os.getpid()}.", suffix=".part", dir=target.parent

@@ -52,8 +52,8 @@ from infer.io import (
     file_writer,
     input_files,
     parquet_schema,
+    prepare_parent,
     read_rows,
-    remove_stale_parts,
 )
 from infer.limits import TextLimits
 from infer.paths import follow_umask
@@ -120,13 +120,7 @@ def run(cfg: DictConfig, load_args: Mapping[str, Any]) -> tuple[int, int]:
     ]
     target = Path(cfg.output)
     check_folder(target, files)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise TopictoneError(
-            f"{target.parent}: cannot create the output folder ({err.strerror})"
-        ) from None
-    remove_stale_parts(target)
+    prepare_parent(target)
 
     predict_args = {
         "model": str(Path(cfg.model).resolve()),

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import infer.resources  # noqa: F401  (the ${topictone.demo:...} resolver of conf/data/demo.yaml)
+import train  # noqa: F401  (the typed schemas conf/ starts from: train/schema.py)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 ROOT = Path(__file__).resolve().parent.parent

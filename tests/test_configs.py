@@ -37,3 +37,52 @@ def test_the_transformer_preset_and_the_ensemble_member_are_one_config():
         20,
         True,
     )
+
+
+GROUPS = {
+    group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    for group in ("model", "data", "weak", "distill", "tracking", "hparams_search", "labels")
+}
+
+
+@pytest.mark.parametrize(("group", "name"), [(g, n) for g, names in GROUPS.items() for n in names])
+def test_every_config_file_composes_and_instantiates(group, name):
+    """Every file of every training group, on top of the defaults; what has a _target_
+    is built (no training)."""
+    cfg = compose_train([f"{group}={name}"])
+    node = OmegaConf.to_container(cfg[group], resolve=True, enum_to_str=True)
+    if isinstance(node, dict) and "_target_" in node:
+        built = instantiate({k: v for k, v in node.items() if k != "kind"})
+        assert type(built).__name__ == node["_target_"].rsplit(".", 1)[1]
+
+
+@pytest.mark.parametrize("name", ["infer", "serve", "export"])
+def test_the_inference_configs_compose(name):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF / "inference"), version_base="1.3"):
+        cfg = compose(name, overrides=["model=some/folder"] if name != "infer" else [])
+    assert "model" in cfg.keys()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.topic_C=abc", "could not be converted to Float"),
+        ("model.topic_cc=3", "Key 'topic_cc' not in 'TfidfFitterSchema'"),
+        ("decision.calibrate=maybe", "is not a valid bool"),
+        ("decision.thresholds=magic", "expected one of \\[fixed, f1, precision, auto\\]"),
+        ("seed=1.5", "could not be converted to Integer"),
+        ("model=transformer model.freeze_layers=some", "could not be converted to Integer"),
+        ("checks.typo=1", "Key 'typo' not in 'ChecksConfig'"),
+    ],
+)
+def test_a_wrong_type_or_unknown_key_fails_at_compose_time(override, message):
+    import re
+
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_train(override.split())
+    # What `python -m train` prints in its one line: the error and its cause.
+    assert re.search(message, f"{caught.value} {caught.value.__cause__}")

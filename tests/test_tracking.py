@@ -49,7 +49,7 @@ def test_a_sweep_lands_in_the_local_store_side_by_side(tmp_path, cli):
     )
     assert result.returncode == 0, result.stderr
     client, runs = runs_in(f"sqlite:///{store / 'mlflow.db'}", "topictone-demo")
-    assert [r.data.params["model.topic_C"] for r in runs] == ["1", "8"]
+    assert [r.data.params["model.topic_C"] for r in runs] == ["1.0", "8.0"]  # typed: floats
     for k, run in enumerate(runs):
         metrics = json.loads((tmp_path / "sweep" / str(k) / "metrics.json").read_text())
         honest = metrics["dev_crossfit"]["topics/macro_f1"]

@@ -401,7 +401,7 @@ TRAIN_CASES = [
     ("unknown label", ["data.train={bad_label}"], "unknown tone 'happy'"),
     ("unknown model", ["model=bogus"], "Could not find 'model/bogus'"),
     ("unknown model key", ["model.bogus=1"], "Could not override 'model.bogus'"),
-    ("non-numeric C", ["model.topic_C=abc"], "model settings: The 'C' parameter"),
+    ("non-numeric C", ["model.topic_C=abc"], "'abc' of type 'str' could not be converted to Float"),
 ]
 
 

@@ -1,1 +1,5 @@
 """topictone's training layer: builds on ``infer``, never imported by it."""
+
+from train.schema import register
+
+register()  # the typed config schemas conf/ starts from, before any composition

@@ -159,7 +159,7 @@ def out_of_fold(
 def fit_decisions(
     predictor: Predictor,
     dev: datasets.Dataset | None,
-    decision: DictConfig,
+    decision: dict[str, Any],
     oof: tuple[ScoreTree, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Fitted:
     """Calibrate scores and tune thresholds on dev (and ``oof``, out-of-fold scores over
@@ -170,8 +170,8 @@ def fit_decisions(
     ``dev_crossfit``: each dev text decided by calibrations and thresholds fitted without
     it (on the other dev folds and ``oof``), an honest estimate of what unseen texts get.
     """
-    predictor.thresholds = dict.fromkeys(predictor.schema.topics, float(decision.fixed))
-    if dev is None or (not decision.calibrate and decision.thresholds == "fixed"):
+    predictor.thresholds = dict.fromkeys(predictor.schema.topics, float(decision["fixed"]))
+    if dev is None or (not decision["calibrate"] and decision["thresholds"] == "fixed"):
         return Fitted({})
     before = evaluate_split(predictor, dev).metrics
     tree = ScoreTree.of(predictor, predictor.preprocess(dev["text"]))
@@ -181,7 +181,7 @@ def fit_decisions(
         truth = (np.concatenate([oof[1][0], truth[0]]), np.concatenate([oof[1][1], truth[1]]))
     dev_rows = np.arange(len(truth[1]) - len(dev), len(truth[1]))
     decided, scores = crossfit_decision(
-        predictor, tree, truth, dev_rows, decision, folds=decision.crossfit_folds
+        predictor, tree, truth, dev_rows, decision, folds=decision["crossfit_folds"]
     )
     calibrations, thresholds, _ = fit_decision(
         predictor, tree, truth, np.arange(len(truth[1])), decision
@@ -267,7 +267,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         oof = out_of_fold(
             model_cfg, splits["train"], schema, cfg.decision.oof_folds, cfg.seed, run_dir / "oof"
         )
-    fitted = fit_decisions(predictor, splits.get("dev"), cfg.decision, oof)
+    decision = OmegaConf.to_container(cfg.decision, resolve=True, enum_to_str=True)
+    fitted = fit_decisions(predictor, splits.get("dev"), decision, oof)
     metrics = fitted.metrics
     if fitted.crossfit is not None:
         write_predictions(
@@ -304,7 +305,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             predictor.thresholds,
             fitting=metrics,
             never_predicted=silent,
-            decision=OmegaConf.to_container(cfg.decision, resolve=True),
+            decision=decision,
         )
     data_hashes = {
         **{f: sha256(Path(f)) for s in splits for f in split_files(cfg.data[s])},
@@ -321,10 +322,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         dev = evaluated.pop("dev")
         evaluated = {"dev_crossfit": (dev[0], (decided, tone), dev[2], half), **evaluated}
     train_files = {f: data_hashes[f] for f in split_files(cfg.data.train)}
-    decision_cfg = OmegaConf.to_container(cfg.decision, resolve=True)
-    card = card_info(
-        cfg.data, model_cfg, decision_cfg, splits["train"], schema, train_files, evaluated
-    )
+    card = card_info(cfg.data, model_cfg, decision, splits["train"], schema, train_files, evaluated)
     save_model(predictor, run_dir / "model", metrics, card)
 
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
@@ -350,7 +348,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     }
     instantiate(cfg.tracking).log_run(
         run_dir,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         metrics=metrics,
         history=getattr(fitter, "history_", None),
         tags=tags,

@@ -4,7 +4,8 @@ The top level (seed, checks, decision, data) has hand-written dataclasses; each 
 kind's schema is built from its fitter's ``__init__`` signature, so a fitter's parameters
 and its config keys cannot drift apart. ``register()`` puts them in Hydra's ConfigStore:
 ``conf/train.yaml`` starts from ``train_schema``; each ``conf/model/<kind>.yaml`` from
-``<kind>_schema`` in its own group.
+``/schema/model/<kind>`` (a group of its own: a ``model`` group in the store would clash
+with the inference commands' ``model=<folder>``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
 
 class Calibration(str, enum.Enum):
@@ -118,14 +120,15 @@ def fitter_schema(fitter: type, kind: str) -> type:
     fields: list[tuple[str, Any, Any]] = [
         ("_target_", str, field(default=f"{fitter.__module__}.{fitter.__qualname__}")),
         ("kind", str, field(default=kind)),
+        ("_recursive_", bool, field(default=True)),  # an ensemble builds its members itself
     ]
     for name, param in inspect.signature(fitter.__init__).parameters.items():
         if name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
         hint = _omegaconf_type(hints.get(name, Any))
         default = param.default
-        if default is inspect.Parameter.empty:
-            spec = field(default=None) if hint is Any else field()
+        if default is inspect.Parameter.empty:  # required: MISSING until the config sets it
+            spec = field(default=MISSING)
         elif isinstance(default, (list, dict, tuple)):
             spec = field(default_factory=lambda d=default: list(d) if isinstance(d, tuple) else d)
         else:
@@ -164,4 +167,4 @@ def register() -> None:
     fitters = model_fitters()
     for kind in FITTERS:
         node = fitter_schema(fitters[kind], kind) if kind in fitters else {}
-        store.store(group="model", name=f"{kind}_schema", node=node)
+        store.store(group="schema/model", name=kind, node=node)

@@ -106,7 +106,7 @@ class OptunaSearch:
             load_if_exists=True,
         )
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        base = OmegaConf.to_container(cfg, resolve=True)
+        base = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
         base.pop("hparams_search", None)
 
         def objective(trial: optuna.Trial) -> float:
