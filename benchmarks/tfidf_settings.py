@@ -1,6 +1,6 @@
 """TF-IDF settings compared honestly: 5-fold cross-validation over gold train, and gold dev.
 
-    python benchmarks/tfidf_settings.py [--settings NAME ...] [--folds 5]
+    python benchmarks/tfidf_settings.py [--settings NAME ...] [--folds 5] [--search search.json]
 
 Each setting is a set of ``model.*`` values for :class:`train.tfidf.TfidfFitter`. For each
 one the table gives topic macro-F1 with per-topic thresholds cross-fitted (each text
@@ -97,7 +97,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument(
+        "--search",
+        type=Path,
+        help="an Optuna search's search.json (hparams_search=tfidf_optuna): its best settings "
+        "are checked by train cross-validation as setting 'search-best'",
+    )
     args = parser.parse_args()
+    if args.search:
+        import json
+
+        best = json.loads(args.search.read_text())["best_params"]
+        SETTINGS["search-best"] = {k.removeprefix("model."): v for k, v in best.items()}
+        args.settings = [s for s in args.settings if s != "search-best"] + ["search-best"]
     if not (ROOT.parent / "shared" / "data" / "gold" / "train.jsonl").is_file():
         sys.exit("skipped: ../shared/data/gold/ is not beside the repository root")
     schema, splits = load_gold()
