@@ -372,3 +372,26 @@ def test_the_folder_is_a_hugging_face_model(transformer_run):
     np.testing.assert_allclose(out["tone_logits"].numpy(), tone, atol=1e-5)
     with pytest.raises(Exception, match=r"cannot run; load it with infer\.load"):
         pipeline("text-classification", model=str(folder))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"tone_id2label": {"x": "positive"}},
+        {"encoder": {"model_type": "no-such-model"}},
+        {"id2label": {"0": "defence"}},
+    ],
+)
+def test_a_crafted_config_json_is_one_line(transformer_run, tmp_path, edit):
+    from infer.artifact import MANIFEST, sha256
+
+    folder = tmp_path / "model"
+    shutil.copytree(transformer_run / "model", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **edit}))
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["files"]["config.json"] = sha256(folder / "config.json")  # checksums pass
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(TopictoneError, match=r"config\.json: ") as caught:
+        infer.load(folder, runtime="torch")
+    assert "\n" not in str(caught.value)

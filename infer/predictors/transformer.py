@@ -237,10 +237,16 @@ class TransformerPredictor(Predictor):
             raise TopictoneError(
                 f"unknown option(s) {', '.join(unknown)} (known: {', '.join(LOAD_OPTIONS)})"
             )
-        config = AutoConfig.from_pretrained(folder, **SAFE_LOAD)
+        try:  # config.json is untrusted: a crafted one is one line, never a traceback
+            config = AutoConfig.from_pretrained(folder, **SAFE_LOAD)
+            labels = config_labels(config)
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as err:
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            raise TopictoneError(
+                f"{folder}/config.json: not a usable config ({type(err).__name__}: {first})"
+            ) from None
         if getattr(config, "auto_map", None):
             raise TopictoneError(f"{folder}/config.json: asks for custom code (auto_map), refused")
-        labels = config_labels(config)
         if labels is not None and labels != [
             list(manifest.schema.topics),
             list(manifest.schema.tones),
