@@ -1,8 +1,9 @@
 """Typed configs: a wrong type or an unknown key fails when Hydra composes, in one line.
 
 The top level (seed, checks, decision, data) has hand-written dataclasses; each model
-kind's schema is built from its fitter's ``__init__`` signature, so a fitter's parameters
-and its config keys cannot drift apart. ``register()`` puts them in Hydra's ConfigStore:
+kind's schema is built from its fitter's ``__init__`` signature (read from the source, so
+registering imports no torch), so a fitter's parameters and its config keys cannot drift
+apart. ``register()`` puts them in Hydra's ConfigStore:
 ``conf/train.yaml`` starts from ``train_schema``; each ``conf/model/<kind>.yaml`` from
 ``/schema/model/<kind>`` (a group of its own: a ``model`` group in the store would clash
 with the inference commands' ``model=<folder>``).
@@ -10,13 +11,11 @@ with the inference commands' ``model=<folder>``).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import enum
-import inspect
-import types
-import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -96,75 +95,79 @@ class TrainConfig:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
 
 
-def _omegaconf_type(hint: Any) -> Any:
-    """An annotation OmegaConf can check: tuples become lists, ``X | None`` Optional."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        inner = _omegaconf_type(args[0]) if len(args) == 1 else Any
+SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _omegaconf_type(annotation: ast.expr | None) -> Any:
+    """A type OmegaConf can check, from a parameter's annotation as written: ``X | None``
+    becomes Optional, tuples and lists of one scalar a typed list; anything else ``Any``."""
+    if annotation is None:
+        return Any
+    if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
+        parts = [annotation.left, annotation.right]
+        others = [a for a in parts if not (isinstance(a, ast.Constant) and a.value is None)]
+        inner = _omegaconf_type(others[0]) if len(others) == 1 else Any
         return Optional[inner]  # noqa: UP045
-    if origin in (tuple, list) or hint in (tuple, list):
-        args = typing.get_args(hint)
-        element = args[0] if args and all(a == args[0] for a in args if a is not Ellipsis) else Any
-        return list[element] if element in (int, float, str, bool) else list[Any]
-    if origin in (dict, Mapping) or hint in (dict, Mapping):
-        return dict[str, Any]
-    if hint in (int, float, str, bool):
-        return hint
+    if isinstance(annotation, ast.Name):
+        return SCALARS.get(annotation.id, Any)
+    if isinstance(annotation, ast.Subscript) and isinstance(annotation.value, ast.Name):
+        container = annotation.value.id
+        if container in ("tuple", "list", "Sequence"):
+            items = (
+                annotation.slice.elts
+                if isinstance(annotation.slice, ast.Tuple)
+                else [annotation.slice]
+            )
+            names = {i.id for i in items if isinstance(i, ast.Name)}
+            scalar = SCALARS.get(names.pop()) if len(names) == 1 else None
+            return list[scalar] if scalar else list[Any]
+        if container in ("dict", "Mapping"):
+            return dict[str, Any]
     return Any
 
 
-def fitter_schema(fitter: type, kind: str) -> type:
-    """A dataclass with ``_target_``, ``kind`` and the fitter's ``__init__`` parameters."""
-    hints = typing.get_type_hints(fitter.__init__)
+def fitter_schema(module: str, name: str, kind: str) -> type:
+    """A dataclass with ``_target_``, ``kind`` and the fitter's ``__init__`` parameters,
+    read from the fitter's source rather than imported: composing a config never imports
+    torch or transformers."""
+    source = (Path(__file__).parent / f"{module.rsplit('.', 1)[1]}.py").read_text()
+    [cls] = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == name]
+    [init] = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
     fields: list[tuple[str, Any, Any]] = [
-        ("_target_", str, field(default=f"{fitter.__module__}.{fitter.__qualname__}")),
+        ("_target_", str, field(default=f"{module}.{name}")),
         ("kind", str, field(default=kind)),
         ("_recursive_", bool, field(default=True)),  # an ensemble builds its members itself
     ]
-    for name, param in inspect.signature(fitter.__init__).parameters.items():
-        if name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
-            continue
-        hint = _omegaconf_type(hints.get(name, Any))
-        default = param.default
-        if default is inspect.Parameter.empty:  # required: MISSING until the config sets it
+    args = init.args.args[1:]  # without self
+    defaults = [None] * (len(args) - len(init.args.defaults)) + list(init.args.defaults)
+    for arg, default in zip(args, defaults, strict=True):
+        hint = _omegaconf_type(arg.annotation)
+        if default is None:  # required: MISSING until the config sets it
             spec = field(default=MISSING)
-        elif isinstance(default, (list, dict, tuple)):
-            spec = field(default_factory=lambda d=default: list(d) if isinstance(d, tuple) else d)
         else:
-            spec = field(default=default)
-        fields.append((name, hint, spec))
-    return dataclasses.make_dataclass(f"{fitter.__name__}Schema", fields)
+            try:
+                value = ast.literal_eval(default)
+            except ValueError:  # a named constant: the config always sets it
+                hint, value = Any, None
+            if isinstance(value, (list, tuple, dict)):
+                spec = field(default_factory=lambda v=value: list(v) if isinstance(v, tuple) else v)
+            else:
+                spec = field(default=value)
+        fields.append((arg.arg, hint, spec))
+    return dataclasses.make_dataclass(f"{name}Schema", fields)
 
 
 FITTERS = {
-    "tfidf": "train.tfidf:TfidfFitter",
-    "encoder": "train.encoder:EncoderFitter",
-    "transformer": "train.transformer:TransformerFitter",
-    "ensemble": "train.ensemble:EnsembleFitter",
+    "tfidf": ("train.tfidf", "TfidfFitter"),
+    "encoder": ("train.encoder", "EncoderFitter"),
+    "transformer": ("train.transformer", "TransformerFitter"),
+    "ensemble": ("train.ensemble", "EnsembleFitter"),
 }
-
-
-def model_fitters() -> dict[str, type]:
-    """The fitter of each kind that imports here (the TF-IDF install has no torch: the
-    torch kinds' configs then stay untyped, and fail when used, as before)."""
-    import importlib
-
-    fitters = {}
-    for kind, spec in FITTERS.items():
-        module, _, name = spec.partition(":")
-        try:
-            fitters[kind] = getattr(importlib.import_module(module), name)
-        except ImportError:
-            continue
-    return fitters
 
 
 def register() -> None:
     """Store the schemas in Hydra's ConfigStore (idempotent)."""
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
-    fitters = model_fitters()
-    for kind in FITTERS:
-        node = fitter_schema(fitters[kind], kind) if kind in fitters else {}
-        store.store(group="schema/model", name=kind, node=node)
+    for kind, (module, name) in FITTERS.items():
+        store.store(group="schema/model", name=kind, node=fitter_schema(module, name, kind))
