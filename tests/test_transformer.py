@@ -344,7 +344,7 @@ def test_the_folder_is_a_hugging_face_model(transformer_run):
     import torch
     from transformers import AutoConfig, AutoModel, pipeline
 
-    from infer.predictors.network import TopicTonePreTrainedModel
+    from infer.hf import TopicTonePreTrainedModel  # registers the auto classes
 
     folder = transformer_run / "model"
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
