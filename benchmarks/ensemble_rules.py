@@ -64,7 +64,7 @@ def main() -> None:
     for subset in subsets:
         ensemble = EnsemblePredictor(schema, {n: members[n] for n in subset})
         tree = ScoreTree(None, {n: ScoreTree(raw[n]) for n in subset})
-        for method in ("platt", "temperature"):
+        for method in ("platt", "temperature", "auto"):
             decision = {
                 "calibrate": True,
                 "calibration": method,

@@ -2,6 +2,7 @@
 
     python -m infer.export model=<dir>; python -m infer.export model=<dir> quantize=int8
     python benchmarks/inference_speed.py --model <dir> [--limit N] [--runtimes ...]
+        [--windows 1] [--mixed 150]
 
 On the same trained transformer folder and the same texts — gold dev (headlines, title +
 lead) and gold dev_articles (full articles, several windows each) — each runtime scores
@@ -81,6 +82,15 @@ def main() -> None:
     )
     parser.add_argument("--limit", type=int, help="at most this many texts of each file")
     parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES))
+    parser.add_argument(
+        "--windows", type=int, help="windows a text for the predictor rows (default: the model's)"
+    )
+    parser.add_argument(
+        "--mixed",
+        type=int,
+        default=0,
+        help="also a mixed set: this many dev texts and as many dev_articles, shuffled",
+    )
     args = parser.parse_args()
     if not (GOLD / "dev.jsonl").is_file():
         sys.exit(f"skipped: {GOLD} not found (../shared beside the repository root)")
@@ -95,14 +105,21 @@ def main() -> None:
         "dev (headlines, title+lead)": read(GOLD / "dev.jsonl", args.limit),
         "dev_articles": read(GOLD / "dev_articles.jsonl", args.limit),
     }
+    if args.mixed:
+        mixed = sets["dev (headlines, title+lead)"][: args.mixed]
+        mixed += sets["dev_articles"][: args.mixed]
+        np.random.default_rng(0).shuffle(mixed)
+        sets["mixed (dev + dev_articles, shuffled)"] = mixed
+    options = {"max_windows": args.windows} if args.windows else {}
     print(
         "| runtime | texts | n | docs/s | tokens read/s | topics macro-F1 | tone macro-F1 "
         "| topics vs torch | tone vs torch |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     reference: dict[str, tuple[float, float]] = {}
+    speed: dict[tuple[str, str], float] = {}
     for name in args.runtimes:
-        predictor = infer.load(args.model, **RUNTIMES[name])
+        predictor = infer.load(args.model, **RUNTIMES[name], **options)
         schema = predictor.schema
         for label, rows in sets.items():
             texts = [r["text"] for r in rows]
@@ -121,6 +138,7 @@ def main() -> None:
             tone = f1_score(tone_true, probs.argmax(1), average="macro")
             if name == "torch":
                 reference[label] = (topics, tone)
+            speed[name, label] = len(texts) / seconds
             gap = (
                 f"{topics - reference[label][0]:+.3f} | {tone - reference[label][1]:+.3f}"
                 if label in reference
@@ -131,6 +149,13 @@ def main() -> None:
                 f"{tokens / seconds:.0f} | {topics:.3f} | {tone:.3f} | {gap} |",
                 flush=True,
             )
+    print()
+    for label in sets:
+        if ("baseline", label) in speed:
+            for name in ("torch", "onnx-fp32", "onnx-int8"):
+                if (name, label) in speed:
+                    ratio = speed[name, label] / speed["baseline", label]
+                    print(f"{label}: {name} docs/s / baseline docs/s = {ratio:.2f}")
 
 
 def tfidf_speed(folder: Path, total: int = 20_000) -> None:

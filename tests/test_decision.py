@@ -191,3 +191,50 @@ def test_out_of_fold_needs_models_it_can_train_again(tmp_path):
 
     with pytest.raises(TopictoneError, match="out-of-fold scores are for gold train only"):
         train_run([*FAST_TFIDF, "weak=public", "decision.oof_folds=3"], tmp_path)
+
+
+class ScoresOnly:
+    """The part of a predictor the decision fitting uses: a schema, no parts."""
+
+    schema = SCHEMA
+
+    def __init__(self) -> None:
+        self.calibration = Calibration.identity(SCHEMA)
+
+    def parts(self) -> dict:
+        return {}
+
+
+def test_auto_calibration_chooses_each_head_by_cross_fitted_f1():
+    from train.decision import ScoreTree, choose_methods, crossfit_decision, fit_decision
+
+    rng = np.random.default_rng(0)
+    n = 600
+    (topics, _), topic_true, tone_true = overconfident_scores(n)
+    # Tone leans to "y" by a fixed bias: only a per-tone shift (Platt) fixes the arg-max.
+    evidence = rng.normal(size=(n, 2))
+    evidence[np.arange(n), tone_true] += 1.5
+    evidence[:, 1] += 2.0
+    raw = (topics, softmax(evidence))
+    tree, truth, rows = ScoreTree(raw), (topic_true, tone_true), np.arange(n)
+    decision = {"calibrate": True, "calibration": "auto", "thresholds": "f1", "fixed": 0.5}
+    decision["target_precision"] = 0.8
+    # Topic decisions are the same under both (monotone per topic, F1 thresholds): the
+    # tie goes to temperature; tone needs the bias.
+    assert choose_methods(ScoresOnly(), tree, truth, rows, decision) == ("temperature", "platt")
+    calibrations, _, scores = fit_decision(ScoresOnly(), tree, truth, rows, decision)
+    assert calibrations[()].topic_shift == (0.0, 0.0) and calibrations[()].tone_shift != (0, 0)
+    assert (scores[1].argmax(axis=1) == tone_true).mean() > (
+        raw[1].argmax(axis=1) == tone_true
+    ).mean()
+    decided, _ = crossfit_decision(ScoresOnly(), tree, truth, rows, decision)  # nested
+    assert decided.shape == topic_true.shape
+
+
+def test_auto_calibration_in_a_run(tmp_path, capfd):
+    from tests.conftest import FAST_TFIDF, train_run
+
+    fit = ["decision.calibrate=true", "decision.thresholds=f1", "decision.calibration=auto"]
+    metrics = train_run([*FAST_TFIDF, *fit], tmp_path)
+    assert "decision.calibration=auto chose" in capfd.readouterr().err
+    assert metrics["dev_crossfit"]["n"] == 60

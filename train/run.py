@@ -32,6 +32,7 @@ from train.data import (
 from train.decision import (
     ScoreTree,
     calibration_errors,
+    choose_methods,
     crossfit_decision,
     fit_decision,
     set_calibrations,
@@ -183,9 +184,16 @@ def fit_decisions(
     decided, scores = crossfit_decision(
         predictor, tree, truth, dev_rows, decision, folds=decision["crossfit_folds"]
     )
-    calibrations, thresholds, _ = fit_decision(
-        predictor, tree, truth, np.arange(len(truth[1])), decision
-    )
+    every = np.arange(len(truth[1]))
+    if decision["calibrate"] and decision.get("calibration") == "auto":
+        methods = choose_methods(predictor, tree, truth, every, decision)
+        print(
+            f"decision.calibration=auto chose {methods[0]} for topics, {methods[1]} for tone",
+            file=sys.stderr,
+            flush=True,
+        )
+        decision = {**decision, "calibration": methods}
+    calibrations, thresholds, _ = fit_decision(predictor, tree, truth, every, decision)
     set_calibrations(predictor, calibrations)
     predictor.thresholds = thresholds
     topic_true, tone_true = targets(dev)

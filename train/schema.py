@@ -25,6 +25,7 @@ from omegaconf import MISSING
 class Calibration(str, enum.Enum):
     platt = "platt"
     temperature = "temperature"
+    auto = "auto"
 
 
 class Thresholds(str, enum.Enum):
