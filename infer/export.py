@@ -3,10 +3,15 @@
 The graph holds the encoder and both heads and maps a batch of token windows (dynamic
 batch and sequence axes) to per-window topic and tone logits; cutting texts into
 windows and pooling them stay in the predictor, so both runtimes share that code.
-``quantize=int8`` applies ONNX Runtime's dynamic quantisation (int8 weights, activations
-quantised per batch). The graph joins the folder's checksums and its manifest
-(``settings.graphs``); the folder is replaced atomically, so a failed export leaves the
-model as it was. Needs ``topictone[export]`` (torch, onnx, onnxscript, onnxruntime).
+``quantize=int8`` stores int8 weights, by one of two ONNX Runtime methods
+(``int8_method``): ``blockwise`` (default) quantises the weights in blocks along the
+input axis (``MatMulNBits``, 8 bits) and the activations per block of each token as it
+multiplies; ``dynamic`` quantises weights per output channel and a whole batch's
+activations with one scale — faster, but less exact (BENCHMARKS.md has both on the gold
+transformer). The graph joins the folder's checksums and its manifest
+(``settings.graphs``, ``settings.int8_method``); the folder is replaced atomically, so a
+failed export leaves the model as it was. Needs ``topictone[export]`` (torch, onnx,
+onnxscript, onnxruntime).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from infer.predictors.windows import pad_windows
 
 GRAPH_NAMES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 QUANTIZE = ("none", "int8")
+INT8_METHODS = ("blockwise", "dynamic")
 # Texts the export checks the graph on: English and Hindi, one window to several.
 CHECK_TEXTS = (
     "Army tests a new missile",
@@ -51,7 +57,11 @@ CHECK_TEXTS = (
 
 
 def export(
-    folder: str | os.PathLike[str], quantize: str = "none", tolerance: float = 1e-4
+    folder: str | os.PathLike[str],
+    quantize: str = "none",
+    tolerance: float = 1e-4,
+    int8_method: str = "blockwise",
+    block_size: int = 32,
 ) -> dict[str, float | str]:
     """Add the graph to ``folder``; return its name, size and largest logit gap vs torch.
 
@@ -61,6 +71,10 @@ def export(
 
     if quantize not in QUANTIZE:
         raise TopictoneError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
+    if int8_method not in INT8_METHODS:
+        raise TopictoneError(f"int8_method must be one of {INT8_METHODS}, got {int8_method!r}")
+    if block_size < 16 or block_size & (block_size - 1):
+        raise TopictoneError(f"block_size must be a power of 2, at least 16; got {block_size}")
     model = Path(folder)
     manifest = read_manifest(model)
     if manifest.kind != "transformer":
@@ -72,10 +86,8 @@ def export(
         graph = Path(tmp) / GRAPH_NAMES["fp32"]
         write_graph(predictor.model, predictor.tokenizer.pad_token_id, graph)
         if precision == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
             quantized = Path(tmp) / name
-            quantize_dynamic(graph, quantized, weight_type=QuantType.QInt8)
+            quantize_int8(graph, quantized, int8_method, block_size)
             graph = quantized
         gap = logit_gap(predictor, graph)
         if precision == "fp32" and gap > tolerance:
@@ -83,7 +95,8 @@ def export(
                 f"{model}: the ONNX graph's logits differ from torch's by {gap:.2e} "
                 f"(> {tolerance}); nothing written"
             )
-        add_graph(model, manifest, graph, name, precision)
+        method = int8_method if precision == "int8" else "none"
+        add_graph(model, manifest, graph, name, precision, method)
     return {"graph": name, "bytes": (model / name).stat().st_size, "max_logit_gap": gap}
 
 
@@ -122,6 +135,36 @@ def write_graph(network: object, pad_id: int, path: Path) -> None:
         )
 
 
+def quantize_int8(source: Path, target: Path, method: str, block_size: int) -> None:
+    """Write ``source`` with int8 weights to ``target`` (see the module's docstring)."""
+    if method == "dynamic":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(
+            source,
+            target,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+        )
+        return
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    # It narrates every node it skips at INFO on a handler of its own.
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.ERROR)
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(source)),
+        bits=8,
+        block_size=block_size,
+        is_symmetric=True,
+        accuracy_level=4,  # int8 products, activations quantised per block of each token
+        op_types_to_quantize=("MatMul",),
+    )
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
+
+
 def logit_gap(predictor: object, graph: Path) -> float:
     """Largest absolute difference between torch's and the graph's window logits."""
     from infer.predictors.onnx_runner import OnnxRunner
@@ -133,7 +176,9 @@ def logit_gap(predictor: object, graph: Path) -> float:
     return float(max(np.abs(a - b).max() for a, b in zip(ours, torch_out, strict=True)))
 
 
-def add_graph(folder: Path, manifest: Manifest, graph: Path, name: str, precision: str) -> None:
+def add_graph(
+    folder: Path, manifest: Manifest, graph: Path, name: str, precision: str, method: str
+) -> None:
     """A new folder (hard links to the old files, the graph, the updated manifest and card)
     swapped in for the old one: readers see the old folder or the new, never half."""
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -150,6 +195,8 @@ def add_graph(folder: Path, manifest: Manifest, graph: Path, name: str, precisio
         follow_umask(staging / name)
         graphs = {**(manifest.settings.get("graphs") or {}), precision: name}
         manifest.settings = {**manifest.settings, "graphs": graphs}
+        if precision == "int8":  # what the int8 graph's decisions cost depends on it
+            manifest.settings["int8_method"] = method
         manifest.files = {**manifest.files, name: sha256(staging / name)}
         manifest.versions = {
             **manifest.versions,
@@ -165,7 +212,8 @@ def add_graph(folder: Path, manifest: Manifest, graph: Path, name: str, precisio
 
             (staging / CARD).write_text(model_card(manifest), encoding="utf-8")
         with (staging / CARD).open("a", encoding="utf-8") as card:
-            card.write(f"\nONNX graph added: `{name}` ({precision}).\n")
+            how = f", {method} quantisation" if precision == "int8" else ""
+            card.write(f"\nONNX graph added: `{name}` ({precision}{how}).\n")
         follow_umask(staging, folder=True)
         shutil.rmtree(backup, ignore_errors=True)
         folder.rename(backup)
@@ -189,7 +237,13 @@ def main(cfg: DictConfig) -> None:
         raise TopictoneError(
             f"the export needs {err.name}: pip install 'topictone[export]'"
         ) from None
-    result = export(cfg.model, quantize=cfg.quantize, tolerance=cfg.tolerance)
+    result = export(
+        cfg.model,
+        quantize=cfg.quantize,
+        tolerance=cfg.tolerance,
+        int8_method=cfg.int8_method,
+        block_size=cfg.block_size,
+    )
     print(
         f"wrote {cfg.model}/{result['graph']} ({result['bytes'] / 2**20:.1f} MiB); largest "
         f"logit gap to torch on the check texts: {result['max_logit_gap']:.2e}",

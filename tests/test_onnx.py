@@ -42,6 +42,7 @@ def copy(folder: Path, tmp_path: Path) -> Path:
 def test_graphs_join_the_manifest_and_its_checksums(exported):
     manifest = read_manifest(exported)
     assert manifest.settings["graphs"] == {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+    assert manifest.settings["int8_method"] == "blockwise"
     assert {"model.onnx", "model.int8.onnx", "model.safetensors"} <= set(manifest.files)
     assert "onnxruntime" in manifest.versions
     assert not [p.name for p in exported.parent.iterdir() if p.name.startswith(".")]
@@ -61,6 +62,29 @@ def test_fp32_graph_scores_match_torch_and_int8_stays_close(exported):
     int8_topics, _ = int8.predict_scores(texts)
     gap = np.abs(int8_topics - torch_scores[0]).max()
     assert 0 < gap < 0.1  # quantised: not the same numbers, but near them
+
+
+def test_int8_methods_write_different_graphs(exported, tmp_path):
+    import onnx
+
+    folder = copy(exported, tmp_path)
+    export(folder, quantize="int8", int8_method="dynamic")
+    assert read_manifest(folder).settings["int8_method"] == "dynamic"
+    ops = {
+        graph: {n.op_type for n in onnx.load(str(where / "model.int8.onnx")).graph.node}
+        for graph, where in (("blockwise", exported), ("dynamic", folder))
+    }
+    assert "MatMulNBits" in ops["blockwise"] and "MatMulInteger" not in ops["blockwise"]
+    assert "MatMulInteger" in ops["dynamic"] and "MatMulNBits" not in ops["dynamic"]
+    scores = infer.load(folder, graph="int8").predict_scores(demo_texts())
+    reference = infer.load(exported, graph="fp32").predict_scores(demo_texts())
+    assert 0 < np.abs(scores[0] - reference[0]).max() < 0.1
+    for bad, message in (
+        ({"int8_method": "static"}, "int8_method must be one of"),
+        ({"block_size": 24}, "block_size must be a power of 2"),
+    ):
+        with pytest.raises(TopictoneError, match=message):
+            export(folder, quantize="int8", **bad)
 
 
 def test_predicts_without_torch(exported):
