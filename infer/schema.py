@@ -6,7 +6,7 @@ model folder, and a Prediction is what every output format exposes unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,10 +65,3 @@ class Prediction:
                 for label, terms in self.explanation.items()
             )
         return row
-
-
-def decide_topics(
-    schema: LabelSchema, scores: Sequence[float], thresholds: Mapping[str, float]
-) -> list[str]:
-    """The topics whose score reaches their threshold, in schema order."""
-    return [t for t, s in zip(schema.topics, scores, strict=True) if s >= thresholds[t]]

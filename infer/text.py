@@ -19,6 +19,11 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\s*\n\s*\n\s*")
 _LINE_BREAK = re.compile(r" *\n *")
+# Anything the rules above would change on one line: most headlines have none of it.
+_TIDY = re.compile(
+    "[\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff\u00ad"
+    "\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]|[^\\S\n ]|  "
+)
 
 
 def normalize(text: str) -> str:
@@ -28,6 +33,13 @@ def normalize(text: str) -> str:
     because the transformer's window splitter and people reading outputs both use them.
     """
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if "\n" not in text and not _TIDY.search(text):  # one clean line: nothing to tidy
+        return text.strip()
+    return _tidy(text)
+
+
+def _tidy(text: str) -> str:
+    """The rules of :func:`normalize` after NFC, all applied."""
     text = _CONTROL.sub(" ", _INVISIBLE.sub("", text))
     text = _SPACES.sub(" ", text)
     text = _BLANK_LINES.sub("\n\n", text)

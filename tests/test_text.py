@@ -1,3 +1,6 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from infer.text import normalize
 
 
@@ -25,3 +28,14 @@ def test_whitespace_collapses_but_paragraphs_survive():
 def test_idempotent():
     text = "  भारत\u200b और   इजरायल \n\n\n समझौता "
     assert normalize(normalize(text)) == normalize(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(" \t\n\r\x0b\x0c\x00\x1f\u00a0\u200b\u00adaéक़ ा")))
+def test_the_one_line_shortcut_changes_nothing(text):
+    import unicodedata
+
+    from infer.text import _tidy
+
+    expected = _tidy(unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")))
+    assert normalize(text) == expected

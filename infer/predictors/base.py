@@ -22,7 +22,7 @@ from infer.artifact import Manifest
 from infer.decision import Calibration, softmax
 from infer.errors import TextError, TopictoneError
 from infer.limits import TextLimits
-from infer.schema import LabelSchema, Prediction, decide_topics
+from infer.schema import LabelSchema, Prediction
 from infer.text import normalize
 
 Scores = tuple[np.ndarray, np.ndarray]
@@ -87,17 +87,24 @@ class Predictor(ABC):
     def postprocess(self, scores: Scores, thresholds: Mapping[str, float]) -> list[Prediction]:
         topic_scores, tone_probs = scores
         topics, tones = self.schema.topics, self.schema.tones
-        out = []
-        for row_topics, row_tone in zip(topic_scores.tolist(), tone_probs.tolist(), strict=True):
-            out.append(
-                Prediction(
-                    topics=decide_topics(self.schema, row_topics, thresholds),
-                    topic_scores=dict(zip(topics, row_topics, strict=True)),
-                    tone=tones[int(np.argmax(row_tone))],
-                    tone_scores=dict(zip(tones, row_tone, strict=True)),
-                )
+        # Decided in numpy for the whole batch: a score reaching its threshold.
+        decided = np.asarray(topic_scores) >= np.array([thresholds[t] for t in topics], float)
+        tone = np.asarray(tone_probs).argmax(axis=1).tolist()
+        return [
+            Prediction(
+                topics=list(chosen),
+                topic_scores=dict(zip(topics, row_topics, strict=True)),
+                tone=tones[row_tone],
+                tone_scores=dict(zip(tones, row_probs, strict=True)),
             )
-        return out
+            for chosen, row_topics, row_tone, row_probs in zip(
+                topic_sets(topics, decided),
+                topic_scores.tolist(),
+                tone,
+                tone_probs.tolist(),
+                strict=True,
+            )
+        ]
 
     def predict_scores(self, texts: Sequence[str]) -> Scores:
         """Calibrated scores only, for evaluation and threshold tuning."""
@@ -190,3 +197,14 @@ def checked_sizes(where: object, settings: Mapping[str, Any], names: Sequence[st
             )
         out[name] = value
     return out
+
+
+def topic_sets(topics: Sequence[str], decided: np.ndarray) -> list[tuple[str, ...]]:
+    """Each row's decided topics, in schema order: by a table of every subset where the
+    schema is small (a bit mask a row), else row by row."""
+    if len(topics) > 10:
+        return [tuple(t for t, on in zip(topics, row, strict=True) if on) for row in decided]
+    every = range(1 << len(topics))
+    subsets = [tuple(t for i, t in enumerate(topics) if m >> i & 1) for m in every]
+    masks = decided @ (1 << np.arange(len(topics), dtype=np.int64))
+    return [subsets[m] for m in masks.tolist()]

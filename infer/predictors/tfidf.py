@@ -14,6 +14,7 @@ from infer.artifact import Manifest, check_stored_schema
 from infer.decision import Calibration
 from infer.errors import TopictoneError
 from infer.predictors.base import Predictor, Scores
+from infer.predictors.ngrams import fast_transform
 from infer.schema import LabelSchema, Prediction
 
 WEIGHTS = "model.skops"
@@ -65,9 +66,17 @@ class TfidfPredictor(Predictor):
         self.topic_model = topic_model
         self.tone_model = tone_model
         self._feature_names: np.ndarray | None = None
+        self._transform: Any = None
+
+    def features(self, texts: list[str]) -> Any:
+        """The vectoriser's matrix for ``texts``, by the exact vectorised path where there
+        is one (:mod:`infer.predictors.ngrams`)."""
+        if self._transform is None:
+            self._transform = fast_transform(self.vectorizer)
+        return self._transform(texts)
 
     def _forward(self, texts: list[str]) -> Scores:
-        features = self.vectorizer.transform(texts)
+        features = self.features(texts)
         topic_scores = self.topic_model.predict_proba(features)
         tone_probs = np.zeros((len(texts), len(self.schema.tones)))
         tone_probs[:, self.tone_model.classes_] = self.tone_model.predict_proba(features)
@@ -77,7 +86,7 @@ class TfidfPredictor(Predictor):
         """Feature contributions (tf-idf value × coefficient) of the decided labels."""
         if self._feature_names is None:
             self._feature_names = self.vectorizer.get_feature_names_out()
-        row = self.vectorizer.transform([text]).tocsr()
+        row = self.features([text]).tocsr()
         weights = {
             topic: _coefficients(self.topic_model.estimators_[self.schema.topics.index(topic)])[0]
             for topic in prediction.topics

@@ -1,0 +1,264 @@
+"""scikit-learn's TF-IDF n-gram features, computed with numpy instead of Python loops.
+
+``TfidfVectorizer`` builds every n-gram of every text as a Python string and looks each
+up in a dict: for headlines that is nearly all of the TF-IDF predictor's time (the
+``char_wb`` analyser most of it). Here a batch becomes one array — of code points (char
+n-grams, each word padded with spaces) or of token ids (word n-grams) — each n-gram a
+64-bit polynomial hash of its items and its length, computed for all positions at once
+and looked up in a table of the vocabulary's hashes. The counts then go through the
+vectoriser's own fitted ``TfidfTransformer``, so the matrix is the one
+``vectorizer.transform`` gives (``tests/test_ngrams.py`` compares them on English,
+Hindi and edge cases). Vectorisers this cannot reproduce exactly (accent stripping,
+stop words, custom analysers, two vocabulary terms with one hash) keep scikit-learn's
+path.
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import chain, repeat
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+PRIME = np.uint64(1_000_003)
+
+
+def fast_transform(vectorizer: Any) -> Any:
+    """``vectorizer.transform``, or an exact faster equivalent where one exists."""
+    parts = getattr(vectorizer, "transformer_list", None)
+    if parts is not None:
+        if getattr(vectorizer, "transformer_weights", None):
+            return vectorizer.transform
+        transforms = [fast_transform(part) for _, part in parts]
+
+        def union(texts: list[str]) -> sp.csr_matrix:
+            return sp.hstack([t(texts) for t in transforms], format="csr")
+
+        return union
+    for kind in (CharWbNgrams, WordNgrams):
+        if kind.supports(vectorizer):
+            found = kind(vectorizer)
+            return found.transform if found.exact else vectorizer.transform
+    return vectorizer.transform
+
+
+def _plain(vectorizer: Any) -> bool:
+    """A fitted TfidfVectorizer with nothing custom between the text and its n-grams."""
+    low, high = getattr(vectorizer, "ngram_range", (0, 0))
+    return (
+        getattr(vectorizer, "preprocessor", None) is None
+        and getattr(vectorizer, "strip_accents", None) is None
+        and hasattr(vectorizer, "vocabulary_")
+        and hasattr(vectorizer, "_tfidf")
+        and isinstance(low, int)
+        and isinstance(high, int)
+        and 1 <= low <= high
+    )
+
+
+class HashedNgrams:
+    """The vocabulary as hashes; n-gram hashes to columns, then to the TF-IDF matrix."""
+
+    def __init__(self, vectorizer: Any, hashes: np.ndarray) -> None:
+        self.vectorizer = vectorizer
+        self.low, self.high = vectorizer.ngram_range
+        hashes = _mix(hashes)
+        self.width = len(hashes)
+        self.exact = len(np.unique(hashes)) == len(hashes)  # no two terms share a hash
+        # A direct-address table on the top bits of the hash: one gather of one 64-bit
+        # word per n-gram, holding the column (top bits) and the hash's other bits. Slots
+        # two terms share fall back to a binary search over the sorted hashes.
+        self.bits = max(10, int(np.ceil(np.log2(max(len(hashes), 1)))) + 2)
+        shift = np.uint64(64 - self.bits)
+        self.mask = np.uint64((1 << (64 - self.bits)) - 1)
+        slots = (hashes >> shift).astype(np.int64)
+        column = np.full(1 << self.bits, _empty(self.bits), dtype=np.uint64)
+        column[slots] = np.arange(len(hashes), dtype=np.uint64)
+        column[np.bincount(slots, minlength=1 << self.bits) > 1] = _shared(self.bits)
+        rest = np.zeros(1 << self.bits, dtype=np.uint64)
+        rest[slots] = hashes & self.mask
+        self.table = (column << shift) | rest
+        order = np.argsort(hashes, kind="stable")
+        self.hashes, self.columns = hashes[order], order
+
+    def columns_of(self, gram: np.ndarray) -> np.ndarray:
+        """Each n-gram hash's vocabulary column, or -1."""
+        gram = _mix(gram)
+        entry = self.table[(gram >> np.uint64(64 - self.bits)).astype(np.int64)]
+        column = (entry >> np.uint64(64 - self.bits)).astype(np.int64)
+        shared = np.flatnonzero(column == _shared(self.bits))
+        other = (entry & self.mask) != (gram & self.mask)
+        column[(column >= _shared(self.bits)) | other] = -1
+        if len(shared):
+            at = np.minimum(np.searchsorted(self.hashes, gram[shared]), len(self.hashes) - 1)
+            column[shared] = np.where(self.hashes[at] == gram[shared], self.columns[at], -1)
+        return column
+
+    def tfidf(self, gram: np.ndarray, owner: np.ndarray, docs: int) -> sp.csr_matrix:
+        """The vectoriser's TF-IDF matrix from n-gram hashes and the document of each."""
+        dtype = self.vectorizer.dtype
+        column = self.columns_of(gram)
+        known = column >= 0
+        counts = sp.csr_matrix(
+            (np.ones(int(known.sum()), dtype=dtype), (owner[known], column[known])),
+            shape=(docs, self.width),
+        )
+        counts.sum_duplicates()
+        if self.vectorizer.binary:
+            counts.data.fill(1)
+        return self.vectorizer._tfidf.transform(counts, copy=False)
+
+
+class CharWbNgrams(HashedNgrams):
+    """A fitted ``char_wb`` TfidfVectorizer's ``transform``, vectorised."""
+
+    def __init__(self, vectorizer: Any) -> None:
+        terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+        super().__init__(vectorizer, _string_hashes(terms))
+
+    @staticmethod
+    def supports(vectorizer: Any) -> bool:
+        return getattr(vectorizer, "analyzer", None) == "char_wb" and _plain(vectorizer)
+
+    def transform(self, texts: list[str]) -> sp.csr_matrix:
+        # scikit-learn collapses whitespace runs, then splits on them: split() alone
+        # gives the same words.
+        lower = self.vectorizer.lowercase
+        found = [(text.lower() if lower else text).split() for text in texts]
+        per_doc = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+        words = list(chain.from_iterable(found))
+        if not words:
+            return self.tfidf(np.zeros(0, np.uint64), np.zeros(0, np.int64), len(texts))
+        doc_of_word = np.repeat(np.arange(len(texts)), per_doc)
+        padded = " " + "  ".join(words) + " "  # each word as " word ", end to end
+        codes = np.frombuffer(padded.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words)) + 2
+        gram, owner = _ngram_hashes(codes, lengths, doc_of_word, self.low, self.high)
+        # A word shorter than the smallest n counts once, whole (scikit-learn's rule).
+        short = np.flatnonzero(lengths < self.low)
+        if len(short):
+            gram = np.concatenate([gram, _string_hashes([f" {words[i]} " for i in short])])
+            owner = np.concatenate([owner, doc_of_word[short]])
+        return self.tfidf(gram, owner, len(texts))
+
+
+class WordNgrams(HashedNgrams):
+    """A fitted word-level TfidfVectorizer's ``transform``: tokens by its own pattern,
+    n-grams of token ids hashed in numpy."""
+
+    def __init__(self, vectorizer: Any) -> None:
+        terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+        self.pattern = re.compile(vectorizer.token_pattern)
+        self.ids: dict[str, int] = {}  # 0: a token no term has
+        sequences = [
+            [self.ids.setdefault(t, len(self.ids) + 1) for t in term.split(" ")] for term in terms
+        ]
+        super().__init__(vectorizer, _sequence_hashes(sequences))
+        # Terms join tokens with spaces: exact only if every term splits back into tokens
+        # the pattern makes whole, as many as the n-gram range allows.
+        low, high = self.low, self.high
+        self.exact = (
+            self.exact
+            and all(low <= len(s) <= high for s in sequences)
+            and all(self.pattern.fullmatch(t) for t in self.ids)
+        )
+
+    @staticmethod
+    def supports(vectorizer: Any) -> bool:
+        pattern = getattr(vectorizer, "token_pattern", None)
+        return (
+            getattr(vectorizer, "analyzer", None) == "word"
+            and getattr(vectorizer, "tokenizer", None) is None
+            and getattr(vectorizer, "stop_words", None) is None
+            and isinstance(pattern, str)
+            and re.compile(pattern).groups <= 1
+            and _plain(vectorizer)
+        )
+
+    def transform(self, texts: list[str]) -> sp.csr_matrix:
+        find, lower, get = self.pattern.findall, self.vectorizer.lowercase, self.ids.get
+        found = [find(text.lower() if lower else text) for text in texts]
+        per_doc = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+        tokens = list(chain.from_iterable(found))
+        ids = np.fromiter(map(get, tokens, repeat(0)), dtype=np.uint64, count=len(tokens))
+        gram, owner = _ngram_hashes(ids, per_doc, np.arange(len(texts)), self.low, self.high)
+        return self.tfidf(gram, owner, len(texts))
+
+
+def _ngram_hashes(
+    items: np.ndarray, lengths: np.ndarray, owner_of_unit: np.ndarray, low: int, high: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every n-gram (low <= n <= high) inside each unit of ``items`` (units laid
+    end to end, ``lengths`` long), and the owner of each: ``h_0 = 0``,
+    ``h_k = h_{k-1}·PRIME + PRIME^k + item_k`` (mod 2**64), so the length counts."""
+    end_of = np.repeat(np.cumsum(lengths), lengths)  # each position: where its unit ends
+    owner_of = np.repeat(owner_of_unit, lengths)
+    positions = np.arange(len(items))
+    grams, owners = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
+    hashes = np.zeros(len(items), dtype=np.uint64)
+    with np.errstate(over="ignore"):  # the hash wraps modulo 2**64 on purpose
+        for n in range(1, min(high, len(items)) + 1):
+            hashes = hashes[: len(items) - n + 1] * PRIME + _power(n) + items[n - 1 :]
+            if n >= low:
+                valid = np.flatnonzero(positions[: len(hashes)] + n <= end_of[: len(hashes)])
+                grams.append(hashes[valid])
+                owners.append(owner_of[valid])
+    return np.concatenate(grams), np.concatenate(owners)
+
+
+def _string_hashes(terms: list[str]) -> np.ndarray:
+    """Each string's hash over its code points, as :func:`_ngram_hashes` computes it."""
+    out = np.zeros(len(terms), dtype=np.uint64)
+    lengths = np.fromiter(map(len, terms), dtype=np.int64, count=len(terms))
+    for n in np.unique(lengths):
+        rows = np.flatnonzero(lengths == n)
+        joined = "".join(terms[i] for i in rows).encode("utf-32-le")
+        codes = np.frombuffer(joined, dtype=np.uint32).astype(np.uint64)
+        out[rows] = _rows_hash(codes.reshape(len(rows), n))
+    return out
+
+
+def _sequence_hashes(sequences: list[list[int]]) -> np.ndarray:
+    """Each sequence of ids' hash, as :func:`_ngram_hashes` computes it."""
+    out = np.zeros(len(sequences), dtype=np.uint64)
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+    for n in np.unique(lengths):
+        rows = np.flatnonzero(lengths == n)
+        out[rows] = _rows_hash(np.array([sequences[i] for i in rows], dtype=np.uint64))
+    return out
+
+
+def _rows_hash(items: np.ndarray) -> np.ndarray:
+    h = np.zeros(len(items), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(items.shape[1]):
+            h = h * PRIME + _power(k + 1) + items[:, k]
+    return h
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser: a bijection that spreads the hashes of short
+    n-grams (small numbers) over all 64 bits, so the table's top-bit slots are all used."""
+    h = h ^ (h >> np.uint64(33))
+    with np.errstate(over="ignore"):
+        h = h * np.uint64(0xFF51AFD7ED558CCD)
+        h = h ^ (h >> np.uint64(33))
+        h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+def _power(n: int) -> np.uint64:
+    """PRIME ** n modulo 2**64."""
+    return np.uint64(pow(int(PRIME), n, 2**64))
+
+
+def _empty(bits: int) -> int:
+    """The column value of a table slot no term has."""
+    return (1 << bits) - 1
+
+
+def _shared(bits: int) -> int:
+    """The column value of a slot several terms share."""
+    return (1 << bits) - 2
