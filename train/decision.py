@@ -341,13 +341,15 @@ def crossfit_decision(
     decision: Mapping[str, Any],
     folds: int = 5,
     seed: int = 0,
+    always: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Scores]:
     """An honest estimate for the ``held_out`` rows (dev): each fold of them decided by
-    calibrations and thresholds fitted on the other rows only (the other folds, and any
-    rows always fitted on, such as out-of-fold scores over train). Returns the topic
-    decisions and the calibrated scores of ``held_out``, in its order."""
+    calibrations and thresholds fitted on the other rows only (the other folds, and the
+    rows ``always`` fitted on: by default every row not held out, such as out-of-fold
+    scores over train). Returns the topic decisions and the calibrated scores of
+    ``held_out``, in its order."""
     schema = predictor.schema
-    others = np.setdiff1d(np.arange(len(truth[1])), held_out)
+    others = np.setdiff1d(np.arange(len(truth[1])), held_out) if always is None else always
     decided = np.zeros((len(held_out), len(schema.topics)), dtype=int)
     topic_scores = np.zeros((len(held_out), len(schema.topics)))
     tone_probs = np.zeros((len(held_out), len(schema.tones)))
@@ -380,15 +382,17 @@ def choose_methods(
     schema = predictor.schema
     best: dict[str, tuple[float, str]] = {}
     for method in reversed(METHODS):  # temperature first: it keeps ties
-        topics = np.zeros((len(rows), len(schema.topics)), dtype=int)
-        tones = np.zeros(len(rows), dtype=int)
-        for fit_part, held_part in KFold(folds, shuffle=True, random_state=seed).split(rows):
-            _, thresholds, scores = fit_decision(
-                predictor, tree, truth, rows[fit_part], {**decision, "calibration": method}
-            )
-            held = rows[held_part]
-            topics[held_part] = decisions(scores[0][held], schema, thresholds)
-            tones[held_part] = scores[1][held].argmax(axis=1)
+        topics, (_, tone_probs) = crossfit_decision(
+            predictor,
+            tree,
+            truth,
+            rows,
+            {**decision, "calibration": method},
+            folds,
+            seed,
+            always=np.zeros(0, dtype=int),  # nothing outside rows: it may be held out above
+        )
+        tones = tone_probs.argmax(axis=1)
         found = {
             "topics": f1_score(truth[0][rows], topics, average="macro", zero_division=0.0),
             "tone": f1_score(
