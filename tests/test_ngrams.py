@@ -55,7 +55,11 @@ def test_the_same_matrix_as_scikit_learn(options):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.text(alphabet=st.sampled_from("ab cक ख\n\tÀ😀-"), max_size=30), min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.text(alphabet=st.sampled_from("ab cक ख\n\tÀ😀-"), max_size=30), min_size=1, max_size=8
+    )
+)
 def test_random_texts(texts):
     train = [*corpus()[:80], "ab ba क ख cab"]
     for options in SETTINGS[:2] + SETTINGS[3:5]:

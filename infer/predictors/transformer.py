@@ -350,8 +350,9 @@ def make_runner(
             raise TopictoneError("runtime=onnx needs onnxruntime: install topictone[onnx]")
         if device not in (None, "cpu"):
             raise TopictoneError(f"runtime=onnx runs on the CPU, not on device {device!r}")
-        # auto: fp32 where exported. int8 is opt-in: dynamic quantisation cost the gold
-        # transformer 0.04 topic macro-F1 (benchmarks/inference_speed.py, BENCHMARKS.md).
+        # auto: fp32 where exported. int8 is opt-in: it moves decisions (dynamic: 0.02
+        # topic macro-F1 on gold dev) and, blockwise, is no faster than torch in bf16
+        # (benchmarks/int8_methods.py, benchmarks/inference_speed.py, BENCHMARKS.md).
         precision = ("fp32" if "fp32" in graphs else "int8") if graph == "auto" else graph
         if precision not in graphs:
             raise TopictoneError(
