@@ -92,3 +92,7 @@ def test_the_tfidf_predictor_uses_it(tfidf_run):
     clean = predictor.preprocess(texts)
     assert (predictor.features(clean) != predictor.vectorizer.transform(clean)).nnz == 0
     assert predictor._transform != predictor.vectorizer.transform  # the vectorised path
+    import pickle
+
+    again = pickle.loads(pickle.dumps(predictor))  # e.g. shipped to a worker process
+    assert (again.features(clean) != predictor.features(clean)).nnz == 0

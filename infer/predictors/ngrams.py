@@ -31,17 +31,22 @@ def fast_transform(vectorizer: Any) -> Any:
     if parts is not None:
         if getattr(vectorizer, "transformer_weights", None):
             return vectorizer.transform
-        transforms = [fast_transform(part) for _, part in parts]
-
-        def union(texts: list[str]) -> sp.csr_matrix:
-            return sp.hstack([t(texts) for t in transforms], format="csr")
-
-        return union
+        return Union([fast_transform(part) for _, part in parts])
     for kind in (CharWbNgrams, WordNgrams):
         if kind.supports(vectorizer):
             found = kind(vectorizer)
             return found.transform if found.exact else vectorizer.transform
     return vectorizer.transform
+
+
+class Union:
+    """A FeatureUnion's ``transform`` from its parts' (a class, so predictors pickle)."""
+
+    def __init__(self, transforms: list[Any]) -> None:
+        self.transforms = transforms
+
+    def __call__(self, texts: list[str]) -> sp.csr_matrix:
+        return sp.hstack([t(texts) for t in self.transforms], format="csr")
 
 
 def _plain(vectorizer: Any) -> bool:
