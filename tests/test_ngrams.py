@@ -96,3 +96,18 @@ def test_the_tfidf_predictor_uses_it(tfidf_run):
 
     again = pickle.loads(pickle.dumps(predictor))  # e.g. shipped to a worker process
     assert (again.features(clean) != predictor.features(clean)).nnz == 0
+
+
+def test_long_batches_are_hashed_in_slices(monkeypatch):
+    """Memory is bounded by the slice, not the batch; the matrix is the same."""
+    import infer.predictors.ngrams as ngrams
+
+    texts = corpus()
+    for options in (SETTINGS[0], SETTINGS[3]):
+        vectorizer = TfidfVectorizer(**options).fit(texts)
+        fast = fast_transform(vectorizer)
+        whole = fast(texts)
+        monkeypatch.setattr(ngrams, "CHUNK_CHARS", 500)  # several texts a slice, or one
+        sliced = fast(texts)
+        monkeypatch.undo()
+        assert (sliced != whole).nnz == 0 and (sliced != vectorizer.transform(texts)).nnz == 0

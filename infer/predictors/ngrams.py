@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 PRIME = np.uint64(1_000_003)
+CHUNK_CHARS = 1 << 20  # characters hashed at once: a few arrays of 8 bytes a character
 
 
 def fast_transform(vectorizer: Any) -> Any:
@@ -101,6 +102,20 @@ class HashedNgrams:
             column[shared] = np.where(self.hashes[at] == gram[shared], self.columns[at], -1)
         return column
 
+    def transform(self, texts: list[str]) -> sp.csr_matrix:
+        """The TF-IDF matrix of ``texts``, in slices of at most ``CHUNK_CHARS`` characters
+        (one long text a slice of its own), so memory is bounded by that, not the batch."""
+        slices, start, size = [], 0, 0
+        for end, text in enumerate(texts):
+            if size and size + len(text) > CHUNK_CHARS:
+                slices.append((start, end))
+                start, size = end, 0
+            size += len(text)
+        slices.append((start, len(texts)))
+        if len(slices) == 1:
+            return self._transform(texts)
+        return sp.vstack([self._transform(texts[a:b]) for a, b in slices], format="csr")
+
     def tfidf(self, gram: np.ndarray, owner: np.ndarray, docs: int) -> sp.csr_matrix:
         """The vectoriser's TF-IDF matrix from n-gram hashes and the document of each."""
         dtype = self.vectorizer.dtype
@@ -127,7 +142,7 @@ class CharWbNgrams(HashedNgrams):
     def supports(vectorizer: Any) -> bool:
         return getattr(vectorizer, "analyzer", None) == "char_wb" and _plain(vectorizer)
 
-    def transform(self, texts: list[str]) -> sp.csr_matrix:
+    def _transform(self, texts: list[str]) -> sp.csr_matrix:
         # scikit-learn collapses whitespace runs, then splits on them: split() alone
         # gives the same words.
         lower = self.vectorizer.lowercase
@@ -182,7 +197,7 @@ class WordNgrams(HashedNgrams):
             and _plain(vectorizer)
         )
 
-    def transform(self, texts: list[str]) -> sp.csr_matrix:
+    def _transform(self, texts: list[str]) -> sp.csr_matrix:
         find, lower, get = self.pattern.findall, self.vectorizer.lowercase, self.ids.get
         found = [find(text.lower() if lower else text) for text in texts]
         per_doc = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
