@@ -33,6 +33,7 @@ SETTINGS = [
     {"analyzer": "word", "ngram_range": (1, 2), "token_pattern": TOKENS, "sublinear_tf": True},
     {"analyzer": "word", "ngram_range": (2, 3), "max_df": 0.3},  # bigrams whose words are pruned
     {"analyzer": "word", "ngram_range": (1, 1), "use_idf": False, "dtype": np.float32},
+    {"analyzer": "char_wb", "ngram_range": (3, 10**6)},  # n beyond any word: whole words
 ]
 
 

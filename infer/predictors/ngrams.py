@@ -219,7 +219,8 @@ def _ngram_hashes(
     grams, owners = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
     hashes = np.zeros(len(items), dtype=np.uint64)
     with np.errstate(over="ignore"):  # the hash wraps modulo 2**64 on purpose
-        for n in range(1, min(high, len(items)) + 1):
+        # No n-gram is longer than its unit: a model's huge ngram_range costs nothing more.
+        for n in range(1, min(high, int(lengths.max(initial=0))) + 1):
             hashes = hashes[: len(items) - n + 1] * PRIME + _power(n) + items[n - 1 :]
             if n >= low:
                 valid = np.flatnonzero(positions[: len(hashes)] + n <= end_of[: len(hashes)])
