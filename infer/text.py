@@ -44,3 +44,16 @@ def _tidy(text: str) -> str:
     text = _SPACES.sub(" ", text)
     text = _BLANK_LINES.sub("\n\n", text)
     return _LINE_BREAK.sub("\n", text).strip()
+
+
+def lead(text: str, chars: int) -> str:
+    """The first ``chars`` characters of ``text``, cut back to the last whole word: what a
+    reader sees first (title and opening), where a news article states its subject."""
+    if len(text) <= chars:
+        return text
+    head = text[:chars]
+    if not text[chars].isspace():
+        cut = max(head.rfind(" "), head.rfind("\n"))
+        if cut > 0:
+            head = head[:cut]
+    return head.rstrip()

@@ -6,7 +6,9 @@ from typing import Any
 
 import datasets
 import numpy as np
+import scipy.sparse as sp
 import sklearn
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
@@ -14,7 +16,7 @@ from sklearn.pipeline import FeatureUnion
 
 from infer.predictors.tfidf import TfidfPredictor
 from infer.schema import LabelSchema
-from infer.text import normalize
+from infer.text import lead, normalize
 from train.data import partial_labels, targets
 
 # Word characters plus Devanagari vowel signs and viramas, which `\w` misses: the
@@ -43,6 +45,9 @@ class TfidfFitter:
         topic_C: float = 4.0,
         tone_C: float = 4.0,
         class_weight: str | None = "balanced",
+        naive_bayes: bool = False,
+        nb_alpha: float = 1.0,
+        lead_chars: int = 0,
         max_iter: int = 2000,
         seed: int = 0,
     ) -> None:
@@ -56,6 +61,9 @@ class TfidfFitter:
         self.topic_C = topic_C
         self.tone_C = tone_C
         self.class_weight = class_weight
+        self.naive_bayes = naive_bayes
+        self.nb_alpha = nb_alpha
+        self.lead_chars = lead_chars
         self.max_iter = max_iter
         self.seed = seed
 
@@ -106,19 +114,86 @@ class TfidfFitter:
         topic_true, tone_true = targets(train)
         vectorizer = self._vectorizer()
         features = vectorizer.fit_transform(texts)
+        lead_vectorizer = None
+        if self.lead_chars:  # the opening read again, by a vectoriser of its own
+            lead_vectorizer = self._vectorizer()
+            leads = lead_vectorizer.fit_transform([lead(t, self.lead_chars) for t in texts])
+            features = sp.hstack([features, leads], format="csr")
         # Weakly labelled rows (train.weak) know only some labels and weigh less.
         known_topics, known_tone, weight = partial_labels(train)
+        topic_estimator: BaseEstimator = self._linear(self.topic_C)
+        if self.naive_bayes:
+            topic_estimator = NaiveBayesScaled(topic_estimator, self.nb_alpha)
         with sklearn.config_context(enable_metadata_routing=True):
             topic_model = OneVsRestClassifier(
-                self._linear(self.topic_C).set_fit_request(sample_weight=True)
+                topic_estimator.set_fit_request(sample_weight=True)
             ).fit(
                 features[known_topics], topic_true[known_topics], sample_weight=weight[known_topics]
             )
+        if self.naive_bayes:  # the saved model holds plain logistic regressions only
+            topic_model.estimator = self._linear(self.topic_C)
+            topic_model.estimators_ = [e.linear_ for e in topic_model.estimators_]
         # The fit request is fitting-time state; skops cannot serialise it.
         for estimator in (topic_model.estimator, *topic_model.estimators_):
             estimator.__dict__.pop("_metadata_request", None)
         tone_model = self._linear(self.tone_C).fit(
             features[known_tone], tone_true[known_tone], sample_weight=weight[known_tone]
         )
-        self.predictor_ = TfidfPredictor(schema, vectorizer, topic_model, tone_model)
+        self.predictor_ = TfidfPredictor(
+            schema,
+            vectorizer,
+            topic_model,
+            tone_model,
+            lead_vectorizer=lead_vectorizer,
+            lead_chars=self.lead_chars,
+        )
         return self
+
+
+class NaiveBayesScaled(ClassifierMixin, BaseEstimator):
+    """A binary linear classifier fitted on features scaled by their naive-Bayes
+    log-count ratio (Wang & Manning 2012, "NBSVM"): terms that separate the classes start
+    out large, so the regulariser spends less on them. On gold train it lifted 5-fold
+    topic macro-F1 from 0.800 to 0.828 (BENCHMARKS.md).
+
+    The scaling is folded into the coefficients after fitting, so ``linear_`` is a plain
+    estimator over the unscaled features: the saved model needs no new type.
+    """
+
+    def __init__(self, estimator: BaseEstimator, alpha: float = 1.0) -> None:
+        self.estimator = estimator
+        self.alpha = alpha
+
+    def fit(
+        self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> NaiveBayesScaled:
+        ratio = log_count_ratio(X, y, sample_weight, self.alpha)
+        self.linear_ = clone(self.estimator).fit(
+            X @ sp.diags(ratio), y, sample_weight=sample_weight
+        )
+        self.linear_.coef_ = self.linear_.coef_ * ratio
+        self.classes_ = self.linear_.classes_
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        return self.linear_.decision_function(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.linear_.predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.linear_.predict(X)
+
+
+def log_count_ratio(
+    X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None, alpha: float = 1.0
+) -> np.ndarray:
+    """log(p / |p|₁) − log(q / |q|₁), where p and q are the (weighted) numbers of positive
+    and negative texts holding each feature, plus ``alpha``."""
+    present = sp.csr_matrix(X, copy=True)
+    present.data = (present.data > 0).astype(np.float64)
+    weight = np.ones(present.shape[0]) if sample_weight is None else np.asarray(sample_weight)
+    positive = np.asarray(y) == 1
+    p = alpha + (weight * positive) @ present
+    q = alpha + (weight * ~positive) @ present
+    return np.log(p / p.sum()) - np.log(q / q.sum())

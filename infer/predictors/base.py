@@ -179,6 +179,7 @@ SIZE_RANGES = {
     "max_windows": (1, 256),
     "batch_size": (1, 4096),
     "threads": (1, 1024),
+    "lead_chars": (0, 1 << 20),
 }
 
 

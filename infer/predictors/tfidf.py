@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import skops.io as sio
 
 from infer.artifact import Manifest, check_stored_schema
 from infer.decision import Calibration
 from infer.errors import TopictoneError
-from infer.predictors.base import Predictor, Scores
+from infer.predictors.base import Predictor, Scores, checked_sizes
 from infer.predictors.ngrams import fast_transform
 from infer.schema import LabelSchema, Prediction
+from infer.text import lead
 
 WEIGHTS = "model.skops"
 VOCABULARY = "vocabulary.json"
@@ -47,7 +49,12 @@ MAX_SCHEMA_BYTES = 64 << 20  # the object tree of a skops file (weights are sepa
 
 
 class TfidfPredictor(Predictor):
-    """Holds a fitted vectoriser, a one-vs-rest topic model and a tone model."""
+    """Holds a fitted vectoriser, a one-vs-rest topic model and a tone model.
+
+    With ``lead_chars``, a second vectoriser (its own vocabulary and IDF) reads each
+    text's first ``lead_chars`` characters and its columns follow the first's: a long
+    article's subject, stated in its title and opening, is not diluted by the rest.
+    """
 
     kind: ClassVar[str] = "tfidf"
     requirements: ClassVar[tuple[str, ...]] = ("scikit-learn", "skops", "numpy", "scipy")
@@ -60,20 +67,34 @@ class TfidfPredictor(Predictor):
         tone_model: Any,
         thresholds: dict[str, float] | None = None,
         calibration: Calibration | dict[str, Any] | None = None,
+        lead_vectorizer: Any = None,
+        lead_chars: int = 0,
     ) -> None:
         super().__init__(schema, thresholds, calibration)
         self.vectorizer = vectorizer
         self.topic_model = topic_model
         self.tone_model = tone_model
+        self.lead_vectorizer = lead_vectorizer
+        self.lead_chars = lead_chars if lead_vectorizer is not None else 0
         self._feature_names: np.ndarray | None = None
         self._transform: Any = None
+        self._lead_transform: Any = None
 
     def features(self, texts: list[str]) -> Any:
-        """The vectoriser's matrix for ``texts``, by the exact vectorised path where there
+        """The vectorisers' matrix for ``texts``, by the exact vectorised path where there
         is one (:mod:`infer.predictors.ngrams`)."""
         if self._transform is None:
             self._transform = fast_transform(self.vectorizer)
-        return self._transform(texts)
+        matrix = self._transform(texts)
+        if not self.lead_chars:
+            return matrix
+        if self._lead_transform is None:
+            self._lead_transform = fast_transform(self.lead_vectorizer)
+        leads = self._lead_transform([lead(t, self.lead_chars) for t in texts])
+        return sp.hstack([matrix, leads], format="csr")
+
+    def settings(self) -> dict[str, Any]:
+        return {"lead_chars": self.lead_chars} if self.lead_chars else {}
 
     def _forward(self, texts: list[str]) -> Scores:
         features = self.features(texts)
@@ -85,7 +106,10 @@ class TfidfPredictor(Predictor):
     def explain(self, text: str, prediction: Prediction, top_k: int = 5) -> dict:
         """Feature contributions (tf-idf value × coefficient) of the decided labels."""
         if self._feature_names is None:
-            self._feature_names = self.vectorizer.get_feature_names_out()
+            names = [self.vectorizer.get_feature_names_out()]
+            if self.lead_chars:
+                names.append("lead:" + self.lead_vectorizer.get_feature_names_out().astype(object))
+            self._feature_names = np.concatenate(names)
         row = self.features([text]).tocsr()
         weights = {
             topic: _coefficients(self.topic_model.estimators_[self.schema.topics.index(topic)])[0]
@@ -109,6 +133,8 @@ class TfidfPredictor(Predictor):
         # Vocabularies (hundreds of thousands of n-grams) go to JSON: skops stores a
         # dict item by item and takes seconds to load one; JSON takes a fraction.
         vectorizers = _vectorizers(self.vectorizer)
+        if self.lead_chars:
+            vectorizers |= {f"lead:{k}": v for k, v in _vectorizers(self.lead_vectorizer).items()}
         vocabularies = {name: vec.vocabulary_ for name, vec in vectorizers.items()}
         with (folder / VOCABULARY).open("w", encoding="utf-8") as handle:
             json.dump(
@@ -126,6 +152,8 @@ class TfidfPredictor(Predictor):
                 "topics": self.topic_model,
                 "tone": self.tone_model,
             }
+            if self.lead_chars:
+                objects["lead"] = self.lead_vectorizer
             sio.dump(objects, folder / WEIGHTS)
         finally:
             for name, vec in vectorizers.items():
@@ -146,12 +174,21 @@ class TfidfPredictor(Predictor):
             objects = sio.load(path, trusted=sorted(types))
         except Exception as err:  # a malformed file: one line, never a traceback
             raise TopictoneError(f"{path}: unreadable skops file ({type(err).__name__})") from None
-        if not isinstance(objects, dict) or set(objects) != {*OBJECTS, "schema"}:
+        lead_chars = checked_sizes(
+            folder / "topictone.json", {"lead_chars": 0, **manifest.settings}, ["lead_chars"]
+        )["lead_chars"]
+        expected = {*OBJECTS, "schema", *(["lead"] if lead_chars else [])}
+        if not isinstance(objects, dict) or set(objects) != expected:
             raise TopictoneError(f"{path}: not a topictone TF-IDF model")
         check_stored_schema(path, objects["schema"], manifest.schema)
         with (folder / VOCABULARY).open(encoding="utf-8") as handle:
             terms = json.load(handle)
-        for name, vec in _vectorizers(objects["vectorizer"]).items():
+        vectorizers = _vectorizers(objects["vectorizer"])
+        if lead_chars:
+            vectorizers |= {f"lead:{k}": v for k, v in _vectorizers(objects["lead"]).items()}
+        if not isinstance(terms, dict) or set(terms) != set(vectorizers):
+            raise TopictoneError(f"{folder / VOCABULARY}: not the vocabularies of this model")
+        for name, vec in vectorizers.items():
             vec.vocabulary_ = {term: i for i, term in enumerate(terms[name])}
         return cls(
             manifest.schema,
@@ -160,6 +197,8 @@ class TfidfPredictor(Predictor):
             objects["tone"],
             thresholds=manifest.thresholds,
             calibration=manifest.calibration,
+            lead_vectorizer=objects.get("lead"),
+            lead_chars=lead_chars,
         )
 
 
@@ -206,4 +245,4 @@ def _coefficients(model: Any) -> np.ndarray:
 def _readable(feature: str) -> str:
     """'word__missile test' → 'missile test'; 'char__ मिस' → '…मिस…'."""
     kind, _, term = feature.partition("__")
-    return f"…{term.strip()}…" if kind.startswith("char") else term
+    return f"…{term.strip()}…" if kind.removeprefix("lead:").startswith("char") else term
