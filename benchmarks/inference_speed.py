@@ -78,7 +78,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a transformer model folder")
     parser.add_argument(
-        "--tfidf", type=Path, help="a TF-IDF model folder: headlines/s (target >= 20,000)"
+        "--tfidf",
+        type=Path,
+        nargs="+",
+        help="TF-IDF model folders: headlines/s (target >= 20,000), each against the first",
     )
     parser.add_argument("--limit", type=int, help="at most this many texts of each file")
     parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES))
@@ -158,27 +161,31 @@ def main() -> None:
                     print(f"{label}: {name} docs/s / baseline docs/s = {ratio:.2f}")
 
 
-def tfidf_speed(folder: Path, total: int = 20_000) -> None:
-    """The TF-IDF predictor on gold dev headlines, repeated to ``total`` texts, in calls of
-    2,048 (what the batch CLI hands it), best of three passes."""
+def tfidf_speed(folders: list[Path], total: int = 20_000) -> None:
+    """TF-IDF predictors on gold dev headlines, repeated to ``total`` texts, in calls of
+    2,048 (what the batch CLI hands it), best of three passes each, the folders taking
+    turns pass by pass so that a busy moment of the CPU hits them alike."""
     import infer
 
-    predictor = infer.load(folder)
+    predictors = [infer.load(folder) for folder in folders]
     headlines = [r["text"] for r in read(GOLD / "dev.jsonl", None) if r.get("unit") == "headline"]
     texts = (headlines * (total // len(headlines) + 1))[:total]
-    best = float("inf")
+    best = [float("inf")] * len(predictors)
     for _ in range(3):
-        start = time.perf_counter()
-        for i in range(0, len(texts), 2048):
-            predictor.predict(texts[i : i + 2048])
-        best = min(best, time.perf_counter() - start)
+        for k, predictor in enumerate(predictors):
+            start = time.perf_counter()
+            for i in range(0, len(texts), 2048):
+                predictor.predict(texts[i : i + 2048])
+            best[k] = min(best[k], time.perf_counter() - start)
     words = sum(len(t.split()) for t in texts) / len(texts)
-    print("| predictor | texts | n | headlines/s | mean words | target |")
-    print("|---|---|---|---|---|---|")
-    print(
-        f"| tfidf | dev headlines, repeated | {len(texts)} | {len(texts) / best:,.0f} | "
-        f"{words:.1f} | >= 20,000 |"
-    )
+    print("| TF-IDF model folder | settings | texts | n | headlines/s | vs the first | target |")
+    print("|---|---|---|---|---|---|---|")
+    for folder, predictor, seconds in zip(folders, predictors, best, strict=True):
+        print(
+            f"| {folder} | {predictor.settings() or '-'} | dev headlines, repeated | "
+            f"{len(texts)} | {len(texts) / seconds:,.0f} | {best[0] / seconds:.2f} | >= 20,000 |"
+        )
+    print(f"(mean words a headline: {words:.1f})")
     print()
 
 
