@@ -75,9 +75,10 @@ def test_gold_tfidf_matches_the_known_baseline(tmp_path):
 def test_gold_tfidf_preset_keeps_its_honest_figures(tmp_path):
     train_run(["experiment=gold_tfidf", "report=false"], tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    # BENCHMARKS.md (dev + dev_articles): thresholds cross-fitted 0.801, tone 0.655.
+    # BENCHMARKS.md (dev + dev_articles): calibration and thresholds cross-fitted 0.822,
+    # tone 0.657 (naive-Bayes topics and the 500-character lead; 0.801 / 0.662 without).
     honest = metrics["dev_crossfit"]
-    assert honest["topics/macro_f1"] > 0.78 and honest["tone/macro_f1"] > 0.58, honest
+    assert honest["topics/macro_f1"] > 0.80 and honest["tone/macro_f1"] > 0.62, honest
     assert metrics["dev"]["topics/macro_f1"] >= honest["topics/macro_f1"]
 
 
