@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 import skops.io as sio
 
-from infer.artifact import Manifest, check_stored_schema
+from infer.artifact import MANIFEST, Manifest, check_stored_schema
 from infer.decision import Calibration
 from infer.errors import TopictoneError
 from infer.predictors.base import Predictor, Scores, checked_sizes
@@ -175,7 +175,7 @@ class TfidfPredictor(Predictor):
         except Exception as err:  # a malformed file: one line, never a traceback
             raise TopictoneError(f"{path}: unreadable skops file ({type(err).__name__})") from None
         lead_chars = checked_sizes(
-            folder / "topictone.json", {"lead_chars": 0, **manifest.settings}, ["lead_chars"]
+            folder / MANIFEST, {"lead_chars": 0, **manifest.settings}, ["lead_chars"]
         )["lead_chars"]
         expected = {*OBJECTS, "schema", *(["lead"] if lead_chars else [])}
         if not isinstance(objects, dict) or set(objects) != expected:
