@@ -132,9 +132,9 @@ class TfidfPredictor(Predictor):
     def save_weights(self, folder: Path) -> list[str]:
         # Vocabularies (hundreds of thousands of n-grams) go to JSON: skops stores a
         # dict item by item and takes seconds to load one; JSON takes a fraction.
-        vectorizers = _vectorizers(self.vectorizer)
-        if self.lead_chars:
-            vectorizers |= {f"lead:{k}": v for k, v in _vectorizers(self.lead_vectorizer).items()}
+        vectorizers = _vectorizers(
+            self.vectorizer, self.lead_vectorizer if self.lead_chars else None
+        )
         vocabularies = {name: vec.vocabulary_ for name, vec in vectorizers.items()}
         with (folder / VOCABULARY).open("w", encoding="utf-8") as handle:
             json.dump(
@@ -183,9 +183,7 @@ class TfidfPredictor(Predictor):
         check_stored_schema(path, objects["schema"], manifest.schema)
         with (folder / VOCABULARY).open(encoding="utf-8") as handle:
             terms = json.load(handle)
-        vectorizers = _vectorizers(objects["vectorizer"])
-        if lead_chars:
-            vectorizers |= {f"lead:{k}": v for k, v in _vectorizers(objects["lead"]).items()}
+        vectorizers = _vectorizers(objects["vectorizer"], objects.get("lead"))
         if not isinstance(terms, dict) or set(terms) != set(vectorizers):
             raise TopictoneError(f"{folder / VOCABULARY}: not the vocabularies of this model")
         for name, vec in vectorizers.items():
@@ -228,11 +226,17 @@ def skops_contents(path: Path) -> tuple[set[str], set[str]]:
     return types, nodes
 
 
-def _vectorizers(vectorizer: Any) -> dict[str, Any]:
-    """The fitted text vectorisers by name: the parts of a FeatureUnion, or the one itself."""
-    if hasattr(vectorizer, "transformer_list"):
-        return dict(vectorizer.transformer_list)
-    return {"vectorizer": vectorizer}
+def _vectorizers(vectorizer: Any, lead_vectorizer: Any = None) -> dict[str, Any]:
+    """The fitted text vectorisers by name: the parts of a FeatureUnion, or the one itself;
+    then the lead vectoriser's, named ``lead:<name>``."""
+    parts = (
+        dict(vectorizer.transformer_list)
+        if hasattr(vectorizer, "transformer_list")
+        else {"vectorizer": vectorizer}
+    )
+    if lead_vectorizer is not None:
+        parts |= {f"lead:{k}": v for k, v in _vectorizers(lead_vectorizer).items()}
+    return parts
 
 
 def _coefficients(model: Any) -> np.ndarray:
