@@ -18,6 +18,7 @@ and ``onnx-int8`` the same predictor on ONNX Runtime. Targets (issue 10): int8 F
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -163,29 +164,41 @@ def main() -> None:
 
 def tfidf_speed(folders: list[Path], total: int = 20_000) -> None:
     """TF-IDF predictors on gold dev headlines, repeated to ``total`` texts, in calls of
-    2,048 (what the batch CLI hands it), best of three passes each, the folders taking
-    turns pass by pass so that a busy moment of the CPU hits them alike."""
+    2,048 (what the batch CLI hands it), best of three passes each, the rows taking turns
+    pass by pass so that a busy moment of the CPU hits them alike. Each folder twice: as
+    it predicts (scores folded into one product with the n-gram counts,
+    ``infer/predictors/folded.py``) and by the generic path (the TF-IDF matrices built and
+    stacked, then each model's ``predict_proba``)."""
     import infer
 
-    predictors = [infer.load(folder) for folder in folders]
+    rows = []
+    for folder in folders:
+        predictor = infer.load(folder)
+        generic = copy.copy(predictor)
+        generic._scorer = False  # the predictor's fallback where folding is not exact
+        rows += [(folder, "generic", generic), (folder, "folded", predictor)]
     headlines = [r["text"] for r in read(GOLD / "dev.jsonl", None) if r.get("unit") == "headline"]
     texts = (headlines * (total // len(headlines) + 1))[:total]
-    best = [float("inf")] * len(predictors)
+    best = [float("inf")] * len(rows)
     for _ in range(3):
-        for k, predictor in enumerate(predictors):
+        for k, (_, _, predictor) in enumerate(rows):
             start = time.perf_counter()
             for i in range(0, len(texts), 2048):
                 predictor.predict(texts[i : i + 2048])
             best[k] = min(best[k], time.perf_counter() - start)
+    folded = [p._scorer for _, path, p in rows if path == "folded"]
     words = sum(len(t.split()) for t in texts) / len(texts)
-    print("| TF-IDF model folder | settings | texts | n | headlines/s | vs the first | target |")
-    print("|---|---|---|---|---|---|---|")
-    for folder, predictor, seconds in zip(folders, predictors, best, strict=True):
+    print(
+        "| TF-IDF model folder | settings | path | texts | n | headlines/s | vs the first row "
+        "| target |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for (folder, path, predictor), seconds in zip(rows, best, strict=True):
         print(
-            f"| {folder} | {predictor.settings() or '-'} | dev headlines, repeated | "
+            f"| {folder} | {predictor.settings() or '-'} | {path} | dev headlines, repeated | "
             f"{len(texts)} | {len(texts) / seconds:,.0f} | {best[0] / seconds:.2f} | >= 20,000 |"
         )
-    print(f"(mean words a headline: {words:.1f})")
+    print(f"(mean words a headline: {words:.1f}; folded: {[bool(f) for f in folded]})")
     print()
 
 

@@ -99,3 +99,19 @@ def test_a_manifest_that_lies_about_the_lead_is_refused(nb_lead_run, tmp_path, l
     path.write_text(json.dumps(manifest))
     with pytest.raises(TopictoneError, match=message):
         infer.load(folder)
+
+
+def test_the_predictor_takes_the_folded_path(nb_lead_run):
+    predictor = infer.load(nb_lead_run / "model")
+    texts = predictor.preprocess(
+        [
+            "Army tests a new missile. " * 30,
+            *(json.loads(x)["text"] for x in (DEMO / "dev.jsonl").open()),
+        ]
+    )
+    topics, tone = predictor._forward(texts)
+    assert predictor._scorer and predictor._scorer.folded  # built on first use
+    predictor._scorer = False  # the TF-IDF matrices and predict_proba
+    generic = predictor._forward(texts)
+    np.testing.assert_allclose(topics, generic[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tone, generic[1], rtol=0, atol=1e-12)

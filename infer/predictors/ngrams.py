@@ -33,11 +33,17 @@ def fast_transform(vectorizer: Any) -> Any:
         if getattr(vectorizer, "transformer_weights", None):
             return vectorizer.transform
         return Union([fast_transform(part) for _, part in parts])
+    found = hashed(vectorizer)
+    return found.transform if found is not None else vectorizer.transform
+
+
+def hashed(vectorizer: Any) -> HashedNgrams | None:
+    """The exact hashed n-grams of one fitted TfidfVectorizer, or None where there are none."""
     for kind in (CharWbNgrams, WordNgrams):
         if kind.supports(vectorizer):
             found = kind(vectorizer)
-            return found.transform if found.exact else vectorizer.transform
-    return vectorizer.transform
+            return found if found.exact else None
+    return None
 
 
 class Union:
@@ -103,8 +109,13 @@ class HashedNgrams:
         return column
 
     def transform(self, texts: list[str]) -> sp.csr_matrix:
-        """The TF-IDF matrix of ``texts``, in slices of at most ``CHUNK_CHARS`` characters
-        (one long text a slice of its own), so memory is bounded by that, not the batch."""
+        """The vectoriser's TF-IDF matrix of ``texts``."""
+        return self.vectorizer._tfidf.transform(self.counts(texts), copy=False)
+
+    def counts(self, texts: list[str]) -> sp.csr_matrix:
+        """The vectoriser's term counts of ``texts`` (before TF-IDF weighting), in slices
+        of at most ``CHUNK_CHARS`` characters (one long text a slice of its own), so
+        memory is bounded by that, not the batch."""
         slices, start, size = [], 0, 0
         for end, text in enumerate(texts):
             if size and size + len(text) > CHUNK_CHARS:
@@ -113,11 +124,11 @@ class HashedNgrams:
             size += len(text)
         slices.append((start, len(texts)))
         if len(slices) == 1:
-            return self._transform(texts)
-        return sp.vstack([self._transform(texts[a:b]) for a, b in slices], format="csr")
+            return self._counts(texts)
+        return sp.vstack([self._counts(texts[a:b]) for a, b in slices], format="csr")
 
-    def tfidf(self, gram: np.ndarray, owner: np.ndarray, docs: int) -> sp.csr_matrix:
-        """The vectoriser's TF-IDF matrix from n-gram hashes and the document of each."""
+    def counted(self, gram: np.ndarray, owner: np.ndarray, docs: int) -> sp.csr_matrix:
+        """The vectoriser's term counts from n-gram hashes and the document of each."""
         dtype = self.vectorizer.dtype
         column = self.columns_of(gram)
         known = column >= 0
@@ -128,7 +139,7 @@ class HashedNgrams:
         counts.sum_duplicates()
         if self.vectorizer.binary:
             counts.data.fill(1)
-        return self.vectorizer._tfidf.transform(counts, copy=False)
+        return counts
 
 
 class CharWbNgrams(HashedNgrams):
@@ -142,7 +153,7 @@ class CharWbNgrams(HashedNgrams):
     def supports(vectorizer: Any) -> bool:
         return getattr(vectorizer, "analyzer", None) == "char_wb" and _plain(vectorizer)
 
-    def _transform(self, texts: list[str]) -> sp.csr_matrix:
+    def _counts(self, texts: list[str]) -> sp.csr_matrix:
         # scikit-learn collapses whitespace runs, then splits on them: split() alone
         # gives the same words.
         lower = self.vectorizer.lowercase
@@ -150,7 +161,7 @@ class CharWbNgrams(HashedNgrams):
         per_doc = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
         words = list(chain.from_iterable(found))
         if not words:
-            return self.tfidf(np.zeros(0, np.uint64), np.zeros(0, np.int64), len(texts))
+            return self.counted(np.zeros(0, np.uint64), np.zeros(0, np.int64), len(texts))
         doc_of_word = np.repeat(np.arange(len(texts)), per_doc)
         padded = " " + "  ".join(words) + " "  # each word as " word ", end to end
         codes = np.frombuffer(padded.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
@@ -161,7 +172,7 @@ class CharWbNgrams(HashedNgrams):
         if len(short):
             gram = np.concatenate([gram, _string_hashes([f" {words[i]} " for i in short])])
             owner = np.concatenate([owner, doc_of_word[short]])
-        return self.tfidf(gram, owner, len(texts))
+        return self.counted(gram, owner, len(texts))
 
 
 class WordNgrams(HashedNgrams):
@@ -197,14 +208,14 @@ class WordNgrams(HashedNgrams):
             and _plain(vectorizer)
         )
 
-    def _transform(self, texts: list[str]) -> sp.csr_matrix:
+    def _counts(self, texts: list[str]) -> sp.csr_matrix:
         find, lower, get = self.pattern.findall, self.vectorizer.lowercase, self.ids.get
         found = [find(text.lower() if lower else text) for text in texts]
         per_doc = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
         tokens = list(chain.from_iterable(found))
         ids = np.fromiter(map(get, tokens, repeat(0)), dtype=np.uint64, count=len(tokens))
         gram, owner = _ngram_hashes(ids, per_doc, np.arange(len(texts)), self.low, self.high)
-        return self.tfidf(gram, owner, len(texts))
+        return self.counted(gram, owner, len(texts))
 
 
 def _ngram_hashes(

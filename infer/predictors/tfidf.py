@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,6 +15,7 @@ from infer.artifact import MANIFEST, Manifest, check_stored_schema
 from infer.decision import Calibration
 from infer.errors import TopictoneError
 from infer.predictors.base import Predictor, Scores, checked_sizes
+from infer.predictors.folded import FoldedScorer, folded_scorer
 from infer.predictors.ngrams import fast_transform
 from infer.schema import LabelSchema, Prediction
 from infer.text import lead
@@ -79,6 +80,7 @@ class TfidfPredictor(Predictor):
         self._feature_names: np.ndarray | None = None
         self._transform: Any = None
         self._lead_transform: Any = None
+        self._scorer: FoldedScorer | Literal[False] | None = None
 
     def features(self, texts: list[str]) -> Any:
         """The vectorisers' matrix for ``texts``, by the exact vectorised path where there
@@ -97,10 +99,26 @@ class TfidfPredictor(Predictor):
         return {"lead_chars": self.lead_chars} if self.lead_chars else {}
 
     def _forward(self, texts: list[str]) -> Scores:
-        features = self.features(texts)
-        topic_scores = self.topic_model.predict_proba(features)
+        if self._scorer is None:  # built once: False where it would not be exact
+            self._scorer = (
+                folded_scorer(
+                    self.vectorizer,
+                    self.topic_model,
+                    self.tone_model,
+                    len(self.schema.topics),
+                    self.lead_vectorizer,
+                    self.lead_chars,
+                )
+                or False
+            )
+        if self._scorer:
+            topic_scores, tone = self._scorer(texts)
+        else:
+            features = self.features(texts)
+            topic_scores = self.topic_model.predict_proba(features)
+            tone = self.tone_model.predict_proba(features)
         tone_probs = np.zeros((len(texts), len(self.schema.tones)))
-        tone_probs[:, self.tone_model.classes_] = self.tone_model.predict_proba(features)
+        tone_probs[:, self.tone_model.classes_] = tone
         return np.asarray(topic_scores, dtype=float), tone_probs
 
     def explain(self, text: str, prediction: Prediction, top_k: int = 5) -> dict:
