@@ -395,3 +395,33 @@ def test_a_crafted_config_json_is_one_line(transformer_run, tmp_path, edit):
     with pytest.raises(TopictoneError, match=r"config\.json: ") as caught:
         infer.load(folder, runtime="torch")
     assert "\n" not in str(caught.value)
+
+
+def test_bfloat16_only_where_this_machine_has_native_kernels(monkeypatch):
+    from infer.predictors import precision
+
+    monkeypatch.setattr(precision, "native_bfloat16", lambda device=None: False)
+    with pytest.warns(RuntimeWarning, match="model.bf16 asks for bfloat16.*computing in float32"):
+        assert precision.effective_dtype("bfloat16", "model.bf16") == "float32"
+    assert precision.effective_dtype("float32", "model.bf16") == "float32"
+    monkeypatch.setattr(precision, "native_bfloat16", lambda device=None: True)
+    assert precision.effective_dtype("bfloat16", "model.bf16") == "bfloat16"
+
+
+def test_a_saved_bfloat16_model_computes_in_float32_where_bfloat16_is_slow(
+    transformer_run, tmp_path, monkeypatch
+):
+    """The saved dtype is a preference; a dtype passed as an option is honoured."""
+    from infer.predictors import precision
+
+    folder = shutil.copytree(transformer_run / "model", tmp_path / "model")
+    manifest = json.loads((folder / "topictone.json").read_text())
+    manifest["settings"]["dtype"] = "bfloat16"
+    (folder / "topictone.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(precision, "native_bfloat16", lambda device=None: False)
+    with pytest.warns(RuntimeWarning, match="no native kernels"):
+        slow_here = infer.load(folder, runtime="torch")
+    assert (slow_here.runner.dtype, slow_here.settings()["dtype"]) == ("float32", "bfloat16")
+    assert infer.load(folder, runtime="torch", dtype="bfloat16").runner.dtype == "bfloat16"
+    monkeypatch.setattr(precision, "native_bfloat16", lambda device=None: True)
+    assert infer.load(folder, runtime="torch").runner.dtype == "bfloat16"

@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from infer.embedding_cache import EmbeddingCache, fingerprint
 from infer.errors import TopictoneError
 from infer.predictors.encoder import EncoderPredictor, SentenceEncoder, load_encoder
+from infer.predictors.precision import effective_dtype
 from infer.schema import LabelSchema
 from infer.text import normalize
 from train.backbone import default_cache_dir, user_cache_copy
@@ -102,10 +103,11 @@ class EncoderFitter:
         }
         if self.prompt is not None:
             options["prompt"] = self.prompt
-        encoder = load_encoder(folder, dtype=self.dtype, prompt_name=self.prompt_name, **options)
+        dtype = effective_dtype(self.dtype, "model.dtype")  # bfloat16 only where it pays
+        encoder = load_encoder(folder, dtype=dtype, prompt_name=self.prompt_name, **options)
         # Windows are keyed by their own (prompted) text: only what changes a window's
         # vector for the same text enters the fingerprint.
-        key = fingerprint(folder, {"max_length": self.max_length, "dtype": self.dtype})
+        key = fingerprint(folder, {"max_length": self.max_length, "dtype": dtype})
         root = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
         encoder.cache = EmbeddingCache(root / "embeddings" / f"{key}.sqlite")
         return encoder

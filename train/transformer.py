@@ -27,6 +27,7 @@ from transformers import (
 import infer
 from infer.errors import TopictoneError
 from infer.predictors.network import TopicToneModel, TorchRunner, collate_windows, without_pooler
+from infer.predictors.precision import effective_dtype
 from infer.predictors.transformer import TransformerPredictor
 from infer.predictors.windows import backbone_limit, encode_windows
 from infer.schema import LabelSchema
@@ -244,7 +245,7 @@ class TransformerFitter:
             logging_steps=self.logging_steps,
             disable_tqdm=not self.progress,
             report_to="none",
-            bf16=self.bf16,  # autocast; on CPUs with AVX512-BF16 / AMX a real speed-up
+            bf16=self.dtype_ == "bfloat16",  # autocast; with AVX512-BF16 / AMX a speed-up
             use_cpu=not torch.cuda.is_available(),  # CPU bf16 needs it said
             seed=self.seed,
             data_seed=self.seed,
@@ -263,6 +264,8 @@ class TransformerFitter:
         if self.threads:
             torch.set_num_threads(int(self.threads))
         torch.manual_seed(self.seed)
+        # bf16 autocast only where it pays; inference then computes as training did.
+        self.dtype_ = effective_dtype("bfloat16" if self.bf16 else "float32", "model.bf16")
         encoder, tokenizer, source, previous = self._backbone(schema)
         limit = backbone_limit(encoder.config, tokenizer)
         if self.max_length > limit:
@@ -313,10 +316,9 @@ class TransformerFitter:
         shutil.rmtree(workdir, ignore_errors=True)  # checkpoints are hundreds of MB each
         self.history_ = trainer.state.log_history
         self.backbone_source_ = source
-        dtype = "bfloat16" if self.bf16 else "float32"  # inference computes as training did
         self.predictor_ = TransformerPredictor(
             schema,
-            TorchRunner(model.cpu(), dtype=dtype),
+            TorchRunner(model.cpu(), dtype=self.dtype_),
             tokenizer,
             max_length=self.max_length,
             stride=self.stride,
@@ -325,7 +327,7 @@ class TransformerFitter:
             topic_pooling=model.topic_pooling,
             tone_pooling=model.tone_pooling,
             batch_size=self.eval_batch_size,
-            dtype=dtype,
+            dtype=self.dtype_,
         )
         return self
 

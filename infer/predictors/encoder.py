@@ -36,6 +36,7 @@ from infer.predictors.base import (
     scores_from_logits,
 )
 from infer.predictors.network import without_pooler
+from infer.predictors.precision import effective_dtype
 from infer.predictors.transformer import SAFE_LOAD, stored_schema
 from infer.schema import LabelSchema
 
@@ -410,7 +411,10 @@ class EncoderPredictor(Predictor):
         sizes = checked_sizes(
             folder, settings, ("max_length", "stride", "max_windows", "batch_size")
         )
-        encoder = load_encoder(folder / ENCODER, dtype=settings.pop("dtype", "float32"), **sizes)
+        dtype = settings.pop("dtype", "float32")
+        if "dtype" not in options:  # as saved: bfloat16 only where it pays
+            dtype = effective_dtype(dtype, f"the model {folder}")
+        encoder = load_encoder(folder / ENCODER, dtype=dtype, **sizes)
         pooling = {k: settings.get(k, "mean") for k in ("topic_pooling", "tone_pooling")}
         return cls(
             manifest.schema, encoder, heads, manifest.thresholds, manifest.calibration, **pooling

@@ -290,6 +290,7 @@ class TransformerPredictor(Predictor):
             threads=threads,
             device=merged.get("device"),
             dtype=dtype,
+            dtype_asked=bool(merged.get("dtype")),
         )
         return cls(
             manifest.schema,
@@ -325,8 +326,11 @@ def make_runner(
     threads: int | None,
     device: str | None,
     dtype: str = "float32",
+    dtype_asked: bool = False,
 ) -> WindowRunner:
-    """The runtime asked for; ``auto`` runs an exported graph where onnxruntime is there."""
+    """The runtime asked for; ``auto`` runs an exported graph where onnxruntime is there.
+    On torch, a saved bfloat16 (not one ``dtype_asked`` as an option) becomes float32
+    where this machine has no native bfloat16 (:mod:`infer.predictors.precision`)."""
     if runtime not in RUNTIMES:
         raise TopictoneError(f"option runtime must be one of {RUNTIMES}, got {runtime!r}")
     if graph not in GRAPHS:
@@ -365,10 +369,13 @@ def make_runner(
         return OnnxRunner(folder / graphs[precision], manifest.schema, precision, threads)
     try:
         from infer.predictors.network import load_network
+        from infer.predictors.precision import effective_dtype
     except ImportError as err:
         raise TopictoneError(
             f"runtime=torch needs a missing package ({err.name}); install topictone[transformer]"
         ) from None
+    if not dtype_asked:
+        dtype = effective_dtype(dtype, f"the model {folder}", device)
     return load_network(folder, manifest, config, threads, device, dtype)
 
 
