@@ -164,8 +164,9 @@ def main() -> None:
 
 def tfidf_speed(folders: list[Path], total: int = 20_000) -> None:
     """TF-IDF predictors on gold dev headlines, repeated to ``total`` texts, in calls of
-    2,048 (what the batch CLI hands it), best of three passes each, the rows taking turns
-    pass by pass so that a busy moment of the CPU hits them alike. Each folder twice: as
+    2,048 (what the batch CLI hands it), best of four passes each, the rows taking turns
+    pass by pass (in reverse every other pass) so that a busy moment of the CPU hits them
+    alike. Each folder twice: as
     it predicts (scores folded into one product with the n-gram counts,
     ``infer/predictors/folded.py``) and by the generic path (the TF-IDF matrices built and
     stacked, then each model's ``predict_proba``)."""
@@ -180,8 +181,9 @@ def tfidf_speed(folders: list[Path], total: int = 20_000) -> None:
     headlines = [r["text"] for r in read(GOLD / "dev.jsonl", None) if r.get("unit") == "headline"]
     texts = (headlines * (total // len(headlines) + 1))[:total]
     best = [float("inf")] * len(rows)
-    for _ in range(3):
-        for k, (_, _, predictor) in enumerate(rows):
+    for turn in range(4):  # every other pass in reverse: no row always runs first
+        for k in range(len(rows)) if turn % 2 == 0 else reversed(range(len(rows))):
+            predictor = rows[k][2]
             start = time.perf_counter()
             for i in range(0, len(texts), 2048):
                 predictor.predict(texts[i : i + 2048])

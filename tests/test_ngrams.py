@@ -112,3 +112,15 @@ def test_long_batches_are_hashed_in_slices(monkeypatch):
         sliced = fast(texts)
         monkeypatch.undo()
         assert (sliced != whole).nnz == 0 and (sliced != vectorizer.transform(texts)).nnz == 0
+
+
+def test_the_overflow_table_finds_terms_of_shared_slots():
+    """Terms whose slot is shared again (low bits alike) are found by binary search."""
+    from infer.predictors.ngrams import Overflow
+
+    table = Overflow(np.array([5, 5 + (1 << 10), 7], dtype=np.uint64), np.array([10, 11, 12]))
+    grams = np.array([5, 5 + (1 << 10), 7, 8, 5 + (1 << 11), 0], dtype=np.uint64)
+    assert table.columns_of(grams).tolist() == [10, 11, 12, -1, -1, -1]
+    assert Overflow(np.zeros(0, np.uint64), np.zeros(0, np.int64)).columns_of(grams).tolist() == [
+        -1
+    ] * len(grams)

@@ -80,20 +80,21 @@ class HashedNgrams:
         self.width = len(hashes)
         self.exact = len(np.unique(hashes)) == len(hashes)  # no two terms share a hash
         # A direct-address table on the top bits of the hash: one gather of one 64-bit
-        # word per n-gram, holding the column (top bits) and the hash's other bits. Slots
-        # two terms share fall back to a binary search over the sorted hashes.
-        self.bits = max(10, int(np.ceil(np.log2(max(len(hashes), 1)))) + 2)
+        # word per n-gram, holding the column (top bits) and the hash's other bits. The
+        # terms of slots two terms share (about a sixth) go to a second table.
+        self.bits = _bits(len(hashes), 10)
         shift = np.uint64(64 - self.bits)
         self.mask = np.uint64((1 << (64 - self.bits)) - 1)
         slots = (hashes >> shift).astype(np.int64)
+        crowded = np.bincount(slots, minlength=1 << self.bits) > 1
         column = np.full(1 << self.bits, _empty(self.bits), dtype=np.uint64)
         column[slots] = np.arange(len(hashes), dtype=np.uint64)
-        column[np.bincount(slots, minlength=1 << self.bits) > 1] = _shared(self.bits)
+        column[crowded] = _shared(self.bits)
         rest = np.zeros(1 << self.bits, dtype=np.uint64)
         rest[slots] = hashes & self.mask
         self.table = (column << shift) | rest
-        order = np.argsort(hashes, kind="stable")
-        self.hashes, self.columns = hashes[order], order
+        moved = np.flatnonzero(crowded[slots])
+        self.overflow = Overflow(hashes[moved], moved)
 
     def columns_of(self, gram: np.ndarray) -> np.ndarray:
         """Each n-gram hash's vocabulary column, or -1."""
@@ -104,8 +105,7 @@ class HashedNgrams:
         other = (entry & self.mask) != (gram & self.mask)
         column[(column >= _shared(self.bits)) | other] = -1
         if len(shared):
-            at = np.minimum(np.searchsorted(self.hashes, gram[shared]), len(self.hashes) - 1)
-            column[shared] = np.where(self.hashes[at] == gram[shared], self.columns[at], -1)
+            column[shared] = self.overflow.columns_of(gram[shared])
         return column
 
     def transform(self, texts: list[str]) -> sp.csr_matrix:
@@ -140,6 +140,33 @@ class HashedNgrams:
         if self.vectorizer.binary:
             counts.data.fill(1)
         return counts
+
+
+class Overflow:
+    """The terms of shared slots: a direct-address table on the hash's low bits holding
+    each hash whole and its column; slots shared again fall back to a binary search over
+    these terms' sorted hashes."""
+
+    def __init__(self, hashes: np.ndarray, columns: np.ndarray) -> None:
+        bits = _bits(len(hashes), 4)
+        self.low = np.uint64((1 << bits) - 1)
+        slots = (hashes & self.low).astype(np.int64)
+        self.hash = np.zeros(1 << bits, dtype=np.uint64)
+        self.column = np.full(1 << bits, -1, dtype=np.int64)  # -1: no term; -2: shared
+        self.hash[slots], self.column[slots] = hashes, columns
+        self.column[np.bincount(slots, minlength=1 << bits) > 1] = -2
+        order = np.argsort(hashes, kind="stable")
+        self.sorted, self.sorted_columns = hashes[order], columns[order]
+
+    def columns_of(self, gram: np.ndarray) -> np.ndarray:
+        slots = (gram & self.low).astype(np.int64)
+        column = self.column[slots]
+        found = np.where((column >= 0) & (self.hash[slots] == gram), column, -1)
+        again = np.flatnonzero(column == -2)
+        if len(again):
+            at = np.minimum(np.searchsorted(self.sorted, gram[again]), len(self.sorted) - 1)
+            found[again] = np.where(self.sorted[at] == gram[again], self.sorted_columns[at], -1)
+        return found
 
 
 class CharWbNgrams(HashedNgrams):
@@ -284,6 +311,11 @@ def _mix(h: np.ndarray) -> np.ndarray:
 def _power(n: int) -> np.uint64:
     """PRIME ** n modulo 2**64."""
     return np.uint64(pow(int(PRIME), n, 2**64))
+
+
+def _bits(terms: int, least: int) -> int:
+    """A table's index bits: four slots a term or more."""
+    return max(least, int(np.ceil(np.log2(max(terms, 1)))) + 2)
 
 
 def _empty(bits: int) -> int:
