@@ -53,6 +53,7 @@ SETTINGS: dict[str, dict] = {
     "topic_C_16": {**PRESET, "topic_C": 16.0},
     "topic_C_32": {**PRESET, "topic_C": 32.0},
     "tone_C_2": {**PRESET, "tone_C": 2.0},
+    "tone_C_4": {**PRESET, "tone_C": 4.0},
     "no_class_weight": {**PRESET, "class_weight": None},
 }
 
