@@ -16,8 +16,11 @@ NORMALIZATION_VERSION = 1
 _INVISIBLE = re.compile("[\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff\u00ad]")
 # C0/C1 control characters other than the whitespace ones handled below.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
-_SPACES = re.compile(r"[^\S\n]+")
-_BLANK_LINES = re.compile(r"\s*\n\s*\n\s*")
+# Whitespace runs other than one plain space (a lone space is already what they become).
+_SPACES = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
+# After _SPACES, blank lines are newlines with single spaces between: the spaces around
+# them go with _LINE_BREAK. (Anchored on a newline, not on every space between words.)
+_BLANK_LINES = re.compile(r"\n[ \n]*\n")
 _LINE_BREAK = re.compile(r" *\n *")
 # Anything the rules above would change on one line: most headlines have none of it.
 _TIDY = re.compile(
