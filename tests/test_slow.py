@@ -53,14 +53,25 @@ def test_the_default_transformer_learns_every_label_on_the_demo(tmp_path):
 
 
 def skip_without_embeddinggemma() -> None:
-    """The gold encoder and transformer presets need ../shared/tools/fetch_embeddinggemma.py."""
+    """The gold encoder and transformer presets need ../shared/tools/fetch_embeddinggemma.py,
+    and bfloat16 kernels to fit CI: in float32 on an AVX2-only CPU they run for over an
+    hour each (BENCHMARKS.md, "Precision"), which once ran CI past its 90 minutes."""
+    import torch
+
     from infer.errors import TopictoneError
+    from infer.predictors.precision import native_bfloat16
     from train.encoder import resolve_encoder
 
     try:
         resolve_encoder("google/embeddinggemma-300m")
     except TopictoneError as err:
         pytest.skip(f"no embeddinggemma copy: {err}")
+    if not native_bfloat16():
+        pytest.skip(
+            "this CPU has no bfloat16 kernels (torch: "
+            f"{torch.backends.cpu.get_cpu_capability()}); the embeddinggemma presets take "
+            "over an hour each here in float32 (BENCHMARKS.md), past CI's budget"
+        )
 
 
 @needs_gold
