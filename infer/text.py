@@ -22,7 +22,7 @@ _SPACES = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
 # them go with _LINE_BREAK. (Anchored on a newline, not on every space between words.)
 _BLANK_LINES = re.compile(r"\n[ \n]*\n")
 _LINE_BREAK = re.compile(r" *\n *")
-# Anything the rules above would change on one line: most headlines have none of it.
+# Anything the first two rules would change: most headlines and articles have none of it.
 _TIDY = re.compile(
     "[\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff\u00ad"
     "\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]|[^\\S\n ]|  "
@@ -36,9 +36,15 @@ def normalize(text: str) -> str:
     because the transformer's window splitter and people reading outputs both use them.
     """
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    if "\n" not in text and not _TIDY.search(text):  # one clean line: nothing to tidy
-        return text.strip()
-    return _tidy(text)
+    if _TIDY.search(text):
+        return _tidy(text)
+    # Only single plain spaces and newlines: the first two rules have nothing to do, and
+    # the line-break rule only where a space touches a newline (most articles: nowhere).
+    if "\n" in text:
+        text = _BLANK_LINES.sub("\n\n", text)
+        if " \n" in text or "\n " in text:
+            text = _LINE_BREAK.sub("\n", text)
+    return text.strip()
 
 
 def _tidy(text: str) -> str:

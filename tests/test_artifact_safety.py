@@ -159,6 +159,45 @@ def test_manifests_that_lie_are_refused(tfidf_run, tmp_path, edit, message):
         infer.load(folder)
 
 
+def edit_vocabulary(folder: Path, edit) -> None:
+    path = folder / "vocabulary.json"
+    terms = json.loads(path.read_text(encoding="utf-8"))
+    edit(terms)
+    path.write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
+
+
+def first(terms: dict) -> list:
+    return next(iter(terms.values()))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: first(t).pop(), "one distinct term per IDF entry"),
+        (lambda t: first(t).__setitem__(1, first(t)[0]), "one distinct term per IDF entry"),
+        (lambda t: first(t).__setitem__(0, 7), "one distinct term per IDF entry"),
+        (lambda t: t.update(extra=[]), "not the vocabularies of this model"),
+    ],
+)
+def test_vocabularies_out_of_step_with_the_weights_are_refused(tfidf_run, tmp_path, edit, message):
+    """A resealed vocabulary.json that no longer matches the weight columns would score
+    every text wrongly without a word: refused on load."""
+    folder = copy_model(tfidf_run / "model", tmp_path)
+    edit_vocabulary(folder, edit)
+    reseal(folder)
+    with pytest.raises(TopictoneError, match=message):
+        infer.load(folder)
+
+
+def test_an_oversized_vocabulary_is_refused_before_it_is_read(tfidf_run, tmp_path, monkeypatch):
+    import infer.predictors.tfidf as tfidf
+
+    folder = copy_model(tfidf_run / "model", tmp_path)
+    monkeypatch.setattr(tfidf, "MAX_VOCABULARY_BYTES", 100)
+    with pytest.raises(TopictoneError, match="larger than 100 bytes"):
+        infer.load(folder)
+
+
 def test_unlisted_files_and_links_are_refused(tfidf_run, tmp_path):
     folder = copy_model(tfidf_run / "model", tmp_path)
     (folder / "extra.json").write_text("{}")

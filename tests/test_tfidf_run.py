@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 from conftest import DEMO, FAST_TFIDF, compose_train, train_run
@@ -90,6 +92,23 @@ def test_python_api(tfidf_run):
     assert predictor.predict([]) == []
     with pytest.raises(TopictoneError):
         predictor.predict("one string")
+
+
+def test_loading_a_tfidf_model_never_imports_torch(tfidf_run):
+    """skops lists scikit-learn's estimators at import and used to import torch on the way
+    (3 s of every load where torch is installed); the shim it went through still imports."""
+    pytest.importorskip("torch", reason="checks a process where torch is installed")
+    code = (
+        "import sys, infer\n"
+        f"model = infer.load({str(tfidf_run / 'model')!r})\n"
+        "assert model.predict(['Army tests a new missile'])[0].tone\n"
+        "print('torch' in sys.modules)\n"
+        "import sklearn.externals.array_api_compat.torch\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]
 
 
 def test_threshold_override_and_explanations(tfidf_run):

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -401,7 +402,11 @@ def test_bfloat16_only_where_this_machine_has_native_kernels(monkeypatch):
     from infer.predictors import precision
 
     monkeypatch.setattr(precision, "native_bfloat16", lambda device=None: False)
+    monkeypatch.setattr(precision, "_WARNED", set())
     with pytest.warns(RuntimeWarning, match="model.bf16 asks for bfloat16.*computing in float32"):
+        assert precision.effective_dtype("bfloat16", "model.bf16") == "float32"
+    with warnings.catch_warnings():  # once per setting: a run loads its encoder per fold
+        warnings.simplefilter("error")
         assert precision.effective_dtype("bfloat16", "model.bf16") == "float32"
     assert precision.effective_dtype("float32", "model.bf16") == "float32"
     monkeypatch.setattr(precision, "native_bfloat16", lambda device=None: True)
@@ -419,6 +424,7 @@ def test_a_saved_bfloat16_model_computes_in_float32_where_bfloat16_is_slow(
     manifest["settings"]["dtype"] = "bfloat16"
     (folder / "topictone.json").write_text(json.dumps(manifest))
     monkeypatch.setattr(precision, "native_bfloat16", lambda device=None: False)
+    monkeypatch.setattr(precision, "_WARNED", set())
     with pytest.warns(RuntimeWarning, match="no native kernels"):
         slow_here = infer.load(folder, runtime="torch")
     assert (slow_here.runner.dtype, slow_here.settings()["dtype"]) == ("float32", "bfloat16")

@@ -128,15 +128,24 @@ class HashedNgrams:
         return sp.vstack([self._counts(texts[a:b]) for a, b in slices], format="csr")
 
     def counted(self, gram: np.ndarray, owner: np.ndarray, docs: int) -> sp.csr_matrix:
-        """The vectoriser's term counts from n-gram hashes and the document of each."""
-        dtype = self.vectorizer.dtype
+        """The vectoriser's term counts from n-gram hashes and the document of each.
+
+        One sort of (document, column) keys gives the counts in canonical CSR order
+        directly: building the matrix from coordinates, then summing duplicates, sorted
+        each row's columns again and took twice as long."""
         column = self.columns_of(gram)
         known = column >= 0
+        key = owner[known] * self.width + column[known]
+        key.sort()
+        edge = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else key
+        counts = np.diff(np.r_[edge, len(key)]).astype(self.vectorizer.dtype)
+        key = key[edge]
+        rows = key // self.width
         counts = sp.csr_matrix(
-            (np.ones(int(known.sum()), dtype=dtype), (owner[known], column[known])),
+            (counts, key - rows * self.width, np.searchsorted(rows, np.arange(docs + 1))),
             shape=(docs, self.width),
         )
-        counts.sum_duplicates()
+        counts.has_canonical_format = True  # sorted, no duplicates: by construction
         if self.vectorizer.binary:
             counts.data.fill(1)
         return counts

@@ -25,10 +25,16 @@ def native_bfloat16(device: str | torch.device | None = None) -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+_WARNED: set[str] = set()  # once per setting and process: a run loads its encoder per fold
+
+
 def effective_dtype(dtype: str, what: str, device: str | torch.device | None = None) -> str:
     """``dtype``, except a bfloat16 this machine would run slower than float32."""
     if dtype != "bfloat16" or native_bfloat16(device):
         return dtype
+    if what in _WARNED:
+        return "float32"
+    _WARNED.add(what)
     warnings.warn(
         f"{what} asks for bfloat16, which this machine has no native kernels for (CPU "
         f"capability {torch.backends.cpu.get_cpu_capability()}): computing in float32, "

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
-import skops.io as sio
 
 from infer.artifact import MANIFEST, Manifest, check_stored_schema
 from infer.decision import Calibration
@@ -47,6 +48,7 @@ TRUSTED_NODES = frozenset(
 )
 OBJECTS = ("vectorizer", "topics", "tone")
 MAX_SCHEMA_BYTES = 64 << 20  # the object tree of a skops file (weights are separate arrays)
+MAX_VOCABULARY_BYTES = 256 << 20  # the gold preset's vocabularies take 9 MiB
 
 
 class TfidfPredictor(Predictor):
@@ -172,7 +174,7 @@ class TfidfPredictor(Predictor):
             }
             if self.lead_chars:
                 objects["lead"] = self.lead_vectorizer
-            sio.dump(objects, folder / WEIGHTS)
+            skops_io().dump(objects, folder / WEIGHTS)
         finally:
             for name, vec in vectorizers.items():
                 vec.vocabulary_ = vocabularies[name]
@@ -189,7 +191,7 @@ class TfidfPredictor(Predictor):
                 + ", ".join(refused[:5])
             )
         try:
-            objects = sio.load(path, trusted=sorted(types))
+            objects = skops_io().load(path, trusted=sorted(types))
         except Exception as err:  # a malformed file: one line, never a traceback
             raise TopictoneError(f"{path}: unreadable skops file ({type(err).__name__})") from None
         lead_chars = checked_sizes(
@@ -199,13 +201,10 @@ class TfidfPredictor(Predictor):
         if not isinstance(objects, dict) or set(objects) != expected:
             raise TopictoneError(f"{path}: not a topictone TF-IDF model")
         check_stored_schema(path, objects["schema"], manifest.schema)
-        with (folder / VOCABULARY).open(encoding="utf-8") as handle:
-            terms = json.load(handle)
         vectorizers = _vectorizers(objects["vectorizer"], objects.get("lead"))
-        if not isinstance(terms, dict) or set(terms) != set(vectorizers):
-            raise TopictoneError(f"{folder / VOCABULARY}: not the vocabularies of this model")
-        for name, vec in vectorizers.items():
-            vec.vocabulary_ = {term: i for i, term in enumerate(terms[name])}
+        columns = int(getattr(objects["tone"], "n_features_in_", 0))
+        for name, terms in read_vocabularies(folder / VOCABULARY, vectorizers, columns).items():
+            vectorizers[name].vocabulary_ = {term: i for i, term in enumerate(terms)}
         return cls(
             manifest.schema,
             objects["vectorizer"],
@@ -216,6 +215,57 @@ class TfidfPredictor(Predictor):
             lead_vectorizer=objects.get("lead"),
             lead_chars=lead_chars,
         )
+
+
+# scikit-learn's array-API shim for torch: importing it imports torch (3 s here).
+TORCH_SHIM = "sklearn.externals.array_api_compat.torch"
+
+
+def skops_io() -> Any:
+    """``skops.io``, imported without importing torch.
+
+    At import, skops lists scikit-learn's estimators, and the package walk behind that
+    imports every subpackage, the array-API shim for torch among them: where torch is
+    installed, every TF-IDF load paid 3 s for it (half of ``import skops.io``). The shim
+    holds no estimator and is skipped by the listing anyway; it is hidden only while
+    skops imports, then importable as before (tests/test_tfidf_run.py checks both)."""
+    if "skops.io" in sys.modules or TORCH_SHIM in sys.modules:
+        return importlib.import_module("skops.io")
+    sys.modules[TORCH_SHIM] = None  # type: ignore[assignment]  # import fails: walk skips it
+    try:
+        return importlib.import_module("skops.io")
+    finally:
+        if sys.modules.get(TORCH_SHIM, False) is None:
+            del sys.modules[TORCH_SHIM]
+
+
+def read_vocabularies(path: Path, vectorizers: dict[str, Any], columns: int) -> dict[str, list]:
+    """Each vectoriser's terms in column order, checked against the weights: a bounded
+    file, one list of distinct strings per vectoriser, as many as its IDF has entries and
+    ``columns`` in all (a term list out of step with the weights would score every text
+    wrongly, silently)."""
+    if path.stat().st_size > MAX_VOCABULARY_BYTES:
+        raise TopictoneError(f"{path}: larger than {MAX_VOCABULARY_BYTES} bytes")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            terms = json.load(handle)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise TopictoneError(f"{path}: not JSON ({type(err).__name__})") from None
+    if not isinstance(terms, dict) or set(terms) != set(vectorizers):
+        raise TopictoneError(f"{path}: not the vocabularies of this model")
+    for name, vec in vectorizers.items():
+        listed = terms[name]
+        idf = len(vec.idf_) if getattr(vec, "use_idf", False) else None
+        if (
+            not isinstance(listed, list)
+            or not all(isinstance(term, str) for term in listed)
+            or len(set(listed)) != len(listed)
+            or (idf is not None and len(listed) != idf)
+        ):
+            raise TopictoneError(f"{path}: {name!r} is not one distinct term per IDF entry")
+    if sum(len(listed) for listed in terms.values()) != columns:
+        raise TopictoneError(f"{path}: the terms are not the {columns} columns of the weights")
+    return terms
 
 
 def skops_contents(path: Path) -> tuple[set[str], set[str]]:
