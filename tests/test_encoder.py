@@ -211,6 +211,33 @@ def test_an_encoder_joins_an_ensemble(encoder_run, tfidf_run, tmp_path):
     assert infer.load(folder).predict_scores(texts)[0] == pytest.approx(expected, abs=1e-6)
 
 
+def test_an_ensemble_of_trained_folders_embeds_each_text_once(
+    encoder_run, tfidf_run, tmp_path, monkeypatch
+):
+    """A loaded encoder member gets the embedding cache: a second run embeds nothing."""
+    from infer.predictors.encoder import SentenceEncoder
+
+    monkeypatch.setenv("TOPICTONE_CACHE", str(tmp_path / "cache"))
+    overrides = [
+        "model=ensemble_encoder",
+        f"model.members.tfidf={tfidf_run / 'model'}",
+        f"model.members.encoder={encoder_run / 'model'}",
+        "report=false",
+    ]
+    train_run(overrides, tmp_path / "first")
+    assert list((tmp_path / "cache" / "embeddings").glob("*.sqlite"))
+
+    def no_network(self, pieces, progress=False):
+        raise AssertionError(f"embedded {len(pieces)} windows again")
+
+    monkeypatch.setattr(SentenceEncoder, "_embed_pieces", no_network)
+    train_run(overrides, tmp_path / "again")
+    first, again = (
+        json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("first", "again")
+    )
+    assert again == first
+
+
 def test_window_pooling_rules(encoder_run):
 
     predictor = infer.load(encoder_run / "model", max_windows=3)

@@ -52,6 +52,10 @@ class EnsembleFitter:
                 kind = read_manifest(spec, verify=False).kind
                 options = {"runtime": "torch"} if kind == "transformer" else {}
                 predictors[name] = infer.load(spec, **options)
+                if kind in ("encoder", "ensemble"):  # torch only where an encoder may be
+                    from train.encoder import cache_loaded_embeddings
+
+                    cache_loaded_embeddings(predictors[name], spec)
                 continue
             if not isinstance(spec, Mapping) or "_target_" not in spec:
                 raise TopictoneError(
