@@ -189,6 +189,29 @@ def test_vocabularies_out_of_step_with_the_weights_are_refused(tfidf_run, tmp_pa
         infer.load(folder)
 
 
+def test_crafted_weights_under_the_vocabulary_are_one_line(tfidf_run, tmp_path, monkeypatch):
+    """A vectoriser without an IDF, or a tone model whose column count is not an integer,
+    gets a one-line refusal rather than a traceback."""
+    import infer.predictors.tfidf as tfidf
+
+    folder = copy_model(tfidf_run / "model", tmp_path)
+    real = tfidf.read_vocabularies
+
+    def no_idf(path, vectorizers, columns):
+        for vec in vectorizers.values():
+            vec.__dict__.pop("_tfidf", None)
+        return real(path, vectorizers, columns)
+
+    monkeypatch.setattr(tfidf, "read_vocabularies", no_idf)
+    with pytest.raises(TopictoneError, match="has no usable IDF"):
+        infer.load(folder)
+    monkeypatch.setattr(
+        tfidf, "read_vocabularies", lambda path, vecs, columns: real(path, vecs, str(columns))
+    )
+    with pytest.raises(TopictoneError, match=r"not the .* columns of the weights"):
+        infer.load(folder)
+
+
 def test_an_oversized_vocabulary_is_refused_before_it_is_read(tfidf_run, tmp_path, monkeypatch):
     import infer.predictors.tfidf as tfidf
 

@@ -54,8 +54,9 @@ def test_the_default_transformer_learns_every_label_on_the_demo(tmp_path):
 
 def skip_without_embeddinggemma() -> None:
     """The gold encoder and transformer presets need ../shared/tools/fetch_embeddinggemma.py,
-    and bfloat16 kernels to fit CI: in float32 on an AVX2-only CPU they run for over an
-    hour each (BENCHMARKS.md, "Precision"), which once ran CI past its 90 minutes."""
+    and bfloat16 kernels to fit CI: in float32 on an AVX2-only CPU they run for over half
+    an hour each (the transformer preset 36 min: BENCHMARKS.md), which once ran CI past
+    its 90 minutes."""
     import torch
 
     from infer.errors import TopictoneError
@@ -70,7 +71,7 @@ def skip_without_embeddinggemma() -> None:
         pytest.skip(
             "this CPU has no bfloat16 kernels (torch: "
             f"{torch.backends.cpu.get_cpu_capability()}); the embeddinggemma presets take "
-            "over an hour each here in float32 (BENCHMARKS.md), past CI's budget"
+            "over half an hour each here in float32 (BENCHMARKS.md), past CI's budget"
         )
 
 

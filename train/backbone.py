@@ -80,10 +80,15 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "topictone"
 
 
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir`` (a config's), else :func:`default_cache_dir`."""
+    return Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+
+
 def user_cache_copy(name: str, cache_dir: str | Path | None = None) -> Path:
     """``<cache>/backbones/<org>--<name>``: where a hub model put on this machine without a
     hub lives (it may not exist)."""
-    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    root = cache_root(cache_dir)
     return root / "backbones" / name.replace("/", "--")
 
 

@@ -25,7 +25,7 @@ from infer.embedding_cache import EmbeddingCache, fingerprint
 from infer.errors import TopictoneError
 from infer.predictors.base import Predictor
 from infer.schema import LabelSchema
-from train.backbone import default_cache_dir
+from train.backbone import cache_root
 from train.data import append_rows
 from train.weak import read_source, source_text, text_key
 
@@ -84,7 +84,7 @@ def teacher_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The teacher's (topic probabilities, tone distributions) for ``texts``; kept on disk
     by teacher and text, so a sweep over student settings scores the pool once."""
-    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    root = cache_root(cache_dir)
     key = fingerprint(Path(folder), {"limits": teacher.limits.max_chars})
     cache = EmbeddingCache(root / "teacher-scores" / f"{key}.sqlite")
     n_topics = len(teacher.schema.topics)

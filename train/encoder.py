@@ -21,7 +21,7 @@ from infer.predictors.encoder import ENCODER, EncoderPredictor, SentenceEncoder,
 from infer.predictors.precision import effective_dtype
 from infer.schema import LabelSchema
 from infer.text import normalize
-from train.backbone import default_cache_dir, user_cache_copy
+from train.backbone import cache_root, user_cache_copy
 from train.data import partial_labels, targets
 
 FETCH_HINT = {
@@ -182,7 +182,7 @@ class EncoderFitter:
 def attach_cache(encoder: SentenceEncoder, folder: Path, cache_dir: str | Path | None) -> None:
     """The on-disk embedding cache of the encoder in ``folder`` at its settings."""
     key = fingerprint(folder, {"max_length": encoder.max_length, "dtype": encoder.dtype})
-    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    root = cache_root(cache_dir)
     encoder.cache = EmbeddingCache(root / "embeddings" / f"{key}.sqlite")
 
 

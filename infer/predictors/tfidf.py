@@ -202,7 +202,7 @@ class TfidfPredictor(Predictor):
             raise TopictoneError(f"{path}: not a topictone TF-IDF model")
         check_stored_schema(path, objects["schema"], manifest.schema)
         vectorizers = _vectorizers(objects["vectorizer"], objects.get("lead"))
-        columns = int(getattr(objects["tone"], "n_features_in_", 0))
+        columns = getattr(objects["tone"], "n_features_in_", None)
         for name, terms in read_vocabularies(folder / VOCABULARY, vectorizers, columns).items():
             vectorizers[name].vocabulary_ = {term: i for i, term in enumerate(terms)}
         return cls(
@@ -239,7 +239,7 @@ def skops_io() -> Any:
             del sys.modules[TORCH_SHIM]
 
 
-def read_vocabularies(path: Path, vectorizers: dict[str, Any], columns: int) -> dict[str, list]:
+def read_vocabularies(path: Path, vectorizers: dict[str, Any], columns: Any) -> dict[str, list]:
     """Each vectoriser's terms in column order, checked against the weights: a bounded
     file, one list of distinct strings per vectoriser, as many as its IDF has entries and
     ``columns`` in all (a term list out of step with the weights would score every text
@@ -255,7 +255,10 @@ def read_vocabularies(path: Path, vectorizers: dict[str, Any], columns: int) -> 
         raise TopictoneError(f"{path}: not the vocabularies of this model")
     for name, vec in vectorizers.items():
         listed = terms[name]
-        idf = len(vec.idf_) if getattr(vec, "use_idf", False) else None
+        try:  # a crafted vectoriser may have no IDF, or a malformed one
+            idf = len(vec.idf_) if getattr(vec, "use_idf", False) is True else None
+        except (AttributeError, TypeError, ValueError):
+            raise TopictoneError(f"{path}: the model's {name!r} has no usable IDF") from None
         if (
             not isinstance(listed, list)
             or not all(isinstance(term, str) for term in listed)
@@ -263,7 +266,7 @@ def read_vocabularies(path: Path, vectorizers: dict[str, Any], columns: int) -> 
             or (idf is not None and len(listed) != idf)
         ):
             raise TopictoneError(f"{path}: {name!r} is not one distinct term per IDF entry")
-    if sum(len(listed) for listed in terms.values()) != columns:
+    if type(columns) is not int or sum(len(listed) for listed in terms.values()) != columns:
         raise TopictoneError(f"{path}: the terms are not the {columns} columns of the weights")
     return terms
 
