@@ -1,11 +1,21 @@
 """Readers and writers: streaming, located errors, atomic output."""
 
+import datetime
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from infer.errors import InputError, TopictoneError
-from infer.io import RowValueError, input_files, open_writer, read_rows, require_text
+from infer.io import (
+    RowValueError,
+    _json_line,
+    input_files,
+    open_writer,
+    read_rows,
+    require_text,
+)
 
 
 def write(path: Path, content: bytes | str) -> Path:
@@ -89,7 +99,36 @@ def test_writer_is_atomic(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with open_writer(target) as writer:
         writer.write([{"a": 1}])
-    assert target.read_text() == '{"a": 1}\n'
+    assert target.read_text() == '{"a":1}\n'
+
+
+@pytest.mark.parametrize(
+    ("row", "by_orjson"),
+    [
+        ({"id": 1, "t": 'रक्षा \u2028 "q" \\ \x01\x7f', "f": [0.1, 1e-05, 1e16, -0.0]}, True),
+        ({"n": None, "b": [True, False], "nested": {"k": {"nullable": "null"}}}, True),
+        ({"big": 2**70, "small": -(2**63)}, False),  # orjson refuses over 64 bits
+        ({"lone": "\ud800x"}, False),  # a lone surrogate: kept as its \\u escape
+        ({"nan": float("nan"), "inf": [float("-inf")], "none": None}, False),  # orjson: null
+        ({"sub": np.float64(0.5)}, False),  # a float subclass (numpy)
+    ],
+)
+def test_jsonl_lines_hold_what_the_standard_library_writes(row, by_orjson):
+    """orjson writes the lines; wherever it would write another value (NaN as null, a
+    numpy scalar, a lone surrogate, a huge integer), the standard library writes it."""
+    line = _json_line(row, 0)
+    assert line.endswith("\n") and "\n" not in line[:-1]
+    expected = json.dumps(row, ensure_ascii="lone" in row, separators=(",", ":"))
+    if by_orjson:  # the same values; floats may be spelt otherwise (1e-5 for 1e-05)
+        assert json.loads(line) == json.loads(expected) == row
+    else:
+        assert line[:-1] == expected
+
+
+def test_jsonl_writer_refuses_values_json_cannot_hold():
+    with pytest.raises(RowValueError, match="cannot be written as JSON") as err:
+        _json_line({"ok": 1, "day": datetime.date(2026, 12, 3)}, 4)
+    assert (err.value.index, err.value.field) == (4, "day")
 
 
 def test_csv_writer_encodes_nested_values(tmp_path):
