@@ -133,9 +133,14 @@ class HashedNgrams:
         One sort of (document, column) keys gives the counts in canonical CSR order
         directly: building the matrix from coordinates, then summing duplicates, sorted
         each row's columns again and took twice as long."""
-        column = self.columns_of(gram)
+        return self.counted_columns(self.columns_of(gram), owner, docs)
+
+    def counted_columns(self, column: np.ndarray, owner: np.ndarray, docs: int) -> sp.csr_matrix:
+        """:meth:`counted` from each n-gram's column (-1: not a term) instead of its hash."""
         known = column >= 0
-        key = owner[known] * self.width + column[known]
+        # 32-bit keys where every (document, column) pair fits: they sort twice as fast.
+        kind = np.int32 if docs * self.width < 2**31 else np.int64
+        key = owner[known].astype(kind) * kind(self.width) + column[known].astype(kind)
         key.sort()
         edge = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else key
         counts = np.diff(np.r_[edge, len(key)]).astype(self.vectorizer.dtype)
@@ -190,25 +195,48 @@ class CharWbNgrams(HashedNgrams):
         return getattr(vectorizer, "analyzer", None) == "char_wb" and _plain(vectorizer)
 
     def _counts(self, texts: list[str]) -> sp.csr_matrix:
+        """Each distinct word's n-grams are hashed and looked up once (a char_wb n-gram
+        never crosses a word), then handed to every occurrence of the word: a batch of
+        headlines holds each word about ten times."""
         # scikit-learn collapses whitespace runs, then splits on them: split() alone
         # gives the same words.
         lower = self.vectorizer.lowercase
         found = [(text.lower() if lower else text).split() for text in texts]
         per_doc = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
-        words = list(chain.from_iterable(found))
-        if not words:
+        index: dict[str, int] = {}
+        word_of = np.fromiter(
+            (index.setdefault(w, len(index)) for w in chain.from_iterable(found)),
+            dtype=np.int64,
+            count=int(per_doc.sum()),
+        )
+        if not index:
             return self.counted(np.zeros(0, np.uint64), np.zeros(0, np.int64), len(texts))
-        doc_of_word = np.repeat(np.arange(len(texts)), per_doc)
+        columns, starts = self._word_columns(list(index))
+        # Every occurrence's run of its word's columns, laid end to end.
+        runs = np.diff(starts)[word_of]
+        ends = np.cumsum(runs)
+        at = np.repeat(starts[word_of] - (ends - runs), runs) + np.arange(ends[-1])
+        owner = np.repeat(np.repeat(np.arange(len(texts)), per_doc), runs)
+        return self.counted_columns(columns[at], owner, len(texts))
+
+    def _word_columns(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The vocabulary columns of each word's n-grams (terms only), as CSR-style
+        ``(columns, starts)``: word ``i``'s are ``columns[starts[i]:starts[i + 1]]``."""
         padded = " " + "  ".join(words) + " "  # each word as " word ", end to end
         codes = np.frombuffer(padded.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
         lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words)) + 2
-        gram, owner = _ngram_hashes(codes, lengths, doc_of_word, self.low, self.high)
+        gram, owner = _ngram_hashes(codes, lengths, np.arange(len(words)), self.low, self.high)
         # A word shorter than the smallest n counts once, whole (scikit-learn's rule).
         short = np.flatnonzero(lengths < self.low)
         if len(short):
             gram = np.concatenate([gram, _string_hashes([f" {words[i]} " for i in short])])
-            owner = np.concatenate([owner, doc_of_word[short]])
-        return self.counted(gram, owner, len(texts))
+            owner = np.concatenate([owner, short])
+        column = self.columns_of(gram)
+        known = np.flatnonzero(column >= 0)
+        owner, column = owner[known], column[known]
+        order = np.argsort(owner, kind="stable")
+        starts = np.searchsorted(owner[order], np.arange(len(words) + 1))
+        return column[order], starts
 
 
 class WordNgrams(HashedNgrams):
