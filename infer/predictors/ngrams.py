@@ -203,12 +203,9 @@ class CharWbNgrams(HashedNgrams):
         lower = self.vectorizer.lowercase
         found = [(text.lower() if lower else text).split() for text in texts]
         per_doc = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
-        index: dict[str, int] = {}
-        word_of = np.fromiter(
-            (index.setdefault(w, len(index)) for w in chain.from_iterable(found)),
-            dtype=np.int64,
-            count=int(per_doc.sum()),
-        )
+        words = list(chain.from_iterable(found))
+        index = {w: i for i, w in enumerate(dict.fromkeys(words))}  # distinct, in order
+        word_of = np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
         if not index:
             return self.counted(np.zeros(0, np.uint64), np.zeros(0, np.int64), len(texts))
         columns, starts = self._word_columns(list(index))
