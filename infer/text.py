@@ -40,7 +40,7 @@ def normalize(text: str) -> str:
     Paragraph breaks survive as one blank line, single line breaks as one newline,
     because the transformer's window splitter and people reading outputs both use them.
     """
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _nfc(text.replace("\r\n", "\n").replace("\r", "\n"))
     if "  " in text or _ODD.search(text):
         return _tidy(text)
     # Only single plain spaces and newlines: the first two rules have nothing to do, and
@@ -50,6 +50,53 @@ def normalize(text: str) -> str:
         if " \n" in text or "\n " in text:
             text = _LINE_BREAK.sub("\n", text)
     return text.strip()
+
+
+_NUKTA = "\u093c"
+# The letters a nukta composes with under NFC (U+0928, U+0930, U+0933), and those NFC
+# itself changes (the nukta letters U+0958-U+095F, which it keeps decomposed).
+_NUKTA_BASES = frozenset(
+    chr(code)
+    for code in range(0x900, 0x980)
+    if unicodedata.normalize("NFC", chr(code) + _NUKTA) != chr(code) + _NUKTA
+)
+
+
+def _nfc(text: str) -> str:
+    """``unicodedata.normalize("NFC", text)``, skipping its slow path where only the
+    Devanagari nukta sends it there.
+
+    Python's quick check is unsure of every text holding a nukta (it composes with three
+    letters), and then decomposes and recomposes the whole text: 30 times slower a
+    character, and four Hindi texts in ten have one. Such a text is already NFC when it
+    is NFC without its nuktas and no nukta composes with the letter before it or is out
+    of canonical order with a mark beside it (``tests/test_text.py`` checks these rules
+    against every code point)."""
+    if (
+        _NUKTA in text
+        and unicodedata.is_normalized("NFC", text.replace(_NUKTA, ""))
+        and _nuktas_settled(text)
+    ):
+        return text
+    return unicodedata.normalize("NFC", text)
+
+
+def _nuktas_settled(text: str) -> bool:
+    """No nukta NFC would move or compose: none follows (across marks of combining
+    class 1-6, which do not block it) a letter it composes with or a mark of a class
+    above its 7, and none precedes a mark of a class below 7."""
+    combining = unicodedata.combining
+    at = text.find(_NUKTA)
+    while at != -1:
+        before = at - 1
+        while before >= 0 and 0 < combining(text[before]) < 7:
+            before -= 1
+        if before >= 0 and (text[before] in _NUKTA_BASES or combining(text[before]) > 7):
+            return False
+        if at + 1 < len(text) and 0 < combining(text[at + 1]) < 7:
+            return False
+        at = text.find(_NUKTA, at + 1)
+    return True
 
 
 def _tidy(text: str) -> str:
