@@ -1,0 +1,130 @@
+"""TF-IDF and the frozen encoder combined: weights compared by cross-validation over train.
+
+    python benchmarks/ensemble_oof.py [--folds 5] [--weights 0.3 0.4 0.5 0.6 0.7]
+
+The gold ensemble without the transformer (``experiment=gold_ensemble``, its members'
+preset settings) is fitted ``--folds`` times on the other folds of gold train
+(``train.run.out_of_fold``), so every train text has out-of-fold scores from both members,
+then once on all of train to score dev + dev_articles. Each row combines the members'
+raw scores by one rule: either member alone, or the weighted mean of their topic logits
+and of their tone distributions (``w`` is TF-IDF's weight). Topic thresholds are chosen
+for F1 on the out-of-fold train scores and applied unchanged to dev, so the dev columns
+are decided without dev; the last column is the dev difference to the plain mean
+(``w=0.5``) with a paired bootstrap 95% interval. The encoder needs its embeddings cached
+(one ``experiment=gold_encoder`` run); otherwise it embeds train five times over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLD = ROOT.parent / "shared" / "data" / "gold"
+sys.path.insert(0, str(ROOT))
+
+from threshold_rules import paired_interval  # noqa: E402
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def combined(scores: dict, w: float | None, name: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """One member's scores (``name``) or the weighted mean of both (``w`` for TF-IDF)."""
+    if name is not None:
+        return scores[name]
+    (tf_topic, tf_tone), (en_topic, en_tone) = scores["tfidf"], scores["encoder"]
+    topic = 1 / (1 + np.exp(-(w * logit(tf_topic) + (1 - w) * logit(en_topic))))
+    return topic, w * tf_tone + (1 - w) * en_tone
+
+
+def f1_thresholds(truth: np.ndarray, topic: np.ndarray) -> np.ndarray:
+    from sklearn.metrics import f1_score
+
+    grid = np.linspace(0.02, 0.98, 97)
+    return np.array(
+        [
+            grid[np.argmax([f1_score(truth[:, k], topic[:, k] >= t) for t in grid])]
+            for k in range(truth.shape[1])
+        ]
+    )
+
+
+def main() -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from sklearn.metrics import f1_score
+
+    from infer.schema import LabelSchema
+    from train.data import load_splits, targets
+    from train.decision import ScoreTree
+    from train.run import out_of_fold
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7])
+    args = parser.parse_args()
+    if not (GOLD / "train.jsonl").is_file():
+        sys.exit(f"skipped: {GOLD} not found (../shared beside the repository root)")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "experiment=gold_ensemble",
+                "~model.members.transformer",
+                "~model.weights.transformer",
+            ],
+        )
+    schema = LabelSchema.from_dict(cfg.labels)
+    splits = load_splits(cfg.data, schema)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        oof_tree, oof_truth = out_of_fold(
+            model_cfg, splits["train"], schema, args.folds, cfg.seed, Path(tmp)
+        )
+        fitter = instantiate({k: v for k, v in model_cfg.items() if k != "kind"})
+        fitter.fit(splits["train"], schema, dev=None, workdir=Path(tmp) / "all")
+    predictor = fitter.predictor_
+    dev_tree = ScoreTree.of(predictor, predictor.preprocess(splits["dev"]["text"]))
+    dev_truth = targets(splits["dev"])
+    oof = {name: part.raw for name, part in oof_tree.parts.items()}
+    dev = {name: part.raw for name, part in dev_tree.parts.items()}
+
+    rules = [("tfidf alone", None, "tfidf"), ("encoder alone", None, "encoder")]
+    rules += [(f"logit mean, w={w:g}", w, None) for w in args.weights]
+    base = combined(dev, 0.5, None)
+    base_decided = base[0] >= f1_thresholds(oof_truth[0], combined(oof, 0.5, None)[0])
+    print(
+        "| rule | train OOF topics | OOF defence / CT / technology | train OOF tone "
+        "| dev topics | dev defence / CT / technology | dev tone "
+        "| dev topics vs w=0.5 [95% paired CI] |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for label, w, name in rules:
+        oof_topic, oof_tone = combined(oof, w, name)
+        dev_topic, dev_tone = combined(dev, w, name)
+        cut = f1_thresholds(oof_truth[0], oof_topic)
+        per_oof = f1_score(oof_truth[0], oof_topic >= cut, average=None)
+        decided = dev_topic >= cut
+        per_dev = f1_score(dev_truth[0], decided, average=None)
+        low, high = paired_interval(dev_truth[0], base_decided, decided)
+        print(
+            f"| {label} | {per_oof.mean():.3f} | {' / '.join(f'{v:.3f}' for v in per_oof)} "
+            f"| {f1_score(oof_truth[1], oof_tone.argmax(1), average='macro'):.3f} "
+            f"| {per_dev.mean():.3f} | {' / '.join(f'{v:.3f}' for v in per_dev)} "
+            f"| {f1_score(dev_truth[1], dev_tone.argmax(1), average='macro'):.3f} "
+            f"| {per_dev.mean() - f1_score(dev_truth[0], base_decided, average='macro'):+.3f} "
+            f"[{low:+.3f}, {high:+.3f}] |"
+        )
+    print(f"(train {len(oof_truth[1])} texts, {args.folds} folds; dev {len(dev_truth[1])} texts)")
+
+
+if __name__ == "__main__":
+    main()
