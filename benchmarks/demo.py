@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,3 +31,14 @@ def demo_model(model: Path | None, work: Path) -> Path:
         capture_output=True,
     )
     return work / "run" / "model"
+
+
+def train_config(overrides: list[str]) -> Any:
+    """The composed ``conf/train.yaml`` with ``overrides``, as ``python -m train`` sees it."""
+    from hydra import compose, initialize_config_dir
+
+    from train.schema import register
+
+    register()  # the typed schemas the configs' defaults name
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=overrides)

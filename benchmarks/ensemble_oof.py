@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT.parent / "shared" / "data" / "gold"
 sys.path.insert(0, str(ROOT))
 
+from demo import train_config  # noqa: E402
 from threshold_rules import paired_interval  # noqa: E402
 
 
@@ -57,7 +58,6 @@ def f1_thresholds(truth: np.ndarray, topic: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
     from sklearn.metrics import f1_score
@@ -73,15 +73,9 @@ def main() -> None:
     args = parser.parse_args()
     if not (GOLD / "train.jsonl").is_file():
         sys.exit(f"skipped: {GOLD} not found (../shared beside the repository root)")
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                "experiment=gold_ensemble",
-                "~model.members.transformer",
-                "~model.weights.transformer",
-            ],
-        )
+    cfg = train_config(
+        ["experiment=gold_ensemble", "~model.members.transformer", "~model.weights.transformer"]
+    )
     schema = LabelSchema.from_dict(cfg.labels)
     splits = load_splits(cfg.data, schema)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)

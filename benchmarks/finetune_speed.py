@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT.parent / "shared" / "data" / "gold"
 sys.path.insert(0, str(ROOT))
+from demo import train_config  # noqa: E402
 
 CONFIGS = {
     "hour-long preset (full, 4 windows)": [
@@ -64,7 +65,6 @@ def step_clock():
 
 
 def measure(overrides: list[str], steps: int) -> tuple[float, int, int]:
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
     from transformers import Trainer
@@ -72,18 +72,16 @@ def measure(overrides: list[str], steps: int) -> tuple[float, int, int]:
     from infer.schema import LabelSchema
     from train.data import load_splits
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                "data=gold",
-                *overrides,
-                "data.dev=null",
-                "data.test=null",
-                f"model.max_steps={steps + 1}",
-                "model.progress=false",
-            ],
-        )
+    cfg = train_config(
+        [
+            "data=gold",
+            *overrides,
+            "data.dev=null",
+            "data.test=null",
+            f"model.max_steps={steps + 1}",
+            "model.progress=false",
+        ]
+    )
     schema = LabelSchema.from_dict(cfg.labels)
     train = load_splits(cfg.data, schema)["train"]
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)

@@ -122,8 +122,7 @@ def train(kind: str, run: Path, runs: Path, extra: list[str]) -> None:
     if kind == "ensemble":
         # The gold_encoder and gold_transformer runs are the members gold_ensemble would
         # train (same settings, same seed): load them instead of training them again. Its
-        # TF-IDF member keeps the settings it was measured with (no naive Bayes, no lead),
-        # unlike gold_tfidf now, and takes a minute to train: it is trained.
+        # TF-IDF member (gold_tfidf's settings) takes a minute to train: it is trained.
         for member in ("encoder", "transformer"):
             if (runs / member / "model" / "topictone.json").is_file():
                 overrides.append(f"model.members.{member}={runs / member / 'model'}")
