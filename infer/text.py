@@ -68,7 +68,7 @@ def _nfc(text: str) -> str:
 
     Python's quick check is unsure of every text holding a nukta (it composes with three
     letters), and then decomposes and recomposes the whole text: 30 times slower a
-    character, and four Hindi texts in ten have one. Such a text is already NFC when it
+    character, and a third of gold's Hindi texts have one. Such a text is already NFC when it
     is NFC without its nuktas and no nukta composes with the letter before it or is out
     of canonical order with a mark beside it (``tests/test_text.py`` checks these rules
     against every code point)."""

@@ -196,8 +196,9 @@ class CharWbNgrams(HashedNgrams):
 
     def _counts(self, texts: list[str]) -> sp.csr_matrix:
         """Each distinct word's n-grams are hashed and looked up once (a char_wb n-gram
-        never crosses a word), then handed to every occurrence of the word: a batch of
-        headlines holds each word about ten times."""
+        never crosses a word), then handed to every occurrence of the word: a call of
+        2,048 distinct gold headlines holds each word about three times, one of the batch
+        CLI's 512 demo rows about four."""
         # scikit-learn collapses whitespace runs, then splits on them: split() alone
         # gives the same words.
         lower = self.vectorizer.lowercase
