@@ -8,8 +8,8 @@ preset settings) is fitted ``--folds`` times on the other folds of gold train
 then once on all of train to score dev + dev_articles. Each row combines the members'
 raw scores by one rule: either member alone, or the weighted mean of their topic logits
 and of their tone distributions (``w`` is TF-IDF's weight). Topic thresholds are chosen
-for F1 on the out-of-fold train scores and applied unchanged to dev, so the dev columns
-are decided without dev; the last column is the dev difference to the plain mean
+for F1 (the presets' rule) on the out-of-fold train scores and applied unchanged to dev,
+so the dev columns are decided without dev; the last column is the dev difference to the plain mean
 (``w=0.5``) with a paired bootstrap 95% interval. The encoder needs its embeddings cached
 (one ``experiment=gold_encoder`` run); otherwise it embeds train five times over.
 """
@@ -31,30 +31,15 @@ from demo import train_config  # noqa: E402
 from threshold_rules import paired_interval  # noqa: E402
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def combined(scores: dict, w: float | None, name: str | None) -> tuple[np.ndarray, np.ndarray]:
     """One member's scores (``name``) or the weighted mean of both (``w`` for TF-IDF)."""
+    from infer.decision import logit
+
     if name is not None:
         return scores[name]
     (tf_topic, tf_tone), (en_topic, en_tone) = scores["tfidf"], scores["encoder"]
     topic = 1 / (1 + np.exp(-(w * logit(tf_topic) + (1 - w) * logit(en_topic))))
     return topic, w * tf_tone + (1 - w) * en_tone
-
-
-def f1_thresholds(truth: np.ndarray, topic: np.ndarray) -> np.ndarray:
-    from sklearn.metrics import f1_score
-
-    grid = np.linspace(0.02, 0.98, 97)
-    return np.array(
-        [
-            grid[np.argmax([f1_score(truth[:, k], topic[:, k] >= t) for t in grid])]
-            for k in range(truth.shape[1])
-        ]
-    )
 
 
 def main() -> None:
@@ -64,7 +49,7 @@ def main() -> None:
 
     from infer.schema import LabelSchema
     from train.data import load_splits, targets
-    from train.decision import ScoreTree
+    from train.decision import ScoreTree, tune_thresholds
     from train.run import out_of_fold
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -90,6 +75,10 @@ def main() -> None:
     dev_truth = targets(splits["dev"])
     oof = {name: part.raw for name, part in oof_tree.parts.items()}
     dev = {name: part.raw for name, part in dev_tree.parts.items()}
+
+    def f1_thresholds(truth: np.ndarray, topic: np.ndarray) -> np.ndarray:
+        """The presets' F1 rule (``decision.thresholds=f1``), fitted on ``truth`` alone."""
+        return np.array(list(tune_thresholds(schema, topic, truth).values()))
 
     rules = [("tfidf alone", None, "tfidf"), ("encoder alone", None, "encoder")]
     rules += [(f"logit mean, w={w:g}", w, None) for w in args.weights]
