@@ -24,6 +24,9 @@ def test_gold_presets_train_on_gold_and_tune_honestly():
         cfg = compose_train([f"experiment={name}"])
         assert cfg.data.name == "gold", name
         assert cfg.decision.calibrate and cfg.decision.thresholds == "f1", name
+        if cfg.decision.oof_folds:  # run() refuses out-of-fold scores beside extra train data
+            assert not cfg.weak.sources and not cfg.distill.teacher, name
+        assert cfg.decision.use_dev or cfg.decision.oof_folds, name
 
 
 def test_the_transformer_preset_and_the_ensemble_member_are_one_config():

@@ -171,7 +171,7 @@ def test_out_of_fold_train_scores_join_the_fit_and_the_honest_estimate(tmp_path)
     metrics = train_run([*FAST_TFIDF, *fit, "decision.oof_folds=3"], tmp_path / "oof")
     honest = metrics["dev_crossfit"]
     assert honest["fitted_with_oof_train_texts"] == 240  # every demo train text, once
-    assert honest["n"] == 60
+    assert honest["n"] == 60 and honest["fitted_with_dev"] is True
     rows = [json.loads(x) for x in (tmp_path / "oof/predictions/dev_crossfit.jsonl").open()]
     assert len(rows) == 60
     decided = sum(len(r["prediction"]["topics"]) for r in rows)
@@ -184,6 +184,32 @@ def test_out_of_fold_train_scores_join_the_fit_and_the_honest_estimate(tmp_path)
         for run in ("oof", "dev")
     ]
     assert saved[0] != saved[1]
+
+
+def test_decisions_fitted_on_out_of_fold_train_alone_leave_dev_to_measure(tmp_path):
+    import json
+
+    from tests.conftest import FAST_TFIDF, train_run
+
+    fit = ["decision.calibrate=true", "decision.thresholds=f1", "decision.oof_folds=3"]
+    metrics = train_run([*FAST_TFIDF, *fit, "decision.use_dev=false"], tmp_path / "oof")
+    honest, dev = metrics["dev_crossfit"], metrics["dev"]
+    assert honest["fitted_with_oof_train_texts"] == 240 and honest["fitted_with_dev"] is False
+    # Dev took no part in the decisions: the saved model's dev figures are the honest ones.
+    for key in ("topics/macro_f1", "tone/macro_f1", "topics_ece", "tone_ece"):
+        assert honest[key] == pytest.approx(dev[key]), key
+    crossfit, saved = (
+        [json.loads(x)["prediction"] for x in (tmp_path / f"oof/predictions/{n}.jsonl").open()]
+        for n in ("dev_crossfit", "dev")
+    )
+    assert [(p["topics"], p["tone"]) for p in crossfit] == [(p["topics"], p["tone"]) for p in saved]
+
+
+def test_decisions_without_dev_need_out_of_fold_scores(tmp_path):
+    from tests.conftest import FAST_TFIDF, train_run
+
+    with pytest.raises(TopictoneError, match=r"set decision\.oof_folds too"):
+        train_run([*FAST_TFIDF, "decision.use_dev=false"], tmp_path)
 
 
 def test_out_of_fold_needs_models_it_can_train_again(tmp_path):

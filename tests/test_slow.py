@@ -87,11 +87,13 @@ def test_gold_tfidf_matches_the_known_baseline(tmp_path):
 def test_gold_tfidf_preset_keeps_its_honest_figures(tmp_path):
     train_run(["experiment=gold_tfidf", "report=false"], tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    # BENCHMARKS.md (dev + dev_articles): calibration and thresholds cross-fitted 0.822,
-    # tone 0.657 (naive-Bayes topics and the 500-character lead; 0.801 / 0.662 without).
+    # BENCHMARKS.md (dev + dev_articles): calibration and thresholds fitted on out-of-fold
+    # train scores alone 0.836, tone 0.654 (cross-fitted on dev 0.822 / 0.657; 0.801 /
+    # 0.662 without naive-Bayes topics and the 500-character lead).
     honest = metrics["dev_crossfit"]
     assert honest["topics/macro_f1"] > 0.80 and honest["tone/macro_f1"] > 0.62, honest
-    assert metrics["dev"]["topics/macro_f1"] >= honest["topics/macro_f1"]
+    assert not honest["fitted_with_dev"]  # so the saved model's dev figures are the honest ones
+    assert metrics["dev"]["topics/macro_f1"] == pytest.approx(honest["topics/macro_f1"])
 
 
 @needs_gold
@@ -100,7 +102,8 @@ def test_gold_encoder_preset_keeps_its_honest_figures(tmp_path):
     # Embeddings come from the on-disk cache after the first run (minutes before it).
     train_run(["experiment=gold_encoder", "report=false", "model.progress=false"], tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    # BENCHMARKS.md (dev + dev_articles): thresholds cross-fitted 0.846, tone 0.778.
+    # BENCHMARKS.md (dev + dev_articles): decisions fitted on out-of-fold train scores
+    # alone 0.852, tone 0.784.
     honest = metrics["dev_crossfit"]
     assert honest["topics/macro_f1"] > 0.82 and honest["tone/macro_f1"] > 0.75, honest
 

@@ -38,7 +38,7 @@ from train.decision import (
     set_calibrations,
 )
 from train.distill import mix_distilled, teacher_identity
-from train.evaluation import compute_metrics, format_table
+from train.evaluation import compute_metrics, decisions, format_table
 from train.report import write_report
 from train.weak import mix_weak
 
@@ -164,14 +164,16 @@ def fit_decisions(
     oof: tuple[ScoreTree, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Fitted:
     """Calibrate scores and tune thresholds on dev (and ``oof``, out-of-fold scores over
-    train, when given) as configured.
+    train, when given) as configured; with ``decision.use_dev=false`` on ``oof`` alone.
 
     Returns the dev metrics before fitting (``dev_before_fitting``) when anything was
     fitted: the later ``dev`` figures are then optimistic, ``test`` stays honest. And
     ``dev_crossfit``: each dev text decided by calibrations and thresholds fitted without
-    it (on the other dev folds and ``oof``), an honest estimate of what unseen texts get.
+    it (on the other dev folds and ``oof``; on ``oof`` alone when dev is not used, so
+    dev then scores the very decisions saved), an honest estimate of what unseen texts get.
     """
     predictor.thresholds = dict.fromkeys(predictor.schema.topics, float(decision["fixed"]))
+    use_dev = decision.get("use_dev", True) or oof is None  # run() refuses the latter
     if dev is None or (not decision["calibrate"] and decision["thresholds"] == "fixed"):
         return Fitted({})
     before = evaluate_split(predictor, dev).metrics
@@ -181,21 +183,25 @@ def fit_decisions(
         tree = oof[0].concat(tree)
         truth = (np.concatenate([oof[1][0], truth[0]]), np.concatenate([oof[1][1], truth[1]]))
     dev_rows = np.arange(len(truth[1]) - len(dev), len(truth[1]))
-    decided, scores = crossfit_decision(
-        predictor, tree, truth, dev_rows, decision, folds=decision["crossfit_folds"]
-    )
-    every = np.arange(len(truth[1]))
+    fit_rows = np.arange(len(truth[1])) if use_dev else np.arange(dev_rows[0])
+    if use_dev:  # before `auto` is resolved below: the honest folds choose it themselves
+        decided, scores = crossfit_decision(
+            predictor, tree, truth, dev_rows, decision, folds=decision["crossfit_folds"]
+        )
     if decision["calibrate"] and decision.get("calibration") == "auto":
-        methods = choose_methods(predictor, tree, truth, every, decision)
+        methods = choose_methods(predictor, tree, truth, fit_rows, decision)
         print(
             f"decision.calibration=auto chose {methods[0]} for topics, {methods[1]} for tone",
             file=sys.stderr,
             flush=True,
         )
         decision = {**decision, "calibration": methods}
-    calibrations, thresholds, _ = fit_decision(predictor, tree, truth, every, decision)
+    calibrations, thresholds, every = fit_decision(predictor, tree, truth, fit_rows, decision)
     set_calibrations(predictor, calibrations)
     predictor.thresholds = thresholds
+    if not use_dev:  # dev took no part: its figures under the saved decisions are honest
+        scores = (every[0][dev_rows], every[1][dev_rows])
+        decided = decisions(scores[0], predictor.schema, thresholds)
     topic_true, tone_true = targets(dev)
     half = dict.fromkeys(predictor.schema.topics, 0.5)  # decided is 0/1 already
     honest = {
@@ -204,6 +210,7 @@ def fit_decisions(
     }
     if oof is not None:
         honest["fitted_with_oof_train_texts"] = len(oof[1][1])
+    honest["fitted_with_dev"] = bool(use_dev)
     return Fitted({"dev_before_fitting": before, "dev_crossfit": honest}, (decided, scores))
 
 
@@ -237,6 +244,11 @@ def never_predicted(predictor: Predictor, evaluations: dict[str, Evaluation]) ->
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train, evaluate and save everything a run needs to be reproduced; return the metrics."""
+    if not cfg.decision.use_dev and not cfg.decision.oof_folds:
+        raise TopictoneError(
+            "decision.use_dev=false fits the decisions on out-of-fold train scores only: "
+            "set decision.oof_folds too (5, say)"
+        )
     seed_everything(cfg.seed)
     schema = LabelSchema.from_dict(cfg.labels)
     splits = load_splits(cfg.data, schema)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +214,15 @@ class TransformerFitter:
             )
             return {"windows": windows, "length": [sum(len(w) for w in d) for d in windows]}
 
-        return dataset.map(add_windows, batched=True, desc="windows", keep_in_memory=True)
+        # In memory, never cached: a fresh fingerprint spares datasets hashing the closure
+        # (it cannot, and says so in a warning on every run).
+        return dataset.map(
+            add_windows,
+            batched=True,
+            desc="windows",
+            keep_in_memory=True,
+            new_fingerprint=uuid.uuid4().hex,
+        )
 
     def _epochs(self, n_train: int) -> float:
         """``epochs``, raised so that training takes at least ``min_steps`` optimiser steps:
