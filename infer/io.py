@@ -324,10 +324,17 @@ class _ParquetWriter:
 
     The columns are those of the first rows written (every field any of them has: a row
     without one holds null there); a later row with a field outside them is refused
-    with its line, never written without it."""
+    with its line, never written without it. Batches are converted at once (so a bad
+    row is named in its batch) and written ``ROW_GROUP_ROWS`` rows to a row group: the
+    writer keeps every row group's metadata until it closes, so one group per batch of
+    512 made memory grow with the input (BENCHMARKS.md)."""
+
+    ROW_GROUP_ROWS = 4096  # 8 batches of 512: flattest peak of 1, 4k, 8k, 16k, 64k (BENCHMARKS.md)
 
     def __init__(self, path: str, schema: Any = None) -> None:
         self.path, self.schema, self.writer = path, schema, None
+        self.pending: list[Any] = []  # Arrow tables not yet written
+        self.pending_rows = 0
 
     def write(self, rows: list[Row]) -> None:
         import pyarrow as pa
@@ -353,7 +360,18 @@ class _ParquetWriter:
                     "has no column in the Parquet output (its columns come from the first "
                     "rows written); write JSONL, or give the first rows this field",
                 )
-        self.writer.write_table(self._table(pa, rows, self.schema))
+        self.pending.append(self._table(pa, rows, self.schema))
+        self.pending_rows += len(rows)
+        if self.pending_rows >= self.ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self.pending:
+            table = pa.concat_tables(self.pending)
+            self.writer.write_table(table, row_group_size=max(1, len(table)))
+            self.pending, self.pending_rows = [], 0
 
     @staticmethod
     def _table(pa: Any, rows: list[Row], schema: Any) -> Any:
@@ -374,6 +392,7 @@ class _ParquetWriter:
 
     def close(self) -> None:
         if self.writer is not None:
+            self._flush()
             self.writer.close()
 
 

@@ -155,6 +155,22 @@ def test_parquet_writer_keeps_every_field_or_refuses_the_row(tmp_path):
     assert not (tmp_path / "p.parquet").exists()
 
 
+def test_parquet_writer_gathers_batches_into_large_row_groups(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from infer.io import _ParquetWriter
+
+    monkeypatch.setattr(_ParquetWriter, "ROW_GROUP_ROWS", 1000)
+    rows = [{"id": i, "score": i / 7} for i in range(2500)]
+    with open_writer(tmp_path / "o.parquet") as writer:
+        for start in range(0, len(rows), 512):
+            writer.write(rows[start : start + 512])
+    parquet = pq.ParquetFile(tmp_path / "o.parquet")
+    groups = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
+    assert groups == [1024, 1024, 452]  # two batches a group, the rest on close
+    assert parquet.read().to_pylist() == rows
+
+
 def test_input_files_of_a_folder_a_glob_or_a_file(tmp_path):
     folder = tmp_path / "in"
     for name in ("b.jsonl", "sub/a.csv", "sub/c.parquet", ".hidden.jsonl", "_tmp/d.jsonl", "n.txt"):
