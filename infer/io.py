@@ -329,7 +329,7 @@ class _ParquetWriter:
     writer keeps every row group's metadata until it closes, so one group per batch of
     512 made memory grow with the input (BENCHMARKS.md)."""
 
-    ROW_GROUP_ROWS = 4096  # 8 batches of 512: flattest peak of 1, 4k, 8k, 16k, 64k (BENCHMARKS.md)
+    ROW_GROUP_ROWS = 4096  # 8 batches of 512 (benchmarks/parquet_row_groups.py)
 
     def __init__(self, path: str, schema: Any = None) -> None:
         self.path, self.schema, self.writer = path, schema, None
