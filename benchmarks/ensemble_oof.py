@@ -10,8 +10,10 @@ raw scores by one rule: either member alone, or the weighted mean of their topic
 and of their tone distributions (``w`` is TF-IDF's weight). Topic thresholds are chosen
 for F1 (the presets' rule) on the out-of-fold train scores and applied unchanged to dev,
 so the dev columns are decided without dev; the last column is the dev difference to the plain mean
-(``w=0.5``) with a paired bootstrap 95% interval. The encoder needs its embeddings cached
-(one ``experiment=gold_encoder`` run); otherwise it embeds train five times over.
+(``w=0.5``) with a paired bootstrap 95% interval. A second table gives each rule's
+out-of-fold train figures per unit (headline, title + lead, article): 6 times dev's texts,
+so it tells a unit's systematic gap from dev's noise. The encoder needs its embeddings
+cached (one ``experiment=gold_encoder`` run); otherwise it embeds train five times over.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main() -> None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
     from sklearn.metrics import f1_score
+    from sklearn.model_selection import KFold
 
     from infer.schema import LabelSchema
     from train.data import load_splits, targets
@@ -107,6 +110,30 @@ def main() -> None:
             f"[{low:+.3f}, {high:+.3f}] |"
         )
     print(f"(train {len(oof_truth[1])} texts, {args.folds} folds; dev {len(dev_truth[1])} texts)")
+
+    # out_of_fold concatenates the held-out folds in KFold's order: the units in that order
+    train_rows = np.arange(len(splits["train"]))
+    folds = KFold(args.folds, shuffle=True, random_state=cfg.seed).split(train_rows)
+    order = np.concatenate([held for _, held in folds])
+    units = np.array(splits["train"]["unit"])[order]
+    names = sorted(set(units), key=list(units).index)
+    print()
+    print(
+        "| rule | "
+        + " | ".join(f"train OOF topics / tone, {u} (n={(units == u).sum()})" for u in names)
+        + " |"
+    )
+    print("|---|" + "---|" * len(names))
+    for label, w, name in rules:
+        oof_topic, oof_tone = combined(oof, w, name)
+        decided = oof_topic >= f1_thresholds(oof_truth[0], oof_topic)
+        cells = []
+        for unit in names:
+            rows = units == unit
+            topics = f1_score(oof_truth[0][rows], decided[rows], average="macro", zero_division=0)
+            tone = f1_score(oof_truth[1][rows], oof_tone[rows].argmax(1), average="macro")
+            cells.append(f"{topics:.3f} / {tone:.3f}")
+        print(f"| {label} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":
