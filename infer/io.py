@@ -325,16 +325,14 @@ class _ParquetWriter:
     The columns are those of the first rows written (every field any of them has: a row
     without one holds null there); a later row with a field outside them is refused
     with its line, never written without it. Batches are converted at once (so a bad
-    row is named in its batch) and written ``ROW_GROUP_ROWS`` rows to a row group: the
-    writer keeps every row group's metadata until it closes, so one group per batch of
-    512 made memory grow with the input (BENCHMARKS.md)."""
+    row is named in its batch) and written ``ROW_GROUP_ROWS`` rows to a row group: with
+    one group per batch of 512 the writer's memory grew with the input (BENCHMARKS.md)."""
 
     ROW_GROUP_ROWS = 4096  # 8 batches of 512 (benchmarks/parquet_row_groups.py)
 
     def __init__(self, path: str, schema: Any = None) -> None:
         self.path, self.schema, self.writer = path, schema, None
         self.pending: list[Any] = []  # Arrow tables not yet written
-        self.pending_rows = 0
 
     def write(self, rows: list[Row]) -> None:
         import pyarrow as pa
@@ -361,8 +359,7 @@ class _ParquetWriter:
                     "rows written); write JSONL, or give the first rows this field",
                 )
         self.pending.append(self._table(pa, rows, self.schema))
-        self.pending_rows += len(rows)
-        if self.pending_rows >= self.ROW_GROUP_ROWS:
+        if sum(t.num_rows for t in self.pending) >= self.ROW_GROUP_ROWS:
             self._flush()
 
     def _flush(self) -> None:
@@ -370,8 +367,8 @@ class _ParquetWriter:
 
         if self.pending:
             table = pa.concat_tables(self.pending)
-            self.writer.write_table(table, row_group_size=max(1, len(table)))
-            self.pending, self.pending_rows = [], 0
+            self.writer.write_table(table, row_group_size=table.num_rows)
+            self.pending = []
 
     @staticmethod
     def _table(pa: Any, rows: list[Row], schema: Any) -> Any:
