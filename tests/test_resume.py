@@ -45,6 +45,21 @@ def cli_args(model: Path, source: Path, output: Path, *extra: str) -> list[str]:
     ]
 
 
+def kill_part_way(args: list[str], output: Path, env: dict, after_rows: int = 2_000) -> None:
+    """Start the batch run ``args`` and SIGKILL it once its progress record reaches
+    ``after_rows`` rows."""
+    _, record = resume_files(output)
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if record.is_file() and json.loads(record.read_text())["rows"] >= after_rows:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
 @pytest.fixture(scope="module")
 def killed(tfidf_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run into out.jsonl killed with SIGKILL part-way, and the same run uninterrupted."""
@@ -55,21 +70,9 @@ def killed(tfidf_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(
         cli_args(model, source, folder / "whole.jsonl"), env=env, check=True, capture_output=True
     )
-    _, record = resume_files(folder / "out.jsonl")
-    process = subprocess.Popen(
-        cli_args(model, source, folder / "out.jsonl", "resume=true"),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    kill_part_way(
+        cli_args(model, source, folder / "out.jsonl", "resume=true"), folder / "out.jsonl", env
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if record.is_file() and json.loads(record.read_text())["rows"] >= 2_000:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     return folder
 
 

