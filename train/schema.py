@@ -71,6 +71,7 @@ class DataConfig:
     format: Optional[str] = None  # noqa: UP045 (OmegaConf reads typing.Optional)
     fields: FieldsConfig = field(default_factory=FieldsConfig)
     keep: list[str] = field(default_factory=list)
+    unit_balance: float = 0.0  # train rows weighted by their unit's share ** -unit_balance
     missing_hint: Optional[str] = None  # noqa: UP045
     license: Optional[str] = None  # noqa: UP045
     license_name: Optional[str] = None  # noqa: UP045
