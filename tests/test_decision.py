@@ -5,6 +5,7 @@ from infer.decision import Calibration, softmax
 from infer.errors import TopictoneError
 from infer.schema import LabelSchema
 from train.decision import (
+    ScoreTree,
     _softmax_nll,
     crossfit_decisions,
     expected_calibration_error,
@@ -165,7 +166,7 @@ def test_auto_chooses_a_shrink_per_topic_by_cross_fitted_f1():
 def test_out_of_fold_train_scores_join_the_fit_and_the_honest_estimate(tmp_path):
     import json
 
-    from tests.conftest import FAST_TFIDF, train_run
+    from tests.conftest import DEMO, FAST_TFIDF, train_run
 
     fit = ["decision.calibrate=true", "decision.thresholds=f1"]
     metrics = train_run([*FAST_TFIDF, *fit, "decision.oof_folds=3"], tmp_path / "oof")
@@ -184,6 +185,29 @@ def test_out_of_fold_train_scores_join_the_fit_and_the_honest_estimate(tmp_path)
         for run in ("oof", "dev")
     ]
     assert saved[0] != saved[1]
+    # The out-of-fold scores stay in the run folder: every train text once, by id.
+    with np.load(tmp_path / "oof/oof/scores.npz") as scores:
+        assert sorted(scores.files) == ["id", "tone", "tone_true", "topic", "topic_true"]
+        ids = [json.loads(line)["id"] for line in (DEMO / "train.jsonl").open()]
+        assert sorted(scores["id"]) == sorted(ids) and len(set(scores["id"])) == 240
+        assert scores["topic"].shape == (240, 3) and scores["tone"].shape == (240, 3)
+        truth = {r["id"]: r["topics"] for r in map(json.loads, (DEMO / "train.jsonl").open())}
+        first = truth[str(scores["id"][0])]
+        topics = ("defence", "counterterrorism", "technology")
+        assert [t for t, on in zip(topics, scores["topic_true"][0], strict=True) if on] == first
+
+
+def test_score_trees_flatten_by_part():
+    tree = ScoreTree(
+        None,
+        {
+            "a": ScoreTree((np.zeros((2, 2)), np.ones((2, 2)))),
+            "b": ScoreTree(None, {"c": ScoreTree((np.ones((2, 2)), np.zeros((2, 2))))}),
+        },
+    )
+    arrays = tree.arrays()
+    assert sorted(arrays) == ["a/tone", "a/topic", "b/c/tone", "b/c/topic"]
+    assert arrays["b/c/topic"].sum() == 4 and arrays["a/tone"].sum() == 4
 
 
 def test_decisions_fitted_on_out_of_fold_train_alone_leave_dev_to_measure(tmp_path):

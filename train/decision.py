@@ -238,6 +238,16 @@ class ScoreTree:
             return cls(None, {name: cls.of(part, clean) for name, part in parts.items()})
         return cls(predictor.raw_scores_clean(clean))
 
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """The raw scores as flat arrays named by part: ``topic`` and ``tone`` for a
+        model, ``<member>/topic``... for an ensemble's members."""
+        out = {}
+        if self.raw is not None:
+            out[f"{prefix}topic"], out[f"{prefix}tone"] = self.raw
+        for name, part in self.parts.items():
+            out.update(part.arrays(f"{prefix}{name}/"))
+        return out
+
     def concat(self, other: ScoreTree) -> ScoreTree:
         raw = None
         if self.raw is not None and other.raw is not None:

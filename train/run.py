@@ -129,6 +129,9 @@ class Fitted:
     crossfit: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None
 
 
+OOF_SCORES = "scores.npz"  # out-of-fold train scores, beside the folds' work folders
+
+
 def out_of_fold(
     model_cfg: dict[str, Any],
     train: datasets.Dataset,
@@ -138,9 +141,13 @@ def out_of_fold(
     workdir: Path,
 ) -> tuple[ScoreTree, tuple[np.ndarray, np.ndarray]]:
     """Raw scores for every train text from a model fitted on the other folds (the same
-    model config, trained ``folds`` times), and the matching truth."""
+    model config, trained ``folds`` times), and the matching truth.
+
+    They are also saved as ``workdir/scores.npz`` (``OOF_SCORES``): each row's ``id``,
+    the truth and every part's raw scores, so rules that combine or decide can be
+    compared later without training again."""
     tree: ScoreTree | None = None
-    topic_parts, tone_parts = [], []
+    topic_parts, tone_parts, id_parts = [], [], []
     splits = KFold(folds, shuffle=True, random_state=seed).split(np.arange(len(train)))
     for k, (fit_rows, held_rows) in enumerate(splits):
         print(f"out-of-fold scores: fold {k + 1}/{folds}", file=sys.stderr, flush=True)
@@ -153,8 +160,18 @@ def out_of_fold(
         topic_true, tone_true = targets(held)
         topic_parts.append(topic_true)
         tone_parts.append(tone_true)
+        id_parts.append([str(i) for i in held["id"]])
     assert tree is not None
-    return tree, (np.concatenate(topic_parts), np.concatenate(tone_parts))
+    truth = (np.concatenate(topic_parts), np.concatenate(tone_parts))
+    workdir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        workdir / OOF_SCORES,
+        id=np.concatenate(id_parts),
+        topic_true=truth[0],
+        tone_true=truth[1],
+        **tree.arrays(),
+    )
+    return tree, truth
 
 
 def fit_decisions(
