@@ -143,3 +143,5 @@ def test_unit_balance_without_units_is_one_line(tmp_path):
     with pytest.raises(InputError, match=r"data.unit_balance needs each train row's 'unit'"):
         load_splits(cfg, SCHEMA)
     assert "weight" not in load_splits({**cfg, "unit_balance": 0.0}, SCHEMA)["train"].column_names
+    with pytest.raises(InputError, match=r"data.unit_balance must be >= 0, got -1.0"):
+        load_splits({**cfg, "keep": ["unit"], "unit_balance": -1.0}, SCHEMA)
