@@ -124,9 +124,7 @@ def main() -> None:
         oof_window[held], oof_sentence[held] = w[held], s[held]
     full = heads(np.arange(n))
     dev_texts, dev_articles, (dev_true, _) = data["dev"]
-    dev_window, dev_sentence = pooled_logits(
-        encoder, full, dev_texts, dev_articles, args.min_words
-    )
+    dev_window, dev_sentence = pooled_logits(encoder, full, dev_texts, dev_articles, args.min_words)
     seed_window, seed_sentence = pooled_logits(encoder, full, *seed, args.min_words)
 
     rules = [("window", 0.0), ("max", 0.0), ("max", 1.0), ("max", 2.0), ("max", 3.0)]
