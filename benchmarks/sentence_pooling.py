@@ -47,21 +47,20 @@ def sentences(text: str, min_words: int) -> list[str]:
     return out
 
 
-def pooled_logits(encoder, heads: dict, texts: list[str], articles: np.ndarray, min_words: int):
-    """Per text: the window maximum (the preset's rule) and the sentence maximum (NaN for
-    texts that are not articles), topic logits of ``heads``."""
-    weight, bias = heads["topic_weight"], heads["topic_bias"]
-    vectors, owner = encoder.embed_windows(texts)
-    window = np.full((len(texts), len(bias)), -np.inf)
-    np.maximum.at(window, owner, vectors @ weight.T + bias)
+def pooled_logits(model, texts: list[str], articles: np.ndarray, min_words: int):
+    """Per text, topic logits of the encoder predictor ``model``: its own window maximum
+    (the preset's rule) and the maximum over the article's sentences (NaN for texts that
+    are not articles), its head reading each sentence as it reads a window."""
+    window = model.logits_clean(texts)[0]
     pieces, owners = [], []
     for i in np.flatnonzero(articles):
         for sentence in sentences(texts[i], min_words):
-            pieces.append(encoder.prompt + sentence)
+            pieces.append(model.encoder.prompt + sentence)
             owners.append(i)
-    sentence = np.full((len(texts), len(bias)), -np.inf)
+    sentence = np.full_like(window, -np.inf)
     if pieces:
-        np.maximum.at(sentence, np.array(owners), encoder.piece_vectors(pieces) @ weight.T + bias)
+        logits = model.head_logits(model.encoder.piece_vectors(pieces))[0]
+        np.maximum.at(sentence, np.array(owners), logits)
     sentence[~articles] = np.nan
     return window, sentence
 
@@ -85,6 +84,7 @@ def main() -> None:
     from sklearn.model_selection import KFold
 
     from infer.errors import TopictoneError
+    from infer.predictors.encoder import EncoderPredictor
     from infer.schema import LabelSchema
     from infer.text import normalize
     from train.data import load_splits, targets
@@ -114,18 +114,19 @@ def main() -> None:
     texts, articles, (topic_true, tone_true) = data["train"]
     x = encoder.embed(texts)
 
-    def heads(rows: np.ndarray) -> dict:
-        return fitter.fit_heads(x[rows], topic_true[rows], tone_true[rows], n_tones=3)
+    def heads(rows: np.ndarray) -> EncoderPredictor:
+        fitted = fitter.fit_heads(x[rows], topic_true[rows], tone_true[rows], n_tones=3)
+        return EncoderPredictor(schema, encoder, fitted, topic_pooling="max")
 
     n = len(texts)
     oof_window, oof_sentence = np.zeros((n, 3)), np.zeros((n, 3))
     for fit, held in KFold(args.folds, shuffle=True, random_state=cfg.seed).split(np.arange(n)):
-        w, s = pooled_logits(encoder, heads(fit), texts, articles, args.min_words)
+        w, s = pooled_logits(heads(fit), texts, articles, args.min_words)
         oof_window[held], oof_sentence[held] = w[held], s[held]
     full = heads(np.arange(n))
     dev_texts, dev_articles, (dev_true, _) = data["dev"]
-    dev_window, dev_sentence = pooled_logits(encoder, full, dev_texts, dev_articles, args.min_words)
-    seed_window, seed_sentence = pooled_logits(encoder, full, *seed, args.min_words)
+    dev_window, dev_sentence = pooled_logits(full, dev_texts, dev_articles, args.min_words)
+    seed_window, seed_sentence = pooled_logits(full, *seed, args.min_words)
 
     rules = [("window", 0.0), ("max", 0.0), ("max", 1.0), ("max", 2.0), ("max", 3.0)]
     rules += [("mean", 0.25), ("mean", 0.5)]
