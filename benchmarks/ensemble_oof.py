@@ -99,6 +99,8 @@ def main() -> None:
         with np.load(saved) as stored:
             arrays = {key: stored[key] for key in stored.files}
     names = list(predictor.parts())
+    if not names:
+        sys.exit(f"{args.run / 'model'}: a {predictor.kind} model; --run takes an ensemble run")
     oof = {n: (arrays[f"{n}/topic"], arrays[f"{n}/tone"]) for n in names}
     oof_truth = (arrays["topic_true"], arrays["tone_true"])
     dev_tree = ScoreTree.of(predictor, predictor.preprocess(splits["dev"]["text"]))

@@ -113,13 +113,14 @@ def main() -> None:
     seed = ([normalize(SEED.read_text(encoding="utf-8"))], np.array([True]))
     texts, articles, (topic_true, tone_true) = data["train"]
     x = encoder.embed(texts)
+    tones = len(schema.tones)
 
     def heads(rows: np.ndarray) -> EncoderPredictor:
-        fitted = fitter.fit_heads(x[rows], topic_true[rows], tone_true[rows], n_tones=3)
+        fitted = fitter.fit_heads(x[rows], topic_true[rows], tone_true[rows], n_tones=tones)
         return EncoderPredictor(schema, encoder, fitted, topic_pooling="max")
 
     n = len(texts)
-    oof_window, oof_sentence = np.zeros((n, 3)), np.zeros((n, 3))
+    oof_window, oof_sentence = (np.zeros((n, len(schema.topics))) for _ in range(2))
     for fit, held in KFold(args.folds, shuffle=True, random_state=cfg.seed).split(np.arange(n)):
         w, s = pooled_logits(heads(fit), texts, articles, args.min_words)
         oof_window[held], oof_sentence[held] = w[held], s[held]
