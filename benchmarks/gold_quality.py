@@ -4,7 +4,8 @@
 
 Trains ``experiment=gold_<kind>`` for each model into DIR/<kind> (default
 ``runs/gold-quality``; ``--reuse`` reads runs already there; the ensemble loads the
-encoder and transformer runs as its members rather than training them again), then prints a
+encoder and transformer runs there as its members where their model settings are its
+members', rather than training them again: not the one-epoch transformer), then prints a
 Markdown table of topic and tone macro-F1 per model and per ``lang`` / ``unit`` bucket
 (``unit=article`` is dev_articles): at 0.5 thresholds; honest, with a bootstrap 95%
 interval (the run's ``predictions/dev_crossfit.jsonl``: calibration and thresholds
@@ -114,6 +115,24 @@ def bucket_metrics(run: Path) -> list[tuple]:
     return out
 
 
+def same_member(run: Path, member: str, extra: list[str]) -> bool:
+    """Whether ``run`` trained the model ``experiment=gold_ensemble`` would train as its
+    ``member`` (the ensemble's transformer has two epochs, gold_transformer one)."""
+    from demo import train_config
+    from omegaconf import OmegaConf
+
+    if not (run / "model" / "topictone.json").is_file():
+        return False
+    wanted = train_config(["experiment=gold_ensemble", *extra]).model.members[member]
+    saved = OmegaConf.load(run / "config.yaml").model
+
+    def settings(cfg) -> dict:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        return {k: v for k, v in resolved.items() if k != "progress"}
+
+    return settings(wanted) == settings(saved)
+
+
 def train(kind: str, run: Path, runs: Path, extra: list[str]) -> None:
     overrides = [f"experiment=gold_{kind}", f"hydra.run.dir={run}", *extra]
     if kind in ("transformer", "encoder", "distilled"):
@@ -121,11 +140,11 @@ def train(kind: str, run: Path, runs: Path, extra: list[str]) -> None:
     if kind in STUDENTS:
         overrides.append(f"distill.teacher={runs / 'ensemble' / 'model'}")
     if kind == "ensemble":
-        # The gold_encoder and gold_transformer runs are the members gold_ensemble would
-        # train (same settings, same seed): load them instead of training them again. Its
-        # TF-IDF member (gold_tfidf's settings) takes a minute to train: it is trained.
+        # A gold_encoder or gold_transformer run in --runs whose model settings are those
+        # of gold_ensemble's member (same seed too) is loaded instead of trained again.
+        # The TF-IDF member takes a minute to train: it is trained.
         for member in ("encoder", "transformer"):
-            if (runs / member / "model" / "topictone.json").is_file():
+            if same_member(runs / member, member, extra):
                 overrides.append(f"model.members.{member}={runs / member / 'model'}")
     print(f"$ python -m train {' '.join(overrides)}", file=sys.stderr, flush=True)
     subprocess.run(
