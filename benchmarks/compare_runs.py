@@ -44,7 +44,8 @@ def main() -> None:
     for run in args.runs:
         if not (run / "predictions" / "dev.jsonl").is_file():
             sys.exit(f"error: {run}: no predictions/dev.jsonl (not a run folder?)")
-    schema, topic_true, tone_true, base_topics, base_tone, units = honest(args.runs[0])
+    loaded = [honest(run) for run in args.runs]  # each run's predictions read once
+    schema, topic_true, tone_true, base_topics, base_tone, units = loaded[0]
     buckets = sorted(set(units))
 
     def macro(truth, decided) -> float:
@@ -55,8 +56,7 @@ def main() -> None:
         f"| tone vs first [95% paired CI] | {' | '.join(f'{b}: topics / tone' for b in buckets)} |"
     )
     print("|---|---|---|---|---|---|" + "---|" * len(buckets))
-    for run in args.runs:
-        _, truth, tones, topics, tone, run_units = honest(run)
+    for run, (_, truth, tones, topics, tone, run_units) in zip(args.runs, loaded, strict=True):
         same = (truth, tones, run_units), (topic_true, tone_true, units)
         if not all(np.array_equal(a, b) for a, b in zip(*same, strict=True)):
             sys.exit(f"error: {run}: its dev texts differ from {args.runs[0]}'s")
