@@ -117,7 +117,7 @@ def bucket_metrics(run: Path) -> list[tuple]:
 
 def same_member(run: Path, member: str, extra: list[str]) -> bool:
     """Whether ``run`` trained the model ``experiment=gold_ensemble`` would train as its
-    ``member`` (the ensemble's transformer has two epochs, gold_transformer one)."""
+    ``member``: a run of an older preset, or of other settings, is retrained instead."""
     from demo import train_config
     from omegaconf import OmegaConf
 

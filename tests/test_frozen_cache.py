@@ -1,0 +1,134 @@
+"""Frozen lower layers computed once and replayed (``model.cache_frozen``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import tiny_transformer_overrides, train_run  # noqa: E402
+
+from infer.errors import TopictoneError  # noqa: E402
+
+
+def tiny_gemma() -> torch.nn.Module:
+    """embeddinggemma's architecture in miniature: bidirectional attention, sliding and
+    full attention layers interleaved (the layer type is read by position)."""
+    from transformers import AutoModel, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"] * 2,
+        use_bidirectional_attention=True,
+    )
+    torch.manual_seed(0)
+    return AutoModel.from_config(config)
+
+
+def tiny_bert(tiny_backbone) -> torch.nn.Module:
+    from transformers import AutoModel
+
+    from infer.predictors.network import without_pooler
+
+    torch.manual_seed(0)
+    return without_pooler(AutoModel.from_pretrained, tiny_backbone)
+
+
+WINDOWS = [[2, 5, 9, 11, 3, 7, 8, 20, 13, 4], [2, 6, 3], [2, 30, 31, 32, 33, 3]]
+
+
+def loss_and_grads(model, batch, frozen=None, states=None):
+    from contextlib import nullcontext
+
+    model.zero_grad()
+    with nullcontext() if states is None else frozen.replay(states):
+        loss = model(**batch)["loss"]
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return loss.detach(), grads
+
+
+@pytest.mark.parametrize("backbone", ["bert", "gemma"])
+def test_replayed_layers_give_the_same_loss_and_gradients(backbone, tiny_backbone):
+    from infer.predictors.network import TopicToneModel, collate_windows
+    from train.frozen_cache import FrozenLayers
+    from train.transformer import encoder_layers, freeze_bottom_layers
+
+    encoder = tiny_gemma() if backbone == "gemma" else tiny_bert(tiny_backbone)
+    encoder.get_input_embeddings().weight.requires_grad_(False)
+    count = 3 if backbone == "gemma" else 1
+    freeze_bottom_layers(encoder, count, embeddings_frozen=True)
+    model = TopicToneModel(encoder, 3, 3).eval()  # eval: no dropout on either path
+    batch = collate_windows([[w] for w in WINDOWS], pad_id=0)
+    batch |= {
+        "topic_labels": torch.tensor([[1.0, 0, 1], [0, 0, 0], [0, 1, 0]]),
+        "tone_labels": torch.tensor([0, 1, 2]),
+    }
+    frozen = FrozenLayers(encoder, encoder_layers(encoder), count)
+    autocast = torch.autocast("cpu", enabled=False)
+    frozen.check(WINDOWS, 0, autocast)
+    frozen.fill(WINDOWS, 0, batch_size=2, autocast=autocast, progress=False)
+    assert [len(s) for s in frozen.states] == [len(w) for w in WINDOWS]
+    states = frozen.padded([0, 1, 2], batch["input_ids"].shape[1])
+
+    loss, grads = loss_and_grads(model, batch)
+    replayed_loss, replayed_grads = loss_and_grads(model, batch, frozen, states)
+    assert replayed_loss.item() == pytest.approx(loss.item(), rel=1e-5)
+    assert grads.keys() == replayed_grads.keys() and any("encoder" in n for n in grads)
+    for name, grad in grads.items():
+        torch.testing.assert_close(replayed_grads[name], grad, rtol=1e-4, atol=1e-6)
+    # Outside replay the encoder is whole again: its own layers, its own embeddings.
+    assert all(type(layer).__name__ != "_PassThrough" for layer in encoder_layers(encoder))
+    assert model(**batch)["loss"].item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_a_backbone_that_cannot_be_replayed_is_refused(monkeypatch):
+    from train.frozen_cache import FrozenLayers
+    from train.transformer import encoder_layers
+
+    encoder = tiny_gemma()
+    frozen = FrozenLayers(encoder, encoder_layers(encoder), 2)
+    real_lower = FrozenLayers.lower
+    monkeypatch.setattr(FrozenLayers, "lower", lambda self, *a: real_lower(self, *a) * 1.01)
+    with pytest.raises(TopictoneError, match=r"cache_frozen: replaying .* differs"):
+        frozen.check(WINDOWS, 0, torch.autocast("cpu", enabled=False))
+
+
+def test_training_with_cached_frozen_layers(tiny_backbone, tmp_path):
+    """Per-epoch dev batches run the whole network; the saved model is the whole network,
+    its frozen layer untouched and its top layer trained."""
+    from safetensors.torch import load_file
+
+    overrides = [
+        *tiny_transformer_overrides(tiny_backbone),
+        "model.freeze_layers=1",
+        "model.cache_frozen=true",
+        "model.epochs=2",
+    ]
+    metrics = train_run(overrides, tmp_path)
+    assert "dev" in metrics
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert sum("eval_macro_f1" in h for h in history) == 2
+    saved = load_file(tmp_path / "model" / "model.safetensors")
+    initial = load_file(tiny_backbone / "model.safetensors")
+    layer = "encoder.layer.{}.attention.self.query.weight"
+    key = next(k for k in saved if k.endswith(layer.format(0)))
+    torch.testing.assert_close(saved[key], initial[layer.format(0)])
+    top = key.replace("layer.0.", "layer.1.")
+    assert not torch.equal(saved[top], initial[layer.format(1)])
+
+
+def test_caching_needs_frozen_layers(tiny_backbone, tmp_path, cli):
+    overrides = [*tiny_transformer_overrides(tiny_backbone), "model.cache_frozen=true"]
+    result = cli("train", *overrides, f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: model.cache_frozen needs")

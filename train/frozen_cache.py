@@ -1,0 +1,170 @@
+"""The frozen lower layers' output, computed once per training window and replayed.
+
+With the lowest ``count`` layers and the embeddings frozen, each epoch recomputes the
+same lower-layer output for every window, and on a CPU that forward pass is most of a
+step (embeddinggemma with 20 of 24 layers frozen). :class:`FrozenLayers` runs those
+layers once, without gradients, keeps each window's output, and lets later forward
+passes start from it: the frozen layers are swapped for pass-throughs and the
+embedding module for one that returns the stored states. The top layers, their masks
+and position embeddings run unchanged, so the loss and its gradients are those of the
+full network (lower layers without dropout, as at inference). :meth:`check` compares
+the two paths on real windows before training relies on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from infer.errors import TopictoneError
+from infer.predictors.network import collate_windows
+
+
+class _PassThrough(nn.Module):
+    """A layer that returns its input hidden states: the frozen layers' stand-in."""
+
+    def forward(self, hidden_states: torch.Tensor, *_: Any, **__: Any) -> torch.Tensor:
+        return hidden_states
+
+
+class _Replay(nn.Module):
+    """The embedding module's stand-in: returns the stored lower-layer states."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states: torch.Tensor | None = None
+
+    def forward(self, *_: Any, **__: Any) -> torch.Tensor:
+        assert self.states is not None, "replay states are set by FrozenLayers.replay"
+        return self.states
+
+
+def _embedding_child(encoder: nn.Module) -> str:
+    """The name of the encoder's child whose output the first layer reads: BERT's
+    ``embeddings`` (words + positions + layer norm), or the word embeddings (Gemma)."""
+    words = encoder.get_input_embeddings()
+    target = getattr(encoder, "embeddings", None) or words
+    for name, child in encoder.named_children():
+        if child is target:
+            return name
+    raise TopictoneError("model.cache_frozen: the backbone's embedding module was not found")
+
+
+class FrozenLayers:
+    """Computes, stores and replays the output of ``layers[:count]`` of ``encoder``."""
+
+    def __init__(self, encoder: nn.Module, layers: nn.ModuleList, count: int) -> None:
+        self.encoder, self.layers, self.count = encoder, layers, count
+        self.embedding_name = _embedding_child(encoder)
+        self.states: list[torch.Tensor] = []  # one (tokens, hidden) tensor per window
+
+    @contextmanager
+    def _swapped(self, positions: Sequence[int], replay: _Replay | None = None) -> Iterator[None]:
+        originals = {i: self.layers[i] for i in positions}
+        embedding = getattr(self.encoder, self.embedding_name)
+        try:
+            for i in positions:
+                self.layers[i] = _PassThrough()
+            if replay is not None:
+                setattr(self.encoder, self.embedding_name, replay)
+            yield
+        finally:
+            for i, layer in originals.items():
+                self.layers[i] = layer
+            setattr(self.encoder, self.embedding_name, embedding)
+
+    @contextmanager
+    def _inference(self, autocast: torch.autocast) -> Iterator[None]:
+        """No gradients, eval mode (no dropout), the training run's autocast."""
+        training = self.encoder.training
+        self.encoder.eval()
+        try:
+            with torch.no_grad(), autocast:
+                yield
+        finally:
+            self.encoder.train(training)
+
+    def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The frozen layers' output for one padded batch (the upper layers skipped)."""
+        captured: list[torch.Tensor] = []
+
+        def keep(_: nn.Module, __: Any, output: Any) -> None:
+            captured.append(output[0] if isinstance(output, tuple) else output)
+
+        hook = self.layers[self.count - 1].register_forward_hook(keep)
+        try:
+            with self._swapped(range(self.count, len(self.layers))):
+                self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        finally:
+            hook.remove()
+        return captured[0]
+
+    @contextmanager
+    def replay(self, states: torch.Tensor) -> Iterator[None]:
+        """Inside, the encoder starts from ``states`` (lower layers' output, padded as the
+        batch's ``input_ids``) and runs only the upper layers."""
+        replay = _Replay()
+        replay.states = states
+        with self._swapped(range(self.count), replay):
+            yield
+
+    def fill(
+        self,
+        windows: Sequence[list[int]],
+        pad_id: int,
+        batch_size: int,
+        autocast: torch.autocast,
+        progress: bool = True,
+    ) -> FrozenLayers:
+        """Store the lower-layer output of every window (windows of similar length batched
+        together, no gradients, eval mode)."""
+        from tqdm.auto import tqdm
+
+        device = next(self.encoder.parameters()).device
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        self.states = [torch.empty(0)] * len(windows)
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        with self._inference(autocast):
+            for batch in tqdm(batches, desc="frozen layers", unit="batch", disable=not progress):
+                padded = collate_windows([[windows[i]] for i in batch], pad_id)
+                out = self.lower(
+                    padded["input_ids"].to(device), padded["attention_mask"].to(device)
+                )
+                for row, i in enumerate(batch):  # a copy: not a view of the whole batch
+                    self.states[i] = out[row, : len(windows[i])].to("cpu", copy=True)
+        return self
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.numel() * s.element_size() for s in self.states)
+
+    def padded(self, rows: Sequence[int], width: int) -> torch.Tensor:
+        """The stored states of windows ``rows`` as one batch, zero-padded to ``width``."""
+        first = self.states[rows[0]]
+        out = first.new_zeros((len(rows), width, first.shape[-1]))
+        for k, i in enumerate(rows):
+            out[k, : len(self.states[i])] = self.states[i]
+        return out
+
+    def check(self, windows: Sequence[list[int]], pad_id: int, autocast: torch.autocast) -> None:
+        """Replaying must reproduce the full encoder on real windows; a backbone whose
+        layers cannot be swapped this way fails here, not silently in training."""
+        device = next(self.encoder.parameters()).device
+        batch = collate_windows([[w] for w in windows], pad_id)
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        with self._inference(autocast):
+            full = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            with self.replay(self.lower(ids, mask)):
+                replayed = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        real = mask.bool()
+        gap = (full[real].float() - replayed[real].float()).abs().max().item()
+        scale = full[real].float().abs().max().item()
+        if not gap <= 1e-3 * max(scale, 1.0):
+            raise TopictoneError(
+                f"model.cache_frozen: replaying the frozen layers of this backbone differs from "
+                f"running it (max difference {gap:.3g}); set model.cache_frozen=false"
+            )
