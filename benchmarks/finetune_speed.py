@@ -50,11 +50,11 @@ CONFIGS = {
         "model.bf16=true",
         "model.freeze_layers=8",
     ],
-    "embeddinggemma preset (20 of 24 layers frozen)": ["model=transformer_gemma"],
-    "embeddinggemma preset, frozen layers cached": [
+    "embeddinggemma, 20 of 24 layers frozen, run every step": [
         "model=transformer_gemma",
-        "model.cache_frozen=true",
+        "model.cache_frozen=false",
     ],
+    "embeddinggemma preset, frozen layers run once": ["model=transformer_gemma"],
 }
 
 
