@@ -78,7 +78,9 @@ def test_replayed_layers_give_the_same_loss_and_gradients(backbone, tiny_backbon
     frozen.check(WINDOWS, 0, autocast)
     frozen.fill(WINDOWS, 0, batch_size=2, autocast=autocast, progress=False)
     assert [len(s) for s in frozen.states] == [len(w) for w in WINDOWS]
-    states = frozen.padded([0, 1, 2], batch["input_ids"].shape[1])
+    states = frozen.padded([0, 1, 2], [len(w) for w in WINDOWS])
+    with pytest.raises(TopictoneError, match="stored windows of"):
+        frozen.padded([1, 0, 2], [len(w) for w in WINDOWS])
 
     loss, grads = loss_and_grads(model, batch)
     replayed_loss, replayed_grads = loss_and_grads(model, batch, frozen, states)

@@ -142,12 +142,18 @@ class FrozenLayers:
     def nbytes(self) -> int:
         return sum(s.numel() * s.element_size() for s in self.states)
 
-    def padded(self, rows: Sequence[int], width: int) -> torch.Tensor:
-        """The stored states of windows ``rows`` as one batch, zero-padded to ``width``."""
+    def padded(self, rows: Sequence[int], lengths: Sequence[int]) -> torch.Tensor:
+        """The stored states of windows ``rows`` as one batch, zero-padded to the longest;
+        ``lengths`` are the batch's windows, which the stored ones must match."""
+        stored = [len(self.states[i]) for i in rows]
+        if stored != list(lengths):
+            raise TopictoneError(
+                f"model.cache_frozen: stored windows of {stored} tokens for a batch of {lengths}"
+            )
         first = self.states[rows[0]]
-        out = first.new_zeros((len(rows), width, first.shape[-1]))
+        out = first.new_zeros((len(rows), max(lengths), first.shape[-1]))
         for k, i in enumerate(rows):
-            out[k, : len(self.states[i])] = self.states[i]
+            out[k, : stored[k]] = self.states[i]
         return out
 
     def check(self, windows: Sequence[list[int]], pad_id: int, autocast: torch.autocast) -> None:

@@ -56,7 +56,8 @@ class WindowCollator:
         batch = collate_windows([f["windows"] for f in features], self.pad_id)
         if self.frozen is not None and "frozen_rows" in features[0]:
             rows = [r for f in features for r in f["frozen_rows"]]
-            batch["frozen_states"] = self.frozen.padded(rows, batch["input_ids"].shape[1])
+            lengths = [len(w) for f in features for w in f["windows"]]
+            batch["frozen_states"] = self.frozen.padded(rows, lengths)
         if "topics_soft" in features[0]:  # distillation: a teacher's probabilities
             batch["topic_labels"] = torch.tensor([f["topics_soft"] for f in features])
             batch["tone_labels"] = torch.tensor([f["tone_soft"] for f in features])
