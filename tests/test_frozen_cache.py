@@ -9,29 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import tiny_transformer_overrides, train_run  # noqa: E402
+from tiny_backbone import tiny_gemma  # noqa: E402
 
 from infer.errors import TopictoneError  # noqa: E402
-
-
-def tiny_gemma() -> torch.nn.Module:
-    """embeddinggemma's architecture in miniature: bidirectional attention, sliding and
-    full attention layers interleaved (the layer type is read by position)."""
-    from transformers import AutoModel, Gemma3TextConfig
-
-    config = Gemma3TextConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=8,
-        sliding_window=4,
-        layer_types=["sliding_attention", "full_attention"] * 2,
-        use_bidirectional_attention=True,
-    )
-    torch.manual_seed(0)
-    return AutoModel.from_config(config)
 
 
 def tiny_bert(tiny_backbone) -> torch.nn.Module:

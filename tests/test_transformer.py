@@ -301,20 +301,11 @@ def test_bfloat16_inference_stays_close_to_float32(transformer_run):
 
 def test_gemma_style_layer_stacks_freeze_from_the_bottom():
     """embeddinggemma keeps its layers in ``layers`` (not BERT's ``encoder.layer``)."""
-    from transformers import AutoModel, Gemma3TextConfig
+    from tiny_backbone import tiny_gemma
 
     from train.transformer import freeze_bottom_layers
 
-    config = Gemma3TextConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=8,
-    )
-    encoder = AutoModel.from_config(config)
+    encoder = tiny_gemma()
     encoder.get_input_embeddings().weight.requires_grad_(False)
     freeze_bottom_layers(encoder, 3, embeddings_frozen=True)
     trainable = {n.split(".")[1] for n, p in encoder.named_parameters() if p.requires_grad}

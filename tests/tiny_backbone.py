@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
 
@@ -56,3 +57,25 @@ def build_tiny_backbone(folder: Path, vocab_size: int = 2000) -> Path:
     BertModel(config, add_pooling_layer=False).save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
+
+
+def tiny_gemma(num_hidden_layers: int = 4) -> Any:
+    """embeddinggemma's architecture in miniature, random: layers in ``layers``,
+    bidirectional attention, sliding and full attention layers interleaved."""
+    import torch
+    from transformers import AutoModel, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"] * (num_hidden_layers // 2),
+        use_bidirectional_attention=True,
+    )
+    torch.manual_seed(0)
+    return AutoModel.from_config(config)

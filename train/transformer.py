@@ -105,26 +105,19 @@ class ReplayingModel(torch.nn.Module):
     """The network as training calls it: batches that carry ``frozen_states`` start from
     them (:class:`FrozenLayers`); the others, such as dev batches, run it whole."""
 
+    accepts_loss_kwargs = False  # Trainer: pass the batch only, no num_items_in_batch
+
     def __init__(self, model: TopicToneModel, frozen: FrozenLayers) -> None:
         super().__init__()
         self.model, self.frozen = model, frozen
 
-    def forward(  # the network's arguments, spelled out: Trainer reads this signature
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        doc_index: torch.Tensor,
-        topic_labels: torch.Tensor | None = None,
-        tone_labels: torch.Tensor | None = None,
-        topic_weight: torch.Tensor | None = None,
-        tone_weight: torch.Tensor | None = None,
-        frozen_states: torch.Tensor | None = None,
+    def forward(
+        self, frozen_states: torch.Tensor | None = None, **batch: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        args = (input_ids, attention_mask, doc_index, topic_labels, tone_labels)
         if frozen_states is None:
-            return self.model(*args, topic_weight, tone_weight)
+            return self.model(**batch)
         with self.frozen.replay(frozen_states):
-            return self.model(*args, topic_weight, tone_weight)
+            return self.model(**batch)
 
 
 class TransformerFitter:
