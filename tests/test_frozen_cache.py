@@ -114,3 +114,18 @@ def test_caching_needs_frozen_layers(tiny_backbone, tmp_path, cli):
     result = cli("train", *overrides, f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("error: model.cache_frozen needs")
+
+
+def test_an_output_that_would_not_fit_in_memory_is_refused(monkeypatch):
+    from train import frozen_cache
+    from train.frozen_cache import FrozenLayers
+    from train.transformer import encoder_layers
+
+    encoder = tiny_gemma()
+    frozen = FrozenLayers(encoder, encoder_layers(encoder), 2)
+    needed = sum(map(len, WINDOWS)) * 16 * 4
+    monkeypatch.setattr(frozen_cache, "free_memory", lambda: 2 * needed - 2)
+    with pytest.raises(TopictoneError, match=r"would take 0\.0 GiB, more than half"):
+        frozen.fill(WINDOWS, 0, 2, torch.autocast("cpu", enabled=False), progress=False)
+    monkeypatch.setattr(frozen_cache, "free_memory", lambda: 2 * needed)
+    frozen.fill(WINDOWS, 0, 2, torch.autocast("cpu", enabled=False), progress=False)

@@ -13,6 +13,7 @@ the two paths on real windows before training relies on it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -34,13 +35,28 @@ class _PassThrough(nn.Module):
 class _Replay(nn.Module):
     """The embedding module's stand-in: returns the stored lower-layer states."""
 
-    def __init__(self) -> None:
+    def __init__(self, states: torch.Tensor) -> None:
         super().__init__()
-        self.states: torch.Tensor | None = None
+        self.states = states
 
     def forward(self, *_: Any, **__: Any) -> torch.Tensor:
-        assert self.states is not None, "replay states are set by FrozenLayers.replay"
         return self.states
+
+
+def free_memory() -> int | None:
+    """Bytes of memory available now without swapping (Linux: MemAvailable, which counts
+    the page cache the kernel can drop), else None where the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _embedding_child(encoder: nn.Module) -> str:
@@ -107,9 +123,7 @@ class FrozenLayers:
     def replay(self, states: torch.Tensor) -> Iterator[None]:
         """Inside, the encoder starts from ``states`` (lower layers' output, padded as the
         batch's ``input_ids``) and runs only the upper layers."""
-        replay = _Replay()
-        replay.states = states
-        with self._swapped(range(self.count), replay):
+        with self._swapped(range(self.count), _Replay(states)):
             yield
 
     def fill(
@@ -124,6 +138,15 @@ class FrozenLayers:
         together, no gradients, eval mode)."""
         from tqdm.auto import tqdm
 
+        hidden = self.encoder.config.hidden_size
+        needed, free = sum(map(len, windows)) * hidden * 4, free_memory()  # float32 states
+        if free is not None and needed > free // 2:
+            raise TopictoneError(
+                f"model.cache_frozen: the frozen layers' output for {len(windows)} training "
+                f"windows would take {needed / 2**30:.1f} GiB, more than half the "
+                f"{free / 2**30:.1f} GiB free; set model.cache_frozen=false, or train on "
+                "fewer windows (model.train_max_windows)"
+            )
         device = next(self.encoder.parameters()).device
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         self.states = [torch.empty(0)] * len(windows)
