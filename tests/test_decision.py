@@ -243,6 +243,63 @@ def test_out_of_fold_needs_models_it_can_train_again(tmp_path):
         train_run([*FAST_TFIDF, "weak=public", "decision.oof_folds=3"], tmp_path)
 
 
+def test_a_held_out_slice_of_train_joins_the_fit_without_training_again(tmp_path):
+    import json
+    from collections import Counter
+
+    from tests.conftest import DEMO, FAST_TFIDF, train_run
+
+    fit = ["decision.calibrate=true", "decision.thresholds=f1", "decision.holdout=0.25"]
+    metrics = train_run([*FAST_TFIDF, *fit], tmp_path / "held")
+    honest = metrics["dev_crossfit"]
+    assert honest["fitted_with_holdout_train_texts"] == 60 and honest["fitted_with_dev"] is True
+    rows = {r["id"]: r for r in map(json.loads, (DEMO / "train.jsonl").open())}
+    with np.load(tmp_path / "held/holdout/scores.npz") as scores:
+        held = [str(i) for i in scores["id"]]
+        assert scores["topic"].shape == (60, 3) and len(set(held)) == 60 and set(held) <= set(rows)
+    # The model trained on the other 180: its card counts them, and every unit is held out
+    # in proportion.
+    card = (tmp_path / "held/model/README.md").read_text(encoding="utf-8").splitlines()
+    tones = [
+        int(line.split("|")[2])
+        for line in card
+        if line.split("|")[1:2] in ([" positive "], [" neutral "], [" negative "])
+    ]
+    assert sum(tones) == 180, tones
+    units = Counter(r["unit"] for r in rows.values())
+    held_units = Counter(rows[i]["unit"] for i in held)
+    assert all(abs(held_units[u] - n / 4) <= 1 for u, n in units.items()), (held_units, units)
+    # Fitted on the held-out texts alone, the decisions leave dev to measure them.
+    alone = train_run([*FAST_TFIDF, *fit, "decision.use_dev=false"], tmp_path / "alone")
+    assert alone["dev_crossfit"]["fitted_with_dev"] is False
+    assert alone["dev_crossfit"]["topics/macro_f1"] == pytest.approx(
+        alone["dev"]["topics/macro_f1"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["decision.holdout=1.5"], "decision.holdout must lie between 0 and 1"),
+        (["decision.holdout=0.2", "decision.oof_folds=3"], "set one of them to 0"),
+    ],
+)
+def test_holdout_settings_that_cannot_work(overrides, message, tmp_path):
+    from tests.conftest import FAST_TFIDF, train_run
+
+    with pytest.raises(TopictoneError, match=message):
+        train_run([*FAST_TFIDF, *overrides], tmp_path)
+
+
+def test_decisions_on_unseen_train_texts_need_every_member_trained_here(tfidf_run, tmp_path):
+    from tests.conftest import train_run
+
+    loaded = ["model=ensemble", f"model.members.tfidf={tfidf_run / 'model'}"]
+    for extra in ("decision.holdout=0.2", "decision.oof_folds=3"):
+        with pytest.raises(TopictoneError, match="a member loaded from a folder"):
+            train_run([*loaded, extra], tmp_path)  # refused before any member trains
+
+
 class ScoresOnly:
     """The part of a predictor the decision fitting uses: a schema, no parts."""
 

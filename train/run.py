@@ -14,7 +14,7 @@ import datasets
 import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from sklearn.model_selection import KFold
+from sklearn.model_selection import KFold, train_test_split
 from sklearn.utils._param_validation import InvalidParameterError
 
 from infer.artifact import package_versions, save_model, sha256
@@ -163,14 +163,48 @@ def out_of_fold(
         id_parts.append([str(i) for i in held["id"]])
     assert tree is not None
     truth = (np.concatenate(topic_parts), np.concatenate(tone_parts))
+    save_scores(workdir, np.concatenate(id_parts), truth, tree)
+    return tree, truth
+
+
+def save_scores(
+    workdir: Path, ids: np.ndarray, truth: tuple[np.ndarray, np.ndarray], tree: ScoreTree
+) -> None:
+    """``workdir/scores.npz``: each row's id, its truth and every part's raw scores."""
     workdir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        workdir / OOF_SCORES,
-        id=np.concatenate(id_parts),
-        topic_true=truth[0],
-        tone_true=truth[1],
-        **tree.arrays(),
+        workdir / OOF_SCORES, id=ids, topic_true=truth[0], tone_true=truth[1], **tree.arrays()
     )
+
+
+def split_holdout(
+    train: datasets.Dataset, share: float, seed: int
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """``share`` of train, kept out of training to fit the decisions on (in proportion
+    per ``unit`` where the data has that column, so every length bucket is in it)."""
+    if not 0.0 < share < 1.0:
+        raise TopictoneError(f"decision.holdout must lie between 0 and 1, got {share}")
+    units = train["unit"] if "unit" in train.column_names else None
+    try:
+        kept, held = train_test_split(
+            np.arange(len(train)), test_size=share, random_state=seed, stratify=units
+        )
+    except ValueError:  # a unit with a single text, or too few texts to split
+        kept, held = train_test_split(np.arange(len(train)), test_size=share, random_state=seed)
+    return train.select(np.sort(kept)), train.select(np.sort(held))
+
+
+def holdout_scores(
+    predictor: Predictor, held: datasets.Dataset, workdir: Path
+) -> tuple[ScoreTree, tuple[np.ndarray, np.ndarray]]:
+    """Raw scores of the held-out train texts by the model trained without them (saved
+    like the out-of-fold ones), and their truth."""
+    print(
+        f"decision.holdout: scoring {len(held)} held-out train texts", file=sys.stderr, flush=True
+    )
+    tree = ScoreTree.of(predictor, predictor.preprocess(held["text"]))
+    truth = targets(held)
+    save_scores(workdir, np.asarray([str(i) for i in held["id"]]), truth, tree)
     return tree, truth
 
 
@@ -179,9 +213,11 @@ def fit_decisions(
     dev: datasets.Dataset | None,
     decision: dict[str, Any],
     oof: tuple[ScoreTree, tuple[np.ndarray, np.ndarray]] | None = None,
+    source: str = "oof",
 ) -> Fitted:
-    """Calibrate scores and tune thresholds on dev (and ``oof``, out-of-fold scores over
-    train, when given) as configured; with ``decision.use_dev=false`` on ``oof`` alone.
+    """Calibrate scores and tune thresholds on dev (and ``oof``, scores of train texts the
+    model did not train on, when given: out-of-fold, or a held-out slice as ``source``
+    says) as configured; with ``decision.use_dev=false`` on ``oof`` alone.
 
     Returns the dev metrics before fitting (``dev_before_fitting``) when anything was
     fitted: the later ``dev`` figures are then optimistic, ``test`` stays honest. And
@@ -226,7 +262,7 @@ def fit_decisions(
         **calibration_errors(predictor.schema, scores, topic_true, tone_true),
     }
     if oof is not None:
-        honest["fitted_with_oof_train_texts"] = len(oof[1][1])
+        honest[f"fitted_with_{source}_train_texts"] = len(oof[1][1])
     honest["fitted_with_dev"] = bool(use_dev)
     return Fitted({"dev_before_fitting": before, "dev_crossfit": honest}, (decided, scores))
 
@@ -261,10 +297,15 @@ def never_predicted(predictor: Predictor, evaluations: dict[str, Evaluation]) ->
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train, evaluate and save everything a run needs to be reproduced; return the metrics."""
-    if not cfg.decision.use_dev and not cfg.decision.oof_folds:
+    if not cfg.decision.use_dev and not (cfg.decision.oof_folds or cfg.decision.holdout):
         raise TopictoneError(
-            "decision.use_dev=false fits the decisions on out-of-fold train scores only: "
-            "set decision.oof_folds too (5, say)"
+            "decision.use_dev=false fits the decisions on train texts the model did not "
+            "train on: set decision.oof_folds too (5, say) or decision.holdout (0.2, say)"
+        )
+    if cfg.decision.oof_folds and cfg.decision.holdout:
+        raise TopictoneError(
+            "decision.oof_folds and decision.holdout are two ways to score unseen train "
+            "texts: set one of them to 0"
         )
     seed_everything(cfg.seed)
     schema = LabelSchema.from_dict(cfg.labels)
@@ -273,6 +314,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     overlap = train_overlap(splits, cfg.checks.max_overlap)
     if any(overlap.values()):
         print(f"note: texts also in train: {overlap}", file=sys.stderr, flush=True)
+    held = None
+    if cfg.decision.holdout:  # before weak or distilled rows join: held-out texts are gold
+        splits["train"], held = split_holdout(splits["train"], cfg.decision.holdout, cfg.seed)
     every_text = [text for split in splits.values() for text in split["text"]]
     if cfg.weak.sources:
         splits["train"] = mix_weak(splits["train"], cfg.weak.sources, schema, every_text, cfg.seed)
@@ -283,29 +327,31 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         )
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)  # nested members too
     fitter = instantiate({k: v for k, v in model_cfg.items() if k != "kind"})
+    if (cfg.decision.oof_folds or held is not None) and not getattr(fitter, "refits", True):
+        raise TopictoneError(
+            "decision.oof_folds and decision.holdout: every part of the model must be "
+            "trained in this run (a member loaded from a folder has seen all of train)"
+        )
+    if cfg.decision.oof_folds and (cfg.weak.sources or cfg.distill.teacher):
+        raise TopictoneError(
+            "decision.oof_folds: out-of-fold scores are for gold train only; "
+            "turn weak and distill off or set decision.oof_folds=0"
+        )
     try:
         fitter.fit(splits["train"], schema, dev=splits.get("dev"), workdir=run_dir / "checkpoints")
     except InvalidParameterError as err:  # a mistyped model.* override, found by scikit-learn
         raise TopictoneError(f"model settings: {err}") from None
     predictor: Predictor = fitter.predictor_
 
-    oof = None
+    oof, source = None, "oof"
     if cfg.decision.oof_folds:
-        if cfg.weak.sources or cfg.distill.teacher:
-            raise TopictoneError(
-                "decision.oof_folds: out-of-fold scores are for gold train only; "
-                "turn weak and distill off or set decision.oof_folds=0"
-            )
-        if not getattr(fitter, "refits", True):
-            raise TopictoneError(
-                "decision.oof_folds: every part of the model must be trained in this run "
-                "(a member loaded from a folder has seen all of train)"
-            )
         oof = out_of_fold(
             model_cfg, splits["train"], schema, cfg.decision.oof_folds, cfg.seed, run_dir / "oof"
         )
+    if held is not None:
+        oof, source = holdout_scores(predictor, held, run_dir / "holdout"), "holdout"
     decision = OmegaConf.to_container(cfg.decision, resolve=True, enum_to_str=True)
-    fitted = fit_decisions(predictor, splits.get("dev"), decision, oof)
+    fitted = fit_decisions(predictor, splits.get("dev"), decision, oof, source)
     metrics = fitted.metrics
     if fitted.crossfit is not None:
         write_predictions(

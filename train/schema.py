@@ -40,6 +40,7 @@ class DecisionConfig:
     calibrate: bool = False
     calibration: Calibration = Calibration.platt
     oof_folds: int = 0
+    holdout: float = 0.0
     use_dev: bool = True
     thresholds: Thresholds = Thresholds.fixed
     shrink: float = 0.0
