@@ -62,16 +62,7 @@ def main() -> None:
     predictor = infer.load(args.run / "model")
     configured = OmegaConf.to_container(OmegaConf.load(args.run / "config.yaml").decision)
 
-    def tree_of(scores: dict[str, np.ndarray], prefix: str = "") -> ScoreTree:
-        """The saved flat arrays (``ScoreTree.arrays``) as a tree again."""
-        if f"{prefix}topic" in scores:
-            return ScoreTree((scores[f"{prefix}topic"], scores[f"{prefix}tone"]))
-        names = sorted({k[len(prefix) :].split("/")[0] for k in scores if k.startswith(prefix)})
-        return ScoreTree(None, {n: tree_of(scores, f"{prefix}{n}/") for n in names})
-
-    held_tree = tree_of(
-        {k: v for k, v in arrays.items() if k not in ("id", "topic_true", "tone_true")}
-    )
+    held_tree = ScoreTree.from_arrays(arrays)
     seeded = SEED.is_file()  # the seed example rides along as the last row, never fitted on
     texts = [*dev["text"], *([SEED.read_text(encoding="utf-8")] if seeded else [])]
     tree = held_tree.concat(ScoreTree.of(predictor, predictor.preprocess(texts)))
@@ -85,29 +76,25 @@ def main() -> None:
         np.concatenate([arrays["tone_true"], dev_truth[1], np.zeros(extra, int)]),
     )
     held_rows, dev_rows = np.arange(n_held), np.arange(n_held, n_held + n_dev)
-    sources = {
-        "dev alone": (np.zeros(0, dtype=int), dev_rows),
-        f"train slice ({n_held}) + dev": (held_rows, dev_rows),
-        f"train slice ({n_held}) alone": (held_rows, None),
+    sources = {  # the rows always fitted on, and whether dev folds join them
+        "dev alone": (np.zeros(0, dtype=int), True),
+        f"train slice ({n_held}) + dev": (held_rows, True),
+        f"train slice ({n_held}) alone": (held_rows, False),
     }
 
     results = []
     for rule in args.rules:
         decision = {**configured, "thresholds": rule}
-        for name, (always, crossfit) in sources.items():
-            fit_rows = np.concatenate([always, dev_rows if crossfit is not None else []]).astype(
-                int
-            )
+        for name, (always, with_dev) in sources.items():
+            fit_rows = np.concatenate([always, dev_rows]) if with_dev else always
             _, thresholds, every = fit_decision(predictor, tree, truth, fit_rows, decision)
-            if crossfit is None:
-                decided, tone = (
-                    decisions(every[0][dev_rows], schema, thresholds),
-                    every[1][dev_rows],
-                )
-            else:
+            if with_dev:  # each dev fold decided by a fit without it
                 decided, (_, tone) = crossfit_decision(
                     predictor, tree, truth, dev_rows, decision, always=always
                 )
+            else:
+                decided = decisions(every[0][dev_rows], schema, thresholds)
+                tone = every[1][dev_rows]
             seed = ""
             if seeded:
                 on = decisions(every[0][-1:], schema, thresholds)[0]

@@ -208,6 +208,9 @@ def test_score_trees_flatten_by_part():
     arrays = tree.arrays()
     assert sorted(arrays) == ["a/tone", "a/topic", "b/c/tone", "b/c/topic"]
     assert arrays["b/c/topic"].sum() == 4 and arrays["a/tone"].sum() == 4
+    again = ScoreTree.from_arrays({**arrays, "id": np.arange(2), "topic_true": np.ones(2)})
+    assert again.arrays().keys() == arrays.keys()
+    assert all((again.arrays()[k] == v).all() for k, v in arrays.items())
 
 
 def test_decisions_fitted_on_out_of_fold_train_alone_leave_dev_to_measure(tmp_path):

@@ -238,6 +238,20 @@ class ScoreTree:
             return cls(None, {name: cls.of(part, clean) for name, part in parts.items()})
         return cls(predictor.raw_scores_clean(clean))
 
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "") -> ScoreTree:
+        """The tree that :meth:`arrays` flattened (other keys, such as ``id``, are ignored)."""
+        if f"{prefix}topic" in arrays:
+            return cls((arrays[f"{prefix}topic"], arrays[f"{prefix}tone"]))
+        names = sorted(
+            {
+                k[len(prefix) :].split("/")[0]
+                for k in arrays
+                if k.startswith(prefix) and "/" in k[len(prefix) :]
+            }
+        )
+        return cls(None, {n: cls.from_arrays(arrays, f"{prefix}{n}/") for n in names})
+
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         """The raw scores as flat arrays named by part: ``topic`` and ``tone`` for a
         model, ``<member>/topic``... for an ensemble's members."""

@@ -310,14 +310,15 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     seed_everything(cfg.seed)
     schema = LabelSchema.from_dict(cfg.labels)
     splits = load_splits(cfg.data, schema)
-    check_label_counts(splits["train"], schema, cfg.checks.min_examples)
     overlap = train_overlap(splits, cfg.checks.max_overlap)
     if any(overlap.values()):
         print(f"note: texts also in train: {overlap}", file=sys.stderr, flush=True)
+    # Every gold text, the held-out ones too: weak and distilled pools must repeat none.
+    every_text = [text for split in splits.values() for text in split["text"]]
     held = None
     if cfg.decision.holdout:  # before weak or distilled rows join: held-out texts are gold
         splits["train"], held = split_holdout(splits["train"], cfg.decision.holdout, cfg.seed)
-    every_text = [text for split in splits.values() for text in split["text"]]
+    check_label_counts(splits["train"], schema, cfg.checks.min_examples)  # what is trained on
     if cfg.weak.sources:
         splits["train"] = mix_weak(splits["train"], cfg.weak.sources, schema, every_text, cfg.seed)
     if cfg.distill.teacher:
