@@ -50,6 +50,26 @@ def run_config(cfg: DictConfig, run_dir: Path) -> dict:
         os.chdir(cwd)
 
 
+def with_toy_weak_source(cfg: DictConfig, source: Path) -> DictConfig:
+    """``cfg`` with one weak source: a CSV of ``headline,section`` rows, ``tech`` mapped
+    to technology and ``sport`` to no topic."""
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        cfg.weak.sources = [
+            {
+                "name": "toy",
+                "builder": "csv",
+                "path": str(source),
+                "text": ["headline"],
+                "label": "section",
+                "map": {"tech": {"topics": ["technology"]}, "sport": {"topics": []}},
+                "weight": 0.5,
+            }
+        ]
+    return cfg
+
+
 @pytest.fixture(scope="session")
 def tfidf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("tfidf-run")

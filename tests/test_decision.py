@@ -284,9 +284,7 @@ def test_held_out_texts_never_come_back_through_a_weak_source(tmp_path, capsys):
     import csv
     import json
 
-    from omegaconf import open_dict
-
-    from tests.conftest import DEMO, FAST_TFIDF, compose_train, run_config
+    from tests.conftest import DEMO, FAST_TFIDF, compose_train, run_config, with_toy_weak_source
 
     # A weak source repeating every gold train text, held out or not, and one new text.
     texts = [json.loads(line)["text"] for line in (DEMO / "train.jsonl").open()]
@@ -295,19 +293,8 @@ def test_held_out_texts_never_come_back_through_a_weak_source(tmp_path, capsys):
         writer = csv.writer(handle)
         writer.writerow(["headline", "section"])
         writer.writerows([[t, "tech"] for t in [*texts, "New chip doubles phone battery life"]])
-    cfg = compose_train([*FAST_TFIDF, "decision.calibrate=true", "decision.holdout=0.25"])
-    with open_dict(cfg):
-        cfg.weak.sources = [
-            {
-                "name": "toy",
-                "builder": "csv",
-                "path": str(source),
-                "text": ["headline"],
-                "label": "section",
-                "map": {"tech": {"topics": ["technology"]}},
-                "weight": 0.5,
-            }
-        ]
+    overrides = [*FAST_TFIDF, "decision.calibrate=true", "decision.holdout=0.25"]
+    cfg = with_toy_weak_source(compose_train(overrides), source)
     metrics = run_config(cfg, tmp_path / "run")
     assert "weak source toy: 1 rows mixed in, 0 with unmapped categories and 240 repeating" in (
         capsys.readouterr().out

@@ -221,8 +221,7 @@ def test_evaluate_entry_point_on_any_model(tfidf_run, tmp_path, cli):
 def test_weak_sources_are_mapped_deduplicated_and_mixed(tmp_path, capsys):
     import os
 
-    from conftest import ROOT
-    from omegaconf import open_dict
+    from conftest import ROOT, with_toy_weak_source
 
     from train.run import run
 
@@ -236,19 +235,7 @@ def test_weak_sources_are_mapped_deduplicated_and_mixed(tmp_path, capsys):
         f'"{dev_text[:200]}",tech\n',
         encoding="utf-8",
     )
-    cfg = compose_train(FAST_TFIDF)
-    with open_dict(cfg):
-        cfg.weak.sources = [
-            {
-                "name": "toy",
-                "builder": "csv",
-                "path": str(source),
-                "text": ["headline"],
-                "label": "section",
-                "map": {"tech": {"topics": ["technology"]}, "sport": {"topics": []}},
-                "weight": 0.5,
-            }
-        ]
+    cfg = with_toy_weak_source(compose_train(FAST_TFIDF), source)
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
