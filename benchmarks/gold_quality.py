@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +49,53 @@ DEFAULT_KINDS = ("tfidf", "encoder", "ensemble")
 BUCKET_GAP = 0.05  # no language or length bucket more than this below the overall figure
 
 
+def prediction_rows(path: Path, schema, fields: dict[str, str]) -> list[dict]:
+    """A saved predictions file's rows, each checked for its truth and the ``prediction``
+    fields these scripts read (``fields``: each field's content, ``topics`` or ``tones``
+    for a score per name, ``topic list`` for decided topics): a bad file gets one line
+    naming file, line and field, not a traceback."""
+    from infer.errors import InputError
+    from infer.io import read_rows
+
+    def labels(value, names) -> bool:
+        return isinstance(value, list) and all(v in names for v in value)
+
+    def scores(value, names) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(value.get(n), (int, float)) and not isinstance(value[n], bool) for n in names
+        )
+
+    topics, tones = list(schema.topics), list(schema.tones)
+    rows = []
+    for line, row, _ in read_rows(path, "jsonl"):
+        prediction = row.get("prediction")
+        checks = [
+            ("id", isinstance(row.get("id"), (str, int)), "expected a text or a number"),
+            ("topics", labels(row.get("topics"), schema.topics), f"expected a list of {topics}"),
+            ("tone", row.get("tone") in schema.tones, f"expected one of {tones}"),
+            ("prediction", isinstance(prediction, dict), "expected an object"),
+        ]
+        for field, what in fields.items() if isinstance(prediction, dict) else ():
+            names = topics if what.startswith("topic") else tones
+            ok = (labels if what == "topic list" else scores)(prediction.get(field), names)
+            expected = "a list of" if what == "topic list" else "a number for each of"
+            checks.append((f"prediction.{field}", ok, f"expected {expected} {names}"))
+        for name, ok, expected in checks:
+            if not ok:
+                raise InputError(expected, path, line, name)
+        rows.append(row)
+    return rows
+
+
 def dev_predictions(run: Path) -> tuple:
     """A run's saved dev predictions: manifest, schema, rows, (topic truth, tone truth),
     (calibrated topic scores, tone distributions)."""
-    from infer.schema import LabelSchema
+    from infer.artifact import read_manifest
 
-    manifest = json.loads((run / "model" / "topictone.json").read_text())
-    schema = LabelSchema.from_dict(manifest["schema"])
-    rows = [json.loads(line) for line in (run / "predictions" / "dev.jsonl").open(encoding="utf-8")]
+    manifest = read_manifest(run / "model", verify=False)
+    schema = manifest.schema
+    read = {"topic_scores": "topics", "tone_scores": "tones"}
+    rows = prediction_rows(run / "predictions" / "dev.jsonl", schema, read)
     topic_true = np.array([[t in r["topics"] for t in schema.topics] for r in rows], dtype=int)
     tone_true = np.array([schema.tones.index(r["tone"]) for r in rows])
     scores = np.array([[r["prediction"]["topic_scores"][t] for t in schema.topics] for r in rows])
@@ -69,7 +109,7 @@ def crossfit_predictions(run: Path, schema, rows: list[dict]) -> tuple | None:
     path = run / "predictions" / "dev_crossfit.jsonl"
     if not path.is_file():
         return None
-    honest = [json.loads(line) for line in path.open(encoding="utf-8")]
+    honest = prediction_rows(path, schema, {"topics": "topic list", "tone_scores": "tones"})
     if [r["id"] for r in honest] != [r["id"] for r in rows]:
         sys.exit(f"error: {path} does not match the run's dev predictions")
     decided = np.array([[t in r["prediction"]["topics"] for t in schema.topics] for r in honest])
@@ -83,7 +123,7 @@ def bucket_metrics(run: Path) -> list[tuple]:
     from train.evaluation import bootstrap_interval, compute_metrics, decisions
 
     manifest, schema, rows, (topic_true, tone_true), (scores, probs) = dev_predictions(run)
-    decided = decisions(scores, schema, manifest["thresholds"])
+    decided = decisions(scores, schema, manifest.thresholds)
     honest_probs = probs
     crossfit = crossfit_predictions(run, schema, rows)
     if crossfit is not None:  # with nothing fitted on dev, dev's own figures are honest
@@ -96,7 +136,7 @@ def bucket_metrics(run: Path) -> list[tuple]:
         buckets += [(f"{field}={v}", values == v) for v in sorted(set(values))]
     for name, mask in buckets:
         truth = (topic_true[mask], tone_true[mask])
-        fitted = compute_metrics(schema, scores[mask], probs[mask], *truth, manifest["thresholds"])
+        fitted = compute_metrics(schema, scores[mask], probs[mask], *truth, manifest.thresholds)
         honest = compute_metrics(schema, decided[mask], honest_probs[mask], *truth, half)
         interval = bootstrap_interval(
             decided[mask], truth[0], honest_probs[mask].argmax(axis=1), truth[1]
@@ -154,6 +194,16 @@ def train(kind: str, run: Path, runs: Path, extra: list[str]) -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,
     )
+
+
+def one_line_errors(main: Callable[[], None]) -> None:
+    """Runs a script's ``main``: a bad run folder or file ends in one line, not a traceback."""
+    from infer.errors import TopictoneError
+
+    try:
+        main()
+    except TopictoneError as err:
+        sys.exit(f"error: {err}")
 
 
 def main() -> None:
@@ -236,4 +286,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gold_quality import ROOT, dev_predictions
+from gold_quality import ROOT, dev_predictions, one_line_errors
 
 RULES = [
     ("fixed 0.5", "fixed", 0.0),
@@ -84,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gold_quality import ROOT, SHARED, dev_predictions
+from gold_quality import ROOT, SHARED, dev_predictions, one_line_errors
 
 RULES = [("max", "mean"), ("max", "first"), ("mean", "first"), ("max", "max")]
 
@@ -71,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    one_line_errors(main)

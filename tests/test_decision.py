@@ -370,3 +370,28 @@ def test_auto_calibration_in_a_run(tmp_path, capfd):
     metrics = train_run([*FAST_TFIDF, *fit], tmp_path)
     assert "decision.calibration=auto chose" in capfd.readouterr().err
     assert metrics["dev_crossfit"]["n"] == 60
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_held_out_slice_holds_a_rare_topic_in_proportion(seed):
+    import datasets
+
+    from train.run import split_holdout
+
+    # 200 headlines and 50 articles; the rare topic in 10 of each, half of them negative.
+    n = 250
+    rare = {*range(0, 10), *range(200, 210)}
+    train = datasets.Dataset.from_dict(
+        {
+            "text": [f"text {i}" for i in range(n)],
+            "unit": ["headline"] * 200 + ["article"] * 50,
+            "topics": [[int(i in rare), int(i % 3 == 0), 0] for i in range(n)],
+            "tone": [i % 2 if i in rare else i % 3 for i in range(n)],
+        }
+    )
+    kept, held = split_holdout(train, 0.2, seed)
+    assert len(held) == 50 and len(kept) == 200
+    assert not set(kept["text"]) & set(held["text"])
+    positives = [row[0] for row in held["topics"]]
+    assert sum(positives) == 4, positives  # a fifth of the 20, never left to chance
+    assert abs(held["unit"].count("article") - 10) <= 1  # strata are rounded one by one

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,20 +179,47 @@ def save_scores(
     )
 
 
+def holdout_strata(train: datasets.Dataset, share: float) -> list[str]:
+    """Each text's stratum for the held-out slice: its unit, its rarest topic (or none)
+    and its tone; where that stratum is too small to give the slice a text, its unit and
+    rarest topic, then its unit, then none (a last text or two left alone joins the
+    largest stratum). Every topic then reaches the slice in proportion, a rare one too,
+    and not by chance."""
+    n = len(train)
+    units = [str(u) for u in train["unit"]] if "unit" in train.column_names else [""] * n
+    topics = targets(train)[0]
+    rarity = np.where(topics, topics.sum(axis=0), len(train) + 1)  # per text and topic
+    rarest = np.where(topics.any(axis=1), rarity.argmin(axis=1), -1)
+    keys = list(zip(units, map(str, rarest), map(str, train["tone"]), strict=True))
+    floor = max(2, math.ceil(1 / share))  # texts a stratum needs to expect one held out
+    depth = [3] * n  # how much of its key each text's stratum keeps
+    while True:
+        strata = ["|".join(key[:d]) for key, d in zip(keys, depth, strict=True)]
+        counts = Counter(strata)
+        coarser = [
+            d - 1 if d and counts[s] < floor else d for s, d in zip(strata, depth, strict=True)
+        ]
+        if coarser == depth:
+            largest = counts.most_common(1)[0][0]
+            return [s if counts[s] > 1 else largest for s in strata]
+        depth = coarser
+
+
 def split_holdout(
     train: datasets.Dataset, share: float, seed: int
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """``share`` of train, kept out of training to fit the decisions on (in proportion
-    per ``unit`` where the data has that column, so every length bucket is in it)."""
+    """``share`` of train, kept out of training to fit the decisions on, in proportion per
+    unit, topic set and tone (``holdout_strata``), so every length bucket and every topic
+    is in it."""
     if not 0.0 < share < 1.0:
         raise TopictoneError(f"decision.holdout must lie between 0 and 1, got {share}")
-    units = train["unit"] if "unit" in train.column_names else None
+    rows = np.arange(len(train))
     try:
         kept, held = train_test_split(
-            np.arange(len(train)), test_size=share, random_state=seed, stratify=units
+            rows, test_size=share, random_state=seed, stratify=holdout_strata(train, share)
         )
-    except ValueError:  # a unit with a single text, or too few texts to split
-        kept, held = train_test_split(np.arange(len(train)), test_size=share, random_state=seed)
+    except ValueError:  # too few texts for as many strata as the slice would hold
+        kept, held = train_test_split(rows, test_size=share, random_state=seed)
     return train.select(np.sort(kept)), train.select(np.sort(held))
 
 
@@ -199,11 +228,15 @@ def holdout_scores(
 ) -> tuple[ScoreTree, tuple[np.ndarray, np.ndarray]]:
     """Raw scores of the held-out train texts by the model trained without them (saved
     like the out-of-fold ones), and their truth."""
+    truth = targets(held)
+    counts = zip(predictor.schema.topics, truth[0].sum(axis=0), strict=True)
+    positives = ", ".join(f"{topic} {n}" for topic, n in counts)
     print(
-        f"decision.holdout: scoring {len(held)} held-out train texts", file=sys.stderr, flush=True
+        f"decision.holdout: scoring {len(held)} held-out train texts (positives: {positives})",
+        file=sys.stderr,
+        flush=True,
     )
     tree = ScoreTree.of(predictor, predictor.preprocess(held["text"]))
-    truth = targets(held)
     save_scores(workdir, np.asarray([str(i) for i in held["id"]]), truth, tree)
     return tree, truth
 
