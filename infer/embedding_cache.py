@@ -37,7 +37,8 @@ def fingerprint(folder: Path, settings: dict[str, Any]) -> str:
 
 
 class EmbeddingCache:
-    """``get_or_embed(texts, embed)``: cached rows read back, the others embedded and stored."""
+    """``get_or_embed(texts, embed)``: cached rows read back, the others embedded and stored.
+    ``lookup`` and ``store`` keep any bytes under any key (the frozen layers' output)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -51,28 +52,31 @@ class EmbeddingCache:
         with closing(sqlite3.connect(self.path, timeout=60)) as db, db:
             yield db
 
+    def lookup(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The stored bytes of those ``keys`` that are stored."""
+        found: dict[str, bytes] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._connect() as db:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(f"SELECT key, vec FROM vectors WHERE key IN ({marks})", chunk)
+                found.update(rows)
+        return found
+
+    def store(self, items: dict[str, bytes]) -> None:
+        with self._connect() as db:
+            db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", items.items())
+
     def get_or_embed(
         self, texts: Sequence[str], embed: Callable[[list[str]], np.ndarray]
     ) -> np.ndarray:
         keys = [text_key(t) for t in texts]
-        found: dict[str, np.ndarray] = {}
-        with self._connect() as db:
-            unique = list(dict.fromkeys(keys))
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for key, blob in db.execute(
-                    f"SELECT key, vec FROM vectors WHERE key IN ({marks})", chunk
-                ):
-                    found[key] = np.frombuffer(blob, dtype=np.float32)
+        found = {k: np.frombuffer(b, dtype=np.float32) for k, b in self.lookup(keys).items()}
         missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in found}
         if missing:
             vectors = np.asarray(embed(list(missing.values())), dtype=np.float32)
             new = dict(zip(missing, vectors, strict=True))
-            with self._connect() as db:
-                db.executemany(
-                    "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                    [(k, v.tobytes()) for k, v in new.items()],
-                )
+            self.store({k: v.tobytes() for k, v in new.items()})
             found.update(new)
         return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)

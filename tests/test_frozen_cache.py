@@ -129,3 +129,75 @@ def test_an_output_that_would_not_fit_in_memory_is_refused(monkeypatch):
         frozen.fill(WINDOWS, 0, 2, torch.autocast("cpu", enabled=False), progress=False)
     monkeypatch.setattr(frozen_cache, "free_memory", lambda: 2 * needed)
     frozen.fill(WINDOWS, 0, 2, torch.autocast("cpu", enabled=False), progress=False)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_frozen_output_kept_on_disk_is_read_back_as_computed(bf16, tmp_path):
+    from train.frozen_cache import FrozenLayers, FrozenStore
+    from train.transformer import encoder_layers
+
+    encoder = tiny_gemma()
+    backbone = tmp_path / "backbone"  # the store's identity: the backbone folder's files
+    backbone.mkdir()
+    (backbone / "config.json").write_text("{}")
+    autocast = torch.autocast("cpu", torch.bfloat16, enabled=bf16)
+    frozen = FrozenLayers(encoder, encoder_layers(encoder), 2)
+    dtype = frozen.check(WINDOWS, 0, autocast)  # Gemma's residual stream stays float32
+
+    def filled(windows, store):
+        layers = FrozenLayers(encoder, encoder_layers(encoder), 2)
+        return layers.fill(windows, 0, 2, autocast, progress=False, store=store)
+
+    store = FrozenStore.at(tmp_path / "cache", str(backbone), 2, dtype, 16)
+    first = filled(WINDOWS, store)
+    assert first.from_store == 0 and store.path.is_file()
+    again = filled(WINDOWS, FrozenStore.at(tmp_path / "cache", str(backbone), 2, dtype, 16))
+    assert again.from_store == len(WINDOWS)
+    for computed, read in zip(first.states, again.states, strict=True):
+        assert read.dtype == dtype and torch.equal(read, computed)
+    # A new window is computed and joins the store; a stored one of the wrong size is
+    # computed again; other layers, another dtype or another folder are another store.
+    store.cache.store({FrozenStore.key(WINDOWS[1]): b"\0" * 8})
+    more = filled([*WINDOWS, [2, 40, 41, 3]], store)
+    assert more.from_store == len(WINDOWS) - 1
+    assert torch.equal(more.states[1], first.states[1])
+    assert filled([[2, 40, 41, 3]], store).from_store == 1
+    other = (tmp_path / "cache", str(backbone), 1, dtype, 16)
+    assert FrozenStore.at(*other).path != store.path
+    (backbone / "config.json").write_text('{"changed": true}')
+    assert FrozenStore.at(tmp_path / "cache", str(backbone), 2, dtype, 16).path != store.path
+    assert FrozenStore.at(tmp_path / "cache", "org/hub-name", 2, dtype, 16) is None
+
+
+def test_bfloat16_states_are_stored_bit_for_bit(tmp_path):
+    from train.frozen_cache import FrozenStore
+
+    store = FrozenStore(tmp_path / "frozen.sqlite", torch.bfloat16, 4)
+    state = torch.randn(3, 4).to(torch.bfloat16)
+    store.write([[2, 7, 3]], {0: state})
+    read = store.read([[2, 7, 3], [2, 8, 3]])
+    assert list(read) == [0] and read[0].dtype == torch.bfloat16 and torch.equal(read[0], state)
+
+
+def test_a_rerun_reads_the_frozen_output_and_trains_the_same_model(tiny_backbone, tmp_path, capsys):
+    import re
+
+    from safetensors.torch import load_file
+
+    overrides = [
+        *tiny_transformer_overrides(tiny_backbone),
+        "model.freeze_layers=1",
+        "model.cache_frozen=true",
+        "model.cache_frozen_on_disk=true",
+        f"model.cache_dir={tmp_path / 'cache'}",
+    ]
+    read = re.compile(r"output of (\d+) training windows .*, (\d+) of them read from")
+    first = train_run(overrides, tmp_path / "first")
+    windows, stored = map(int, read.search(capsys.readouterr().err).groups())
+    assert windows > 0 and stored == 0
+    again = train_run(overrides, tmp_path / "again")
+    assert read.search(capsys.readouterr().err).groups() == (str(windows), str(windows))
+    assert again["dev"] == first["dev"]
+    saved, rerun = (load_file(tmp_path / r / "model/model.safetensors") for r in ("first", "again"))
+    assert saved.keys() == rerun.keys()
+    assert all(torch.equal(saved[k], rerun[k]) for k in saved)

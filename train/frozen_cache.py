@@ -8,19 +8,27 @@ passes start from it: the frozen layers are swapped for pass-throughs and the
 embedding module for one that returns the stored states. The top layers, their masks
 and position embeddings run unchanged, so the loss and its gradients are those of the
 full network (lower layers without dropout, as at inference). :meth:`check` compares
-the two paths on real windows before training relies on it.
+the two paths on real windows before training relies on it. :class:`FrozenStore` keeps
+that output on disk by window, so a rerun, another seed, a held-out slice or a sweep over
+the top layers' settings reads what an earlier run computed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sqlite3
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from infer.embedding_cache import EmbeddingCache, fingerprint
 from infer.errors import TopictoneError
 from infer.predictors.network import collate_windows
 
@@ -77,6 +85,7 @@ class FrozenLayers:
         self.encoder, self.layers, self.count = encoder, layers, count
         self.embedding_name = _embedding_child(encoder)
         self.states: list[torch.Tensor] = []  # one (tokens, hidden) tensor per window
+        self.from_store = 0  # how many of them were read from a FrozenStore
 
     @contextmanager
     def _swapped(self, positions: Sequence[int], replay: _Replay | None = None) -> Iterator[None]:
@@ -133,9 +142,11 @@ class FrozenLayers:
         batch_size: int,
         autocast: torch.autocast,
         progress: bool = True,
+        store: FrozenStore | None = None,
     ) -> FrozenLayers:
         """Store the lower-layer output of every window (windows of similar length batched
-        together, no gradients, eval mode)."""
+        together, no gradients, eval mode): read from ``store`` where it has it, computed
+        and written to it where not."""
         from tqdm.auto import tqdm
 
         hidden = self.encoder.config.hidden_size
@@ -148,8 +159,13 @@ class FrozenLayers:
                 "fewer windows (model.train_max_windows)"
             )
         device = next(self.encoder.parameters()).device
-        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         self.states = [torch.empty(0)] * len(windows)
+        stored = store.read(windows) if store is not None else {}
+        for i, state in stored.items():
+            self.states[i] = state
+        self.from_store = len(stored)
+        todo = [i for i in range(len(windows)) if i not in stored]
+        order = sorted(todo, key=lambda i: len(windows[i]))
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         with self._inference(autocast):
             for batch in tqdm(batches, desc="frozen layers", unit="batch", disable=not progress):
@@ -159,6 +175,8 @@ class FrozenLayers:
                 )
                 for row, i in enumerate(batch):  # a copy: not a view of the whole batch
                     self.states[i] = out[row, : len(windows[i])].to("cpu", copy=True)
+        if store is not None and todo:
+            store.write(windows, {i: self.states[i] for i in todo})
         return self
 
     @property
@@ -179,15 +197,19 @@ class FrozenLayers:
             out[k, : stored[k]] = self.states[i]
         return out
 
-    def check(self, windows: Sequence[list[int]], pad_id: int, autocast: torch.autocast) -> None:
+    def check(
+        self, windows: Sequence[list[int]], pad_id: int, autocast: torch.autocast
+    ) -> torch.dtype:
         """Replaying must reproduce the full encoder on real windows; a backbone whose
-        layers cannot be swapped this way fails here, not silently in training."""
+        layers cannot be swapped this way fails here, not silently in training. Returns the
+        dtype the frozen layers' output comes in."""
         device = next(self.encoder.parameters()).device
         batch = collate_windows([[w] for w in windows], pad_id)
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         with self._inference(autocast):
             full = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-            with self.replay(self.lower(ids, mask)):
+            lower = self.lower(ids, mask)
+            with self.replay(lower):
                 replayed = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         real = mask.bool()
         gap = (full[real].float() - replayed[real].float()).abs().max().item()
@@ -197,3 +219,77 @@ class FrozenLayers:
                 f"model.cache_frozen: replaying the frozen layers of this backbone differs from "
                 f"running it (max difference {gap:.3g}); set model.cache_frozen=false"
             )
+        return lower.dtype
+
+
+class FrozenStore:
+    """The frozen layers' output on disk, by window (its token ids), in one SQLite file per
+    backbone folder and setting that changes it (``path``: see :meth:`at`).
+
+    Only a backbone in a local folder gets one, since a hub name does not pin its weights.
+    A stored window whose size does not match is computed again, and a store that cannot
+    be read or written leaves training to compute everything, with a warning.
+    """
+
+    def __init__(self, path: Path, dtype: torch.dtype, hidden: int) -> None:
+        self.path, self.dtype, self.hidden = path, dtype, hidden
+        self.cache = EmbeddingCache(path)
+
+    @classmethod
+    def at(
+        cls, root: Path, backbone: str, count: int, dtype: torch.dtype, hidden: int
+    ) -> FrozenStore | None:
+        """The store under ``root/frozen`` for the lowest ``count`` layers of the backbone
+        folder, computed in ``dtype`` by these versions of torch and transformers."""
+        import transformers
+
+        if not Path(backbone).is_dir():
+            return None
+        settings = {
+            "frozen_layers": count,
+            "dtype": str(dtype),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        }
+        key = fingerprint(Path(backbone), settings)
+        try:
+            return cls(root / "frozen" / f"{key}.sqlite", dtype, hidden)
+        except (OSError, sqlite3.Error) as err:
+            _warn(f"not kept on disk ({err})")
+            return None
+
+    @staticmethod
+    def key(window: Sequence[int]) -> str:
+        return hashlib.sha256(np.asarray(window, dtype=np.int64).tobytes()).hexdigest()
+
+    def read(self, windows: Sequence[list[int]]) -> dict[int, torch.Tensor]:
+        """The stored output of those ``windows`` that are stored, by their index."""
+        keys = [self.key(w) for w in windows]
+        try:
+            found = self.cache.lookup(keys)
+        except sqlite3.Error as err:
+            _warn(f"{self.path} unreadable, computed again ({err})")
+            return {}
+        width = self.hidden * torch.empty(0, dtype=self.dtype).element_size()
+        states = {}
+        for i, (key, window) in enumerate(zip(keys, windows, strict=True)):
+            blob = found.get(key)
+            if blob is not None and len(blob) == len(window) * width:
+                states[i] = torch.frombuffer(bytearray(blob), dtype=self.dtype).view(
+                    len(window), self.hidden
+                )
+        return states
+
+    def write(self, windows: Sequence[list[int]], states: dict[int, torch.Tensor]) -> None:
+        items = {
+            self.key(windows[i]): state.contiguous().view(torch.uint8).numpy().tobytes()
+            for i, state in states.items()
+        }
+        try:
+            self.cache.store(items)
+        except sqlite3.Error as err:  # a full disk, say: training goes on without it
+            _warn(f"{self.path} not written ({err})")
+
+
+def _warn(message: str) -> None:
+    print(f"warning: model.cache_frozen_on_disk: {message}", file=sys.stderr, flush=True)

