@@ -173,10 +173,12 @@ def test_bfloat16_states_are_stored_bit_for_bit(tmp_path):
     from train.frozen_cache import FrozenStore
 
     store = FrozenStore(tmp_path / "frozen.sqlite", torch.bfloat16, 4)
-    state = torch.randn(3, 4).to(torch.bfloat16)
-    store.write([[2, 7, 3]], {0: state})
-    read = store.read([[2, 7, 3], [2, 8, 3]])
-    assert list(read) == [0] and read[0].dtype == torch.bfloat16 and torch.equal(read[0], state)
+    windows = [[2, 7, 3], [2, 8, 3], [2, 9, 9, 3]]
+    states = {0: torch.randn(3, 4).to(torch.bfloat16), 2: torch.randn(4, 4).to(torch.bfloat16)}
+    store.write(windows, states, chunk=1)  # one window a transaction
+    read = store.read(windows)
+    assert list(read) == [0, 2] and all(read[i].dtype == torch.bfloat16 for i in read)
+    assert all(torch.equal(read[i], states[i]) for i in states)
 
 
 def test_a_rerun_reads_the_frozen_output_and_trains_the_same_model(tiny_backbone, tmp_path, capsys):

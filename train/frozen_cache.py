@@ -280,15 +280,23 @@ class FrozenStore:
                 )
         return states
 
-    def write(self, windows: Sequence[list[int]], states: dict[int, torch.Tensor]) -> None:
-        items = {
-            self.key(windows[i]): state.contiguous().view(torch.uint8).numpy().tobytes()
-            for i, state in states.items()
-        }
+    def write(
+        self, windows: Sequence[list[int]], states: dict[int, torch.Tensor], chunk: int = 256
+    ) -> None:
+        """Stores ``states`` (by window index) ``chunk`` windows at a time, so a copy of
+        all of them never has to sit in memory beside the states themselves."""
+        rows = list(states)
         try:
-            self.cache.store(items)
+            for start in range(0, len(rows), chunk):
+                part = rows[start : start + chunk]
+                self.cache.store({self.key(windows[i]): _raw(states[i]) for i in part})
         except sqlite3.Error as err:  # a full disk, say: training goes on without it
             _warn(f"{self.path} not written ({err})")
+
+
+def _raw(state: torch.Tensor) -> bytes:
+    """A tensor's bytes as they lie in memory (bfloat16 too, which numpy lacks)."""
+    return state.contiguous().view(torch.uint8).numpy().tobytes()
 
 
 def _warn(message: str) -> None:
