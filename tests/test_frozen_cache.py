@@ -143,30 +143,36 @@ def test_the_frozen_output_kept_on_disk_is_read_back_as_computed(bf16, tmp_path)
     autocast = torch.autocast("cpu", torch.bfloat16, enabled=bf16)
     frozen = FrozenLayers(encoder, encoder_layers(encoder), 2)
     dtype = frozen.check(WINDOWS, 0, autocast)  # Gemma's residual stream stays float32
+    computed = "cpu/bfloat16" if bf16 else "cpu/float32"
 
     def filled(windows, store):
         layers = FrozenLayers(encoder, encoder_layers(encoder), 2)
         return layers.fill(windows, 0, 2, autocast, progress=False, store=store)
 
-    store = FrozenStore.at(tmp_path / "cache", str(backbone), 2, dtype, 16)
+    def at(folder=str(backbone), count=2, how=computed):
+        return FrozenStore.at(tmp_path / "cache", folder, count, how, dtype, 16)
+
+    store = at()
     first = filled(WINDOWS, store)
     assert first.from_store == 0 and store.path.is_file()
-    again = filled(WINDOWS, FrozenStore.at(tmp_path / "cache", str(backbone), 2, dtype, 16))
+    again = filled(WINDOWS, at())
     assert again.from_store == len(WINDOWS)
-    for computed, read in zip(first.states, again.states, strict=True):
-        assert read.dtype == dtype and torch.equal(read, computed)
+    for fresh, read in zip(first.states, again.states, strict=True):
+        assert read.dtype == dtype and torch.equal(read, fresh)
     # A new window is computed and joins the store; a stored one of the wrong size is
-    # computed again; other layers, another dtype or another folder are another store.
+    # computed again.
     store.cache.store({FrozenStore.key(WINDOWS[1]): b"\0" * 8})
     more = filled([*WINDOWS, [2, 40, 41, 3]], store)
     assert more.from_store == len(WINDOWS) - 1
     assert torch.equal(more.states[1], first.states[1])
     assert filled([[2, 40, 41, 3]], store).from_store == 1
-    other = (tmp_path / "cache", str(backbone), 1, dtype, 16)
-    assert FrozenStore.at(*other).path != store.path
+    # Other layers, another precision (with the same dtype out), a changed folder: another
+    # store; a hub name: none.
+    assert at(count=1).path != store.path
+    assert at(how="cpu/float32" if bf16 else "cpu/bfloat16").path != store.path
     (backbone / "config.json").write_text('{"changed": true}')
-    assert FrozenStore.at(tmp_path / "cache", str(backbone), 2, dtype, 16).path != store.path
-    assert FrozenStore.at(tmp_path / "cache", "org/hub-name", 2, dtype, 16) is None
+    assert at().path != store.path
+    assert at(folder="org/hub-name") is None
 
 
 def test_bfloat16_states_are_stored_bit_for_bit(tmp_path):
@@ -176,7 +182,7 @@ def test_bfloat16_states_are_stored_bit_for_bit(tmp_path):
     windows = [[2, 7, 3], [2, 8, 3], [2, 9, 9, 3]]
     states = {0: torch.randn(3, 4).to(torch.bfloat16), 2: torch.randn(4, 4).to(torch.bfloat16)}
     store.write(windows, states, chunk=1)  # one window a transaction
-    read = store.read(windows)
+    read = store.read(windows, chunk=2)  # two lookups
     assert list(read) == [0, 2] and all(read[i].dtype == torch.bfloat16 for i in read)
     assert all(torch.equal(read[i], states[i]) for i in states)
 

@@ -237,16 +237,19 @@ class FrozenStore:
 
     @classmethod
     def at(
-        cls, root: Path, backbone: str, count: int, dtype: torch.dtype, hidden: int
+        cls, root: Path, backbone: str, count: int, computed: str, dtype: torch.dtype, hidden: int
     ) -> FrozenStore | None:
         """The store under ``root/frozen`` for the lowest ``count`` layers of the backbone
-        folder, computed in ``dtype`` by these versions of torch and transformers."""
+        folder, ``computed`` on a device in a precision (``cpu/bfloat16``: autocast), into
+        ``dtype``, by these versions of torch and transformers: each changes the numbers,
+        so each has a store of its own."""
         import transformers
 
         if not Path(backbone).is_dir():
             return None
         settings = {
             "frozen_layers": count,
+            "computed": computed,
             "dtype": str(dtype),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
@@ -262,22 +265,24 @@ class FrozenStore:
     def key(window: Sequence[int]) -> str:
         return hashlib.sha256(np.asarray(window, dtype=np.int64).tobytes()).hexdigest()
 
-    def read(self, windows: Sequence[list[int]]) -> dict[int, torch.Tensor]:
-        """The stored output of those ``windows`` that are stored, by their index."""
-        keys = [self.key(w) for w in windows]
-        try:
-            found = self.cache.lookup(keys)
-        except sqlite3.Error as err:
-            _warn(f"{self.path} unreadable, computed again ({err})")
-            return {}
+    def read(self, windows: Sequence[list[int]], chunk: int = 256) -> dict[int, torch.Tensor]:
+        """The stored output of those ``windows`` that are stored, by their index, read
+        ``chunk`` windows at a time (the stored bytes of all of them are never held)."""
         width = self.hidden * torch.empty(0, dtype=self.dtype).element_size()
         states = {}
-        for i, (key, window) in enumerate(zip(keys, windows, strict=True)):
-            blob = found.get(key)
-            if blob is not None and len(blob) == len(window) * width:
-                states[i] = torch.frombuffer(bytearray(blob), dtype=self.dtype).view(
-                    len(window), self.hidden
-                )
+        for start in range(0, len(windows), chunk):
+            part = range(start, min(start + chunk, len(windows)))
+            keys = {i: self.key(windows[i]) for i in part}
+            try:
+                found = self.cache.lookup(list(keys.values()))
+            except sqlite3.Error as err:
+                _warn(f"{self.path} unreadable, computed again ({err})")
+                return {}
+            for i, key in keys.items():
+                blob = found.get(key)
+                if blob is not None and len(blob) == len(windows[i]) * width:
+                    state = torch.frombuffer(bytearray(blob), dtype=self.dtype)
+                    states[i] = state.view(len(windows[i]), self.hidden)
         return states
 
     def write(

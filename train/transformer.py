@@ -394,7 +394,8 @@ class TransformerFitter:
         store = None
         if self.cache_frozen_on_disk:
             root, hidden = cache_root(self.cache_dir), encoder.config.hidden_size
-            store = FrozenStore.at(root, source, self.freeze_layers, dtype, hidden)
+            computed = f"{device}/{self.dtype_}"
+            store = FrozenStore.at(root, source, self.freeze_layers, computed, dtype, hidden)
         frozen.fill(windows, pad_id, self.eval_batch_size, autocast, self.progress, store)
         read = f", {frozen.from_store} of them read from {store.path}" if store else ""
         print(
