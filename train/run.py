@@ -182,8 +182,8 @@ def save_scores(
 def holdout_strata(train: datasets.Dataset, share: float) -> list[str]:
     """Each text's stratum for the held-out slice: its unit, its rarest topic (or none)
     and its tone; where that stratum is too small to give the slice a text, its unit and
-    rarest topic, then its unit, then none (a last text or two left alone joins the
-    largest stratum). Every topic then reaches the slice in proportion, a rare one too,
+    rarest topic, then its unit, then none (a text left alone in its stratum joins the
+    largest one). Every topic then reaches the slice in proportion, a rare one too,
     and not by chance."""
     n = len(train)
     units = [str(u) for u in train["unit"]] if "unit" in train.column_names else [""] * n
