@@ -107,6 +107,18 @@ def _tidy(text: str) -> str:
     return _LINE_BREAK.sub("\n", text).strip()
 
 
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode (a lone surrogate, which JSON escapes can carry
+    but no tokenizer or UTF-8 writer accepts), or None."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"not valid Unicode (a lone surrogate at character {err.start})"
+    return None
+
+
 def lead(text: str, chars: int) -> str:
     """The first ``chars`` characters of ``text``, cut back to the last whole word: what a
     reader sees first (title and opening), where a news article states its subject."""

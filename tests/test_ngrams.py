@@ -89,7 +89,7 @@ def test_the_tfidf_predictor_uses_it(tfidf_run):
     import infer
 
     predictor = infer.load(tfidf_run / "model")
-    texts = corpus()[:50] + EDGES[1:]
+    texts = corpus()[:50] + EDGES[2:]  # blank texts are refused by preprocess
     clean = predictor.preprocess(texts)
     assert (predictor.features(clean) != predictor.vectorizer.transform(clean)).nnz == 0
     assert predictor._transform != predictor.vectorizer.transform  # the vectorised path

@@ -10,7 +10,7 @@ and the thresholds turn them into decisions the same way for every kind.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from numbers import Real
 from pathlib import Path
@@ -23,10 +23,12 @@ from infer.decision import Calibration, softmax
 from infer.errors import TextError, TopictoneError
 from infer.limits import TextLimits
 from infer.schema import LabelSchema, Prediction
-from infer.text import normalize
+from infer.text import normalize, unicode_problem
 
 Scores = tuple[np.ndarray, np.ndarray]
 """Topic probabilities (n × topics) and tone distributions (n × tones)."""
+
+EMPTY_TEXT = "empty text (nothing left once whitespace, control and invisible characters go)"
 
 
 class Predictor(ABC):
@@ -62,15 +64,25 @@ class Predictor(ABC):
             base[topic] = float(number)
         return base
 
-    def preprocess(self, texts: Sequence[str]) -> list[str]:
-        """Checked, length-bounded, normalised texts; a bad one is a ``TextError``."""
+    def preprocess(self, texts: Iterable[str]) -> list[str]:
+        """Checked, length-bounded, normalised texts; a bad one is a ``TextError``.
+
+        The one rule every path applies (API, batch CLI, service, Ray engine): a text
+        must be a string of valid Unicode within the limits that leaves something to
+        read once normalised."""
         limits = self.limits
+        clean = []
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TextError(index, f"must be a string, got {type(text).__name__}")
-            if problem := limits.problem(text):
+            problem = limits.problem(text) or unicode_problem(text)
+            if problem:
                 raise TextError(index, problem)
-        return [normalize(limits.apply(t)) for t in texts]
+            normalised = normalize(limits.apply(text))
+            if not normalised:
+                raise TextError(index, EMPTY_TEXT)
+            clean.append(normalised)
+        return clean
 
     @abstractmethod
     def _forward(self, texts: list[str]) -> Scores:
@@ -106,19 +118,20 @@ class Predictor(ABC):
             )
         ]
 
-    def predict_scores(self, texts: Sequence[str]) -> Scores:
+    def predict_scores(self, texts: Iterable[str]) -> Scores:
         """Calibrated scores only, for evaluation and threshold tuning."""
-        return self.predict_scores_clean(self.preprocess(texts))
+        return self.predict_scores_clean(self.preprocess(_texts(texts)))
 
     def predict(
         self,
-        texts: Sequence[str],
+        texts: Iterable[str],
         thresholds: Mapping[str, float] | None = None,
         explain: bool = False,
     ) -> list[Prediction]:
-        """Labels for each text, in input order. ``thresholds`` overrides the saved ones."""
-        if isinstance(texts, str):
-            raise TopictoneError("predict takes a list of texts, not one string")
+        """Labels for each text, in input order. ``thresholds`` overrides the saved ones.
+
+        ``texts`` may be any iterable (a generator is read once)."""
+        texts = _texts(texts)
         decided = self.resolve_thresholds(thresholds) if thresholds else self.thresholds
         clean = self.preprocess(texts)
         predictions = self.postprocess(self.predict_scores_clean(clean), decided)
@@ -155,6 +168,14 @@ class Predictor(ABC):
     @abstractmethod
     def load(cls, folder: Path, manifest: Manifest, **options: Any) -> Predictor:
         """Rebuild the predictor from a checked model folder."""
+
+
+def _texts(texts: Iterable[str]) -> Sequence[str]:
+    """The texts as a sequence, read once; one string is refused (it is not a list of
+    texts, and iterating it would score each character)."""
+    if isinstance(texts, str):
+        raise TopictoneError("predict takes a list of texts, not one string")
+    return texts if isinstance(texts, Sequence) else list(texts)
 
 
 def scores_from_logits(topic_logits: np.ndarray, tone_logits: np.ndarray) -> Scores:
