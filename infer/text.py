@@ -119,6 +119,16 @@ def unicode_problem(text: str) -> str | None:
     return None
 
 
+EMPTY_TEXT = "empty text (nothing left once whitespace, control and invisible characters go)"
+
+
+def text_problem(text: str) -> str | None:
+    """Why a model could not read ``text`` (invalid Unicode, or nothing left once
+    normalised), or None: the rule ``Predictor.preprocess`` applies, for readers of
+    training data that check rows before any model exists."""
+    return unicode_problem(text) or (None if normalize(text) else EMPTY_TEXT)
+
+
 def lead(text: str, chars: int) -> str:
     """The first ``chars`` characters of ``text``, cut back to the last whole word: what a
     reader sees first (title and opening), where a news article states its subject."""

@@ -20,9 +20,7 @@ CFG = {
 
 
 def write_jsonl(path, rows):
-    path.write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
-    )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
 
@@ -80,6 +78,14 @@ def test_csv_topics_as_pipe_list_or_json(tmp_path):
         ({"text": "x", "tone": "neutral"}, "t.jsonl:2: field 'topics': missing"),
         ({"topics": [], "tone": "neutral"}, "t.jsonl:2: field 'text': missing"),
         ({"text": "", "topics": [], "tone": "neutral"}, "t.jsonl:2: field 'text': empty text"),
+        (
+            {"text": "\u200b\x00", "topics": [], "tone": "neutral"},
+            "t.jsonl:2: field 'text': empty text (nothing left",
+        ),
+        (
+            {"text": "a \ud800", "topics": [], "tone": "neutral"},
+            "t.jsonl:2: field 'text': not valid Unicode (a lone surrogate at character 2)",
+        ),
         (
             {"text": ["x"], "topics": [], "tone": "neutral"},
             "t.jsonl:2: field 'text': must be a string",

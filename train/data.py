@@ -19,6 +19,7 @@ import infer.resources  # noqa: F401  (registers ${topictone.demo:...}, used by 
 from infer.errors import InputError
 from infer.io import detect_format, read_rows, require_text
 from infer.schema import LabelSchema
+from infer.text import text_problem
 
 
 def parse_topics(
@@ -69,6 +70,8 @@ def read_labelled(
     is_csv = detect_format(file, data_cfg.get("format")) == "csv"
     for line, row, _ in read_rows(file, data_cfg.get("format")):
         text = require_text(row, fields["text"], file, line)
+        if problem := text_problem(text):
+            raise InputError(problem, file, line, fields["text"])
         if fields["topics"] not in row:
             raise InputError("missing", file, line, fields["topics"])
         topics = parse_topics(row[fields["topics"]], schema, file, line, fields["topics"], is_csv)

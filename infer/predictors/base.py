@@ -23,12 +23,10 @@ from infer.decision import Calibration, softmax
 from infer.errors import TextError, TopictoneError
 from infer.limits import TextLimits
 from infer.schema import LabelSchema, Prediction
-from infer.text import normalize, unicode_problem
+from infer.text import EMPTY_TEXT, normalize, unicode_problem
 
 Scores = tuple[np.ndarray, np.ndarray]
 """Topic probabilities (n × topics) and tone distributions (n × tones)."""
-
-EMPTY_TEXT = "empty text (nothing left once whitespace, control and invisible characters go)"
 
 
 class Predictor(ABC):
