@@ -141,9 +141,9 @@ def test_the_default_transformer_learns_every_label_on_the_demo(tmp_path):
 
 def skip_without_embeddinggemma() -> None:
     """The gold encoder and transformer presets need ../shared/tools/fetch_embeddinggemma.py,
-    and bfloat16 kernels to fit CI: in float32 on an AVX2-only CPU they run for over half
-    an hour each (the transformer preset 29 min cold: BENCHMARKS.md, "The machines"), which once ran CI past
-    its 90 minutes."""
+    and bfloat16 kernels to fit CI: in float32 on an AVX2-only CPU they run for half an
+    hour each (the transformer preset 29 min cold: BENCHMARKS.md, "The machines"), which
+    once ran CI past its 90 minutes."""
     import torch
 
     from infer.errors import TopictoneError
