@@ -21,6 +21,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from infer.artifact import package_versions, save_model, sha256
 from infer.errors import TopictoneError
+from infer.machine import describe, machine
 from infer.predictors.base import Predictor
 from infer.schema import LabelSchema, Prediction
 from train.card import card_info
@@ -340,6 +341,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "decision.oof_folds and decision.holdout are two ways to score unseen train "
             "texts: set one of them to 0"
         )
+    print(f"machine: {describe()}", file=sys.stderr, flush=True)
     seed_everything(cfg.seed)
     schema = LabelSchema.from_dict(cfg.labels)
     splits = load_splits(cfg.data, schema)
@@ -452,6 +454,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "git_commit": git_commit(),
         "command": sys.argv,
         "versions": package_versions(VERSIONED),
+        "machine": machine(),  # training times hold only on a machine like this one
         "never_predicted": silent,  # per split, labels the model never outputs
         "train_overlap": overlap,  # per split, texts that also occur in train
         "data": data_hashes,
