@@ -2,6 +2,7 @@
 
     python benchmarks/serve_load.py [--model runs/.../model] [--requests 2000]
         [--clients 1 8 32 128] [--server-arg batching.max_wait_ms=2 ...]
+        [--poison-every 50]
 
 Starts the real service (``python -m infer.serve``) on 127.0.0.1 at a free port, waits
 for ``/ready``, then sends the same ``/predict`` requests (1-4 demo headlines each) one at
@@ -12,7 +13,13 @@ least 3x the baseline's throughput with p99 <= 1 s. Then sends maximum-size requ
 (just under ``max_body_bytes``) and prints the service's peak resident memory.
 Without --model it first trains the default TF-IDF config on the demo corpus (not timed).
 Client and service share the machine; the client is aiohttp (not a topictone
-dependency: ``pip install aiohttp``), sending pre-encoded bodies.
+dependency: ``pip install aiohttp``), sending pre-encoded bodies. It first prints the
+CPU and its vector flags (avx2, avx512f, avx512_bf16, avx512_vnni, avx_vnni).
+
+With ``--poison-every N`` every Nth request is poisoned: a lone surrogate sent as a raw
+``\ud800`` JSON escape, or a text that normalises to nothing, in turn. Each must be a
+422 for its own request only: the table adds the good requests that failed (must be 0)
+and the poisoned requests answered 422 (must be all of them).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,16 +60,50 @@ COLUMNS = (
     "errors",
     "vs one at a time",
 )
+POISON_COLUMNS = ("good failed", "poisoned 422")
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni")
+# JSON escapes, as a client may send them: a lone surrogate, then only invisible space.
+POISONS = (
+    b'{"texts": ["Army tests new missile", "\\ud800 cut in half"]}',
+    b'{"texts": ["Army tests new missile", "\\u200b \\n\\t\\u00ad"]}',
+)
 
 
-def request_bodies(count: int) -> list[tuple[bytes, int]]:
-    """``count`` /predict bodies of 1-4 headlines each (cycled from the demo corpus)."""
+@dataclass(frozen=True)
+class Body:
+    data: bytes
+    texts: int
+    poisoned: bool = False
+
+
+def request_bodies(count: int, poison_every: int = 0) -> list[Body]:
+    """``count`` /predict bodies of 1-4 headlines each (cycled from the demo corpus);
+    with ``poison_every``, every such request is one of POISONS instead, in turn."""
     headlines = itertools.cycle([t for t in demo_texts() if "\n" not in t])
+    poisons = itertools.cycle(POISONS)
     bodies = []
     for i in range(count):
+        if poison_every and i % poison_every == poison_every - 1:
+            bodies.append(Body(next(poisons), 2, poisoned=True))
+            continue
         texts = [next(headlines) for _ in range(1 + i % 4)]
-        bodies.append((json.dumps({"texts": texts}, ensure_ascii=False).encode(), len(texts)))
+        bodies.append(Body(json.dumps({"texts": texts}, ensure_ascii=False).encode(), len(texts)))
     return bodies
+
+
+def cpu_line() -> str:
+    """The CPU's name, cores and vector flags (what the model's numeric kernels may use)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "CPU: unknown (no /proc/cpuinfo)"
+    # The last processor's fields win: all processors are alike.
+    pairs = (line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {key.strip(): value for key, value in pairs}
+    name = fields.get("model name", "unknown").strip()
+    flags = set(fields.get("flags", "").split())
+    present = " ".join(f"{flag}={'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS)
+    return f"CPU: {name}, {os.cpu_count()} logical cores; flags: {present}"
 
 
 def max_size_bodies() -> dict[str, bytes]:
@@ -120,10 +162,12 @@ async def wait_ready(url: str, server: subprocess.Popen, timeout: float = 120) -
     raise SystemExit(f"the service was not ready within {timeout:.0f} s")
 
 
-async def load(url: str, bodies: list[tuple[bytes, int]], clients: int) -> dict[str, float]:
-    """Send every body once from ``clients`` concurrent clients; latencies and errors."""
+async def load(url: str, bodies: list[Body], clients: int) -> dict[str, float]:
+    """Send every body once from ``clients`` concurrent clients; latencies and errors.
+
+    An error is a good request without a 200 or a poisoned one without its 422."""
     latencies: list[float] = []
-    errors = 0
+    errors = good_failed = poisoned_422 = 0
     texts = 0
     next_body = iter(bodies)
     headers = {"content-type": "application/json"}
@@ -131,18 +175,23 @@ async def load(url: str, bodies: list[tuple[bytes, int]], clients: int) -> dict[
     timeout = aiohttp.ClientTimeout(total=60)
 
     async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal errors, texts
-        for body, count in next_body:
+        nonlocal errors, good_failed, poisoned_422, texts
+        for body in next_body:
             start = time.perf_counter()
             try:
-                async with session.post(f"{url}/predict", data=body, headers=headers) as response:
+                async with session.post(
+                    f"{url}/predict", data=body.data, headers=headers
+                ) as response:
                     await response.read()
-                    ok = response.status == 200
+                    status = response.status
             except (aiohttp.ClientError, asyncio.TimeoutError):
-                ok = False
+                status = 0
             latencies.append(time.perf_counter() - start)
+            ok = status == (422 if body.poisoned else 200)
             errors += not ok
-            texts += count if ok else 0
+            good_failed += not ok and not body.poisoned
+            poisoned_422 += ok and body.poisoned
+            texts += body.texts if ok and not body.poisoned else 0
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         start = time.perf_counter()
@@ -156,6 +205,9 @@ async def load(url: str, bodies: list[tuple[bytes, int]], clients: int) -> dict[
         "p50": float(np.percentile(ms, 50)),
         "p99": float(np.percentile(ms, 99)),
         "errors": errors,
+        "good_failed": good_failed,
+        "poisoned_422": poisoned_422,
+        "poisoned": sum(body.poisoned for body in bodies),
     }
 
 
@@ -172,19 +224,12 @@ async def post_once(url: str, body: bytes) -> tuple[int, float]:
 async def bench(url: str, server: subprocess.Popen, args: argparse.Namespace) -> None:
     await wait_ready(url, server)
     ready = memory_kib(server.pid)["VmRSS"]
-    bodies = request_bodies(args.requests)
+    bodies = request_bodies(args.requests, args.poison_every)
     await load(url, bodies[:200], 8)  # warm-up: first-call costs, connection set-up
     rows = [("one at a time (baseline)", await load(url, bodies, 1))]
     for clients in args.clients:
         rows.append((str(clients), await load(url, bodies, clients)))
-    base = rows[0][1]["rps"]
-    print("| " + " | ".join(COLUMNS) + " |")
-    print("|---" * len(COLUMNS) + "|")
-    for name, r in rows:
-        print(
-            f"| {name} | {r['requests']:,.0f} | {r['rps']:.0f} | {r['tps']:.0f} | "
-            f"{r['p50']:.1f} | {r['p99']:.1f} | {r['errors']:.0f} | {r['rps'] / base:.2f}x |"
-        )
+    print_table(rows, poisoned=bool(args.poison_every))
     if args.skip_memory:
         return
     after = memory_kib(server.pid)
@@ -201,6 +246,21 @@ async def bench(url: str, server: subprocess.Popen, args: argparse.Namespace) ->
         )
 
 
+def print_table(rows: list[tuple[str, dict[str, float]]], poisoned: bool) -> None:
+    columns = COLUMNS + POISON_COLUMNS if poisoned else COLUMNS
+    base = rows[0][1]["rps"]
+    print("| " + " | ".join(columns) + " |")
+    print("|---" * len(columns) + "|")
+    for name, r in rows:
+        cells = (
+            f"| {name} | {r['requests']:,.0f} | {r['rps']:.0f} | {r['tps']:.0f} | "
+            f"{r['p50']:.1f} | {r['p99']:.1f} | {r['errors']:.0f} | {r['rps'] / base:.2f}x |"
+        )
+        if poisoned:
+            cells += f" {r['good_failed']:.0f} | {r['poisoned_422']:.0f} of {r['poisoned']:.0f} |"
+        print(cells)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path)
@@ -208,7 +268,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--server-arg", action="append", default=[], help="a serve override")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--poison-every", type=int, default=0, metavar="N", help="every Nth request poisoned"
+    )
     args = parser.parse_args()
+    if args.poison_every < 0:
+        parser.error("--poison-every must be at least 0")
+    print(cpu_line(), flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         model = demo_model(args.model, Path(tmp))

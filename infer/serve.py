@@ -33,10 +33,17 @@ def main(cfg: DictConfig) -> None:
     limits = OmegaConf.to_container(cfg.limits, resolve=True) or {}
     batching = OmegaConf.to_container(cfg.batching, resolve=True) or {}
     settings = service.ServiceSettings(
-        max_body_bytes=cfg.max_body_bytes, max_texts=cfg.max_texts, **batching
+        max_body_bytes=cfg.max_body_bytes,
+        max_texts=cfg.max_texts,
+        request_timeout_s=cfg.request_timeout_s,
+        **batching,
     )
     predictor = infer.load(
-        cfg.model, limits=limits, **{k: v for k, v in options.items() if v is not None}
+        cfg.model,
+        limits=limits,
+        # A digest of digits alone reaches here as a YAML integer: its digits are the pin.
+        model_sha256=None if cfg.model_sha256 is None else str(cfg.model_sha256),
+        **{k: v for k, v in options.items() if v is not None},
     )
     service.run(
         predictor,

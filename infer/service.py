@@ -11,27 +11,41 @@ as a streamed body passes it); more than ``max_texts`` texts, a text over the pr
 location of the problem and never repeats the submitted text. A large request (over
 ``max_batch_texts`` texts or ``ALONE_CHARS`` characters) and an explanation run alone,
 in their own thread, so they hold up neither the event loop nor the batches.
+
+Every text is checked on arrival by ``predictor.preprocess`` (the one text rule of the API,
+the CLI and the service), so a bad text is a 422 for its own request only; a model call
+that fails anyway is retried request by request (:mod:`infer.batching`), so it fails only
+the request it belongs to (a 500). A request gets no answer after ``request_timeout_s``
+(a 504), and a JSON body that gives a key twice is a 422, as in the batch CLI.
+``/health`` fails (503) once the batch worker died, a model call runs past
+``wedged_after_s`` or the model fails a known-good text: an orchestrator restarts it.
 """
 
+import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from infer.artifact import MANIFEST, package_versions, read_manifest, sha256
-from infer.batching import MicroBatcher
+from infer.batching import MicroBatcher, Steps, Unavailable
 from infer.errors import TextError, TopictoneError
 from infer.predictors.base import Predictor, Scores
 from infer.schema import Prediction
@@ -40,6 +54,10 @@ MAX_ERRORS = 10  # error items per response: 1,024 bad texts need not produce 1,
 MAX_MSG = 200  # characters of one error message
 MAX_LOC_PART = 40  # characters of one location part (a dict key comes from the client)
 ALONE_CHARS = 50_000  # a request with more characters is scored alone, not batched
+MODEL_FAILED = "the model failed on this request"
+CLIENT_LEFT = 499  # nginx's code: the client closed the connection before the answer
+T = TypeVar("T")
+log = logging.getLogger("topictone.service")
 
 
 @dataclass(frozen=True)
@@ -50,15 +68,27 @@ class ServiceSettings:
     max_texts: int = 1024
     max_batch_texts: int = 256
     max_wait_ms: float = 5.0
+    request_timeout_s: float = 60.0
+    wedged_after_s: float = 120.0
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_texts", "max_batch_texts"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TopictoneError(f"{name} must be a positive integer, got {value!r}")
-        wait = self.max_wait_ms
-        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 1000:
-            raise TopictoneError(f"max_wait_ms must be a number in [0, 1000], got {wait!r}")
+        _in_range("max_wait_ms", self.max_wait_ms, 0, 1000)
+        _in_range("request_timeout_s", self.request_timeout_s, 0, 86400, open_low=True)
+        _in_range("wedged_after_s", self.wedged_after_s, 0, 86400, open_low=True)
+
+
+def _in_range(name: str, value: object, low: float, high: float, open_low: bool = False) -> None:
+    """A setting that must be a number in [low, high], or (low, high] (NaN never is)."""
+    inside = False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        inside = low < value <= high if open_low else low <= value <= high
+    if not inside:
+        span = f"({low:g}, {high:g}]" if open_low else f"[{low:g}, {high:g}]"
+        raise TopictoneError(f"{name} must be a number in {span}, got {value!r}")
 
 
 # ---- response and request bodies -------------------------------------------------------
@@ -208,6 +238,79 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": error_items(exc.errors())}, status_code=422)
 
 
+# ---- the request body: JSON whose keys are unique -----------------------------------
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"duplicate key '{_short(key)}' (only one value could be kept)")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are unique: a repeated key would silently keep its last value
+    (the batch CLI's JSON reader refuses it the same way)."""
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return row
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
+def decode_json(body: bytes) -> Any:
+    """``json.loads(body)`` with unique keys; every failure is a ``JSONDecodeError``, which
+    FastAPI answers as a located 422 (``json_invalid``), not a 400 without a place."""
+    try:
+        text = body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError as err:
+        raise json.JSONDecodeError(f"not {err.encoding} text", "", err.start) from None
+    try:
+        return _DECODER.decode(text)
+    except json.JSONDecodeError:
+        raise
+    except DuplicateKey as err:
+        raise json.JSONDecodeError(str(err), text, _key_position(text, err.key)) from None
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
+def _key_position(text: str, key: str) -> int:
+    """Where the repeated key is written last (best effort: the decoder reports no
+    place; a key spelled with escapes is not found, and 0 stands in)."""
+    spelled = re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:"
+    return max((m.start() for m in re.finditer(spelled, text)), default=0)
+
+
+class UniqueKeysRequest(Request):
+    """A request whose JSON body is decoded by :func:`decode_json`."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = decode_json(await self.body())
+        return self._json
+
+
+class UniqueKeysRoute(APIRoute):
+    """FastAPI's custom route pattern: each request of this route is a ``UniqueKeysRequest``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def unique_keys_handler(request: Request) -> Response:
+            return await handler(UniqueKeysRequest(request.scope, request.receive))
+
+        return unique_keys_handler
+
+
+# ---- bounds on a request: its size, its time, its client ------------------------------
+
+
 class BodyTooLarge(HTTPException):
     """An HTTPException, so that FastAPI's body reader passes it on as the 413 it is."""
 
@@ -249,6 +352,30 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+async def client_left(receive: Receive) -> None:
+    """Returns once the client has closed the connection (the body is read by then:
+    what the server passes on next is that)."""
+    if (await receive())["type"] != "http.disconnect":
+        await asyncio.Event().wait()  # nothing more will come: never returns
+
+
+async def bounded(receive: Receive, work: Coroutine[Any, Any, T], seconds: float) -> T:
+    """``work``'s result, or an HTTP error once ``seconds`` pass or the client leaves:
+    either way the work is cancelled, so its texts leave the batch forming."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(client_left(receive))
+    try:
+        await asyncio.wait({task, gone}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this handler is cancelled
+        gone.cancel()
+        task.cancel()  # nothing happens to a finished task
+    if task.done() and not task.cancelled():
+        return task.result()
+    if gone.done() and not gone.cancelled():
+        raise HTTPException(CLIENT_LEFT, "the client left before the answer")
+    raise HTTPException(504, f"no answer within request_timeout_s={seconds:g}")
+
+
 # ---- the app -------------------------------------------------------------------------
 
 
@@ -257,28 +384,14 @@ def create_app(
 ) -> FastAPI:
     """The service for one loaded predictor; ``model_dir`` is the folder it came from."""
     settings = settings or ServiceSettings()
-    folder = Path(model_dir)
-    manifest = read_manifest(folder, verify=False)
     service_version = package_versions(["topictone"]).get("topictone", "unknown")
-    metadata = Metadata(
-        kind=predictor.kind,
-        **predictor.schema.to_dict(),
-        thresholds=predictor.thresholds,
-        versions=manifest.versions,
-        checksum=sha256(folder / MANIFEST),
-        service_version=service_version,
-        limits=Limits(
-            max_chars=predictor.limits.max_chars,
-            on_long_text=predictor.limits.on_long_text,
-            max_body_bytes=settings.max_body_bytes,
-            max_texts=settings.max_texts,
-        ),
-    )
+    metadata = describe(predictor, Path(model_dir), settings, service_version)
     # A lambda, not the bound method: the model call is looked up per batch (tests wrap it).
     batcher = MicroBatcher(
         lambda texts: predictor.predict_scores_clean(texts),
         max_batch_texts=settings.max_batch_texts,
         max_wait_ms=settings.max_wait_ms,
+        wedged_after_s=settings.wedged_after_s,
     )
 
     @contextlib.asynccontextmanager
@@ -297,17 +410,55 @@ def create_app(
         swagger_ui_parameters={"validatorUrl": None},  # Swagger UI would call swagger.io
         exception_handlers={RequestValidationError: validation_error},
     )
+    app.router.route_class = UniqueKeysRoute
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.predictor, app.state.batcher, app.state.settings = predictor, batcher, settings
-    errors: dict[int | str, dict[str, Any]] = {
-        413: {"model": ErrorResponse, "description": "request body too large"},
-        422: {"model": ErrorResponse, "description": "invalid request (location + message)"},
-    }
-    PredictRequest = request_model(settings.max_texts)
+    add_service_routes(app, batcher, metadata)
+    add_predict_route(app, predictor, batcher, settings)
+    return app
 
-    @app.get("/health", tags=["service"])
+
+def describe(
+    predictor: Predictor, folder: Path, settings: ServiceSettings, service_version: str
+) -> Metadata:
+    """/metadata's answer. The manifest is read by the rule ``infer.load`` applies; a
+    ``versions`` that is no map of names to versions is refused here too, in one line."""
+    manifest = read_manifest(folder, verify=False)
+    versions = manifest.versions
+    if not isinstance(versions, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
+    ):
+        raise TopictoneError(
+            f"{folder / MANIFEST}: versions must map package names to version strings"
+        )
+    return Metadata(
+        kind=predictor.kind,
+        **predictor.schema.to_dict(),
+        thresholds=predictor.thresholds,
+        versions=dict(versions),
+        checksum=sha256(folder / MANIFEST),
+        service_version=service_version,
+        limits=Limits(
+            max_chars=predictor.limits.max_chars,
+            on_long_text=predictor.limits.on_long_text,
+            max_body_bytes=settings.max_body_bytes,
+            max_texts=settings.max_texts,
+        ),
+    )
+
+
+UNHEALTHY: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "description": "not alive: restart the service"}
+}
+
+
+def add_service_routes(app: FastAPI, batcher: MicroBatcher, metadata: Metadata) -> None:
+    @app.get("/health", tags=["service"], responses=UNHEALTHY)
     async def health() -> Health:
-        """The process is up (liveness)."""
+        """The process can answer (liveness): a 503 once the batch worker died, a model
+        call runs past ``wedged_after_s`` or the model fails a known-good text."""
+        if problem := batcher.problem():
+            raise HTTPException(503, problem)
         return Health()
 
     @app.get(
@@ -316,9 +467,12 @@ def create_app(
         responses={503: {"model": ErrorResponse, "description": "not ready"}},
     )
     async def ready() -> Ready:
-        """The model is loaded and the batch worker runs: send traffic (readiness)."""
-        if not batcher.running:
-            raise HTTPException(503, "the batch worker is not running")
+        """The model is loaded, the batch worker runs and is healthy: send traffic."""
+        problem = batcher.problem() or (
+            None if batcher.running else "the batch worker is not running"
+        )
+        if problem:
+            raise HTTPException(503, problem)
         return Ready()
 
     @app.get("/metadata", tags=["model"])
@@ -326,33 +480,56 @@ def create_app(
         """Which model answers: kind, labels, thresholds, versions, checksum and limits."""
         return metadata
 
-    @app.post("/predict", tags=["model"], responses=errors, response_model_exclude_none=True)
-    async def predict(body: PredictRequest) -> PredictResponse:  # type: ignore[valid-type]
+
+PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "request body too large"},
+    422: {"model": ErrorResponse, "description": "invalid request (location + message)"},
+    500: {"model": ErrorResponse, "description": "the model failed on this request"},
+    503: {"model": ErrorResponse, "description": "the model is broken or not running"},
+    504: {"model": ErrorResponse, "description": "no answer within request_timeout_s"},
+}
+
+
+def add_predict_route(
+    app: FastAPI, predictor: Predictor, batcher: MicroBatcher, settings: ServiceSettings
+) -> None:
+    PredictRequest = request_model(settings.max_texts)
+
+    @app.post(
+        "/predict", tags=["model"], responses=PREDICT_ERRORS, response_model_exclude_none=True
+    )
+    async def predict(body: PredictRequest, request: Request) -> PredictResponse:  # type: ignore[valid-type]
         """Topics and tone for each text, equal to ``predictor.predict(texts)``."""
+        if batcher.broken:  # answered at once: nothing would come of waiting
+            raise HTTPException(503, batcher.broken)
         texts: list[str] = body.texts  # type: ignore[attr-defined]
-        overrides: dict[str, float] | None = body.thresholds  # type: ignore[attr-defined]
-        for topic in overrides or {}:
-            if topic not in predictor.thresholds:
-                topics = ", ".join(predictor.schema.topics)
-                raise invalid(("body", "thresholds", _short(topic)), f"unknown topic ({topics})")
-        decided = predictor.resolve_thresholds(overrides) if overrides else predictor.thresholds
+        explain: bool = body.explain  # type: ignore[attr-defined]
+        decided = thresholds(predictor, body.thresholds)  # type: ignore[attr-defined]
+        work = answer(texts, decided, explain)
         try:
-            if body.explain:  # type: ignore[attr-defined]
-                # Never batched: a transformer explains by occlusion, a model call a word.
-                predictions = await batcher.run_alone(explain, texts, decided)
-            else:
-                predictions = predictor.postprocess(await score(texts), decided)
+            predictions = await bounded(request.receive, work, settings.request_timeout_s)
+        except HTTPException:
+            raise
         except TextError as err:
             raise invalid(("body", "texts", err.index), str(err)[:MAX_MSG]) from None
+        except TopictoneError as err:  # a kind that cannot explain
+            raise invalid(
+                ("body", "explain") if explain else ("body",), str(err)[:MAX_MSG]
+            ) from None
+        except Unavailable as err:
+            raise HTTPException(503, str(err)[:MAX_MSG]) from None
+        except Exception as err:
+            # The operator's log gets the traceback; the client a line without its texts.
+            log.error("%s: %s", MODEL_FAILED, type(err).__name__, exc_info=err)
+            raise HTTPException(500, MODEL_FAILED) from None
         return PredictResponse(predictions=[PredictionOut(**p.to_dict()) for p in predictions])
 
-    def check(texts: list[str]) -> list[str]:
-        """The texts as the model reads them; too long, or nothing left, is a TextError."""
-        clean = predictor.preprocess(texts)
-        for index, text in enumerate(clean):
-            if not text:  # only whitespace, control or invisible characters
-                raise TextError(index, "empty text")
-        return clean
+    async def answer(
+        texts: list[str], decided: dict[str, float], explain: bool
+    ) -> list[Prediction]:
+        if explain:  # never batched: a transformer explains by occlusion, a model call a text
+            return await batcher.run_alone(explain_alone, texts, decided)
+        return predictor.postprocess(await score(texts), decided)
 
     async def score(texts: list[str]) -> Scores:
         """Checked per request, so one bad request fails alone; scored with others'.
@@ -361,26 +538,45 @@ def create_app(
         loop from answering, and hold a batch of small requests up for seconds."""
         if len(texts) > settings.max_batch_texts or sum(map(len, texts)) > ALONE_CHARS:
             return await batcher.run_alone(score_in_parts, texts)
-        return await batcher.submit(check(texts))
+        return await batcher.submit(predictor.preprocess(texts))
 
-    def score_in_parts(texts: list[str]) -> Scores:
+    def score_in_parts(steps: Steps, texts: list[str]) -> Scores:
         """A large request, checked whole, then scored in parts of at most ALONE_CHARS
         characters (or one text): the model's working memory stays that of a small batch."""
-        clean = check(texts)
+        return scores_in_parts(steps, predictor.preprocess(texts))
+
+    def scores_in_parts(steps: Steps, clean: list[str]) -> Scores:
         parts, start, size = [], 0, 0
         for end, text in enumerate(clean):
             if size and size + len(text) > ALONE_CHARS:
+                steps.check()
                 parts.append(predictor.predict_scores_clean(clean[start:end]))
                 start, size = end, 0
             size += len(text)
+        steps.check()
         parts.append(predictor.predict_scores_clean(clean[start:]))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def explain(texts: list[str], thresholds: dict[str, float]) -> list[Prediction]:
-        check(texts)
-        return predictor.predict(texts, thresholds, explain=True)
+    def explain_alone(
+        steps: Steps, texts: list[str], decided: dict[str, float]
+    ) -> list[Prediction]:
+        """``predictor.predict(texts, decided, explain=True)``, one step a text."""
+        clean = predictor.preprocess(texts)
+        predictions = predictor.postprocess(scores_in_parts(steps, clean), decided)
+        explained = []
+        for text, prediction in zip(clean, predictions, strict=True):
+            steps.check()
+            explained.append(replace(prediction, explanation=predictor.explain(text, prediction)))
+        return explained
 
-    return app
+
+def thresholds(predictor: Predictor, overrides: dict[str, float] | None) -> dict[str, float]:
+    """The predictor's thresholds with a request's overrides; an unknown topic is a 422."""
+    for topic in overrides or {}:
+        if topic not in predictor.thresholds:
+            topics = ", ".join(predictor.schema.topics)
+            raise invalid(("body", "thresholds", _short(topic)), f"unknown topic ({topics})")
+    return predictor.resolve_thresholds(overrides) if overrides else predictor.thresholds
 
 
 def run(

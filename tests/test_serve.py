@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -131,7 +132,8 @@ def test_openapi_has_typed_responses_with_examples(app: FastAPI) -> None:
         content = schema["paths"][path][method]["responses"]["200"]["content"]
         assert content["application/json"]["schema"]["$ref"].startswith("#/components/")
     errors = schema["paths"]["/predict"]["post"]["responses"]
-    for status in ("413", "422"):
+    assert "503" in schema["paths"]["/health"]["get"]["responses"]
+    for status in ("413", "422", "500", "503", "504"):
         ref = errors[status]["content"]["application/json"]["schema"]["$ref"]
         assert ref == "#/components/schemas/ErrorResponse"
 
@@ -334,6 +336,41 @@ def test_invalid_json(client: TestClient) -> None:
     assert item["loc"][0] == "body" and item["msg"].startswith("invalid JSON")
 
 
+@pytest.mark.parametrize(
+    ("content", "key"),
+    [
+        ('{"texts": ["SECRET"], "texts": ["x"]}', "texts"),
+        ('{"texts": ["texts"], "thresholds": {"defence": 0.1, "defence": 0.9}}', "defence"),
+        ('{"texts": ["x"], "explain": true, "explain": false}', "explain"),
+    ],
+)
+def test_a_key_given_twice_is_refused(client: TestClient, content: str, key: str) -> None:
+    """Only one of the values could be kept: a 422 naming the key (and where it is given
+    again), as the batch CLI refuses such a row."""
+    body = content.replace("SECRET", SECRET)
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert_located(response, 422, ["body", body.rindex(f'"{key}"')])
+    assert response.json()["detail"][0]["msg"].startswith(f"invalid JSON: duplicate key '{key}'")
+
+
+@pytest.mark.parametrize(
+    ("content", "msg"),
+    [
+        (b'{"texts": ["\xff\xfe SECRET"]}', "invalid JSON: not utf-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, "invalid JSON: nested too deeply"),
+    ],
+)
+def test_an_unreadable_body_is_a_located_422(client: TestClient, content: bytes, msg: str) -> None:
+    response = client.post(
+        "/predict",
+        content=content.replace(b"SECRET", SECRET.encode()),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422 and SECRET not in response.text
+    [item] = response.json()["detail"]
+    assert item["loc"][0] == "body" and item["msg"] == msg
+
+
 THRESHOLD = ["body", "thresholds", "defence"]
 
 
@@ -373,6 +410,10 @@ def test_settings_are_checked() -> None:
         ServiceSettings(max_texts=0)
     with pytest.raises(infer.TopictoneError, match="max_wait_ms"):
         ServiceSettings(max_wait_ms=-1)
+    for name in ("request_timeout_s", "wedged_after_s"):
+        for value in (0, -1, float("nan"), float("inf"), "60", True):
+            with pytest.raises(infer.TopictoneError, match=f"{name} must be a number in"):
+                ServiceSettings(**{name: value})
 
 
 # ---- the command --------------------------------------------------------------------
@@ -401,6 +442,51 @@ def test_serve_with_a_bad_setting_is_one_line(
     result = cli("infer.serve", f"model={model_dir}", "max_texts=0")
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["error: max_texts must be a positive integer, got 0"]
+
+
+@pytest.fixture
+def never_serve(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """``infer.service.run`` replaced: a command that would serve records it and returns."""
+    served: list[tuple] = []
+    monkeypatch.setattr(infer.service, "run", lambda *args, **kwargs: served.append(args))
+    return served
+
+
+@pytest.mark.parametrize("pin", ["0" * 64, "1" * 64])  # digits alone: a YAML integer
+def test_serve_refuses_a_model_other_than_the_pinned_one(
+    cli: Callable[..., subprocess.CompletedProcess],
+    model_dir: Path,
+    never_serve: list,
+    pin: str,
+) -> None:
+    result = cli("infer.serve", f"model={model_dir}", f"model_sha256={pin}")
+    assert not never_serve
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ") and "not the expected model_sha256" in result.stderr
+    pinned = cli(
+        "infer.serve", f"model={model_dir}", f"model_sha256={sha256(model_dir / MANIFEST)}"
+    )
+    assert pinned.returncode == 0 and len(never_serve) == 1, pinned.stderr
+
+
+def test_serve_refuses_a_manifest_whose_versions_is_a_list(
+    cli: Callable[..., subprocess.CompletedProcess],
+    model_dir: Path,
+    tmp_path: Path,
+    never_serve: list,
+) -> None:
+    """One rule for the CLI and the service: one line, never a traceback."""
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    manifest["versions"] = sorted(manifest["versions"])
+    (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    result = cli("infer.serve", f"model={folder}")
+    assert not never_serve
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "versions" in result.stderr
+    with pytest.raises(infer.TopictoneError, match="versions"):
+        create_app(infer.load(model_dir), folder)  # a predictor loaded elsewhere
 
 
 def test_importing_infer_never_imports_fastapi() -> None:
