@@ -10,11 +10,13 @@ import pytest
 
 from tests.conftest import FAST_TFIDF, ROOT, train_run
 
+FITTED = ["decision.calibrate=true", "decision.thresholds=f1"]
+
 
 @pytest.fixture(scope="module")
 def fitted_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("fitted")
-    train_run([*FAST_TFIDF, "decision.calibrate=true", "decision.thresholds=f1"], run)
+    train_run([*FAST_TFIDF, *FITTED], run)
     return run
 
 
@@ -24,11 +26,19 @@ def compare(*runs) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-def test_compare_runs_prints_a_row_per_run(fitted_run):
-    done = compare(fitted_run, fitted_run)
+def test_compare_runs_prints_each_run_against_the_first(fitted_run, tmp_path):
+    other = tmp_path / "other"
+    train_run([*FAST_TFIDF, "model.topic_C=0.05", *FITTED], other)
+    done = compare(fitted_run, other)
     assert done.returncode == 0, done.stderr
-    rows = [line for line in done.stdout.splitlines() if line.startswith(f"| {fitted_run} |")]
-    assert len(rows) == 2 and "+0.000 [+0.000, +0.000]" in rows[1]
+    rows = [line.split(" | ") for line in done.stdout.splitlines()[2:]]
+    honest = [
+        json.loads((run / "metrics.json").read_text())["dev_crossfit"]["topics/macro_f1"]
+        for run in (fitted_run, other)
+    ]
+    assert [float(row[1]) for row in rows] == [round(h, 3) for h in honest]
+    delta = float(rows[1][4].split(" [")[0])
+    assert delta == pytest.approx(honest[1] - honest[0], abs=1e-3) and delta != 0
 
 
 @pytest.mark.parametrize(

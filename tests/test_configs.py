@@ -30,19 +30,12 @@ def test_gold_presets_train_on_gold_and_tune_honestly():
 
 
 def test_the_ensemble_member_is_the_transformer_preset():
-    """gold_ensemble's transformer is gold_transformer's (conf/model/transformer_gemma.yaml):
-    three epochs over the frozen layers' cached output, quiet inside the ensemble."""
+    """gold_ensemble's transformer is gold_transformer's, quiet inside the ensemble: a
+    change to the preset reaches the ensemble, whose figures are measured with it."""
     alone = compose_train(["experiment=gold_transformer"]).model
     member = compose_train(["experiment=gold_ensemble"]).model.members.transformer
     differing = {k for k in alone if alone[k] != member[k]}
     assert differing == {"progress"}
-    assert (alone.backbone, alone.freeze_layers, alone.cache_frozen, alone.epochs) == (
-        "google/embeddinggemma-300m",
-        20,
-        True,
-        3,
-    )
-    assert alone.bf16
 
 
 GROUPS = {

@@ -184,7 +184,19 @@ def test_calibration_and_tuned_thresholds_ship_in_the_model(tfidf_run, tmp_path)
     }
     again = predictor.predict([texts[r["id"]] for r in rows])
     assert [r["prediction"]["topics"] for r in rows] == [p.topics for p in again]
-    assert predictor.predict(["Army tests missile"], explain=True)[0].explanation is not None
+    [explained] = predictor.predict(["Army tests missile"], thresholds=ALL_TOPICS, explain=True)
+    assert set(explained.explanation) == {*explained.topics, explained.tone}
+    for terms in explained.explanation.values():
+        weights = [weight for _, weight in terms]
+        assert weights == sorted(weights, reverse=True) and all(w > 0 for w in weights)
+        # Inner character n-grams read "…rmy…": every piece comes from the text.
+        assert all(
+            term.removeprefix("lead:").strip("… ").lower() in "army tests missile"
+            for term, _ in terms
+        )
+
+
+ALL_TOPICS = {"defence": 0.0, "counterterrorism": 0.0, "technology": 0.0}
 
 
 def test_report_renders_with_figures_and_breakdowns(tfidf_run):

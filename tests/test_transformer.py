@@ -170,7 +170,7 @@ def test_calibration_and_thresholds_travel_with_the_model(tiny_backbone, tmp_pat
     manifest = json.loads((tmp_path / "model" / "topictone.json").read_text())
     calibration = manifest["calibration"]
     assert calibration["method"] == "platt"
-    assert len(calibration["topics"]["scale"]) == 3 and calibration["tone"]["scale"] > 0
+    assert len(calibration["topics"]["scale"]) == 3
     assert set(json.loads((tmp_path / "metrics.json").read_text())) == {
         "dev_before_fitting",
         "dev_crossfit",
@@ -181,6 +181,11 @@ def test_calibration_and_thresholds_travel_with_the_model(tiny_backbone, tmp_pat
     rows = [json.loads(line) for line in (tmp_path / "predictions/dev.jsonl").open()]
     again = predictor.predict(demo_texts("dev"))
     assert [r["prediction"]["topics"] for r in rows] == [p.topics for p in again]
+    # The loaded model applies the saved calibration: its scores are not the raw ones.
+    clean = predictor.preprocess(demo_texts("dev"))
+    raw, calibrated = predictor.raw_scores_clean(clean), predictor.predict_scores_clean(clean)
+    assert np.abs(raw[0] - calibrated[0]).max() > 1e-3
+    assert np.abs(raw[1] - calibrated[1]).max() > 1e-3
 
 
 def test_occlusion_explanations(transformer_run):
