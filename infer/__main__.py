@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -19,18 +20,23 @@ from infer.io import check_output
 
 @command(f"{CONF_DIR}/inference", "infer")
 def main(cfg: DictConfig) -> None:
+    start = time.perf_counter()
     options = OmegaConf.to_container(cfg.options, resolve=True) or {}
     load_args = {
         "limits": OmegaConf.to_container(cfg.limits, resolve=True),
         **{k: v for k, v in options.items() if v is not None},
     }
+    pinned = OmegaConf.select(cfg, "model_sha256", default=None)
+    if pinned is not None:  # the folder must be the one whose topictone.json has this digest
+        load_args["model_sha256"] = pinned
     if OmegaConf.select(cfg, "engine.name", default="local") == "ray":
         from infer import ray_engine  # Ray is imported here and only here
 
         rows, shards = ray_engine.run(cfg, load_args)
-        print(f"wrote {rows} predictions to {cfg.output} ({shards} shards)", file=sys.stderr)
+        print(summary(rows, f"{cfg.output} ({shards} shards)", start), file=sys.stderr)
         return
-    check_output(cfg.output, (cfg.input,))  # before the model loads: fail fast
+    # Before the model loads: fail fast, and never write over the model being read.
+    check_output(cfg.output, (cfg.input,), protected=(cfg.model,))
     predictor = infer.load(cfg.model, **load_args)
     count = predict_file(
         predictor,
@@ -49,7 +55,16 @@ def main(cfg: DictConfig) -> None:
         resume=cfg.resume,
         identity={"model": sha256(Path(cfg.model) / MANIFEST), "options": options},
     )
-    print(f"wrote {count} predictions to {cfg.output}", file=sys.stderr)
+    print(summary(count, cfg.output, start), file=sys.stderr)
+
+
+def summary(rows: int, where: object, start: float) -> str:
+    """The run's last line: what was written, where, and how fast (model load included)."""
+    seconds = time.perf_counter() - start
+    return (
+        f"wrote {rows} predictions to {where} in {seconds:.1f} s "
+        f"({rows / max(seconds, 1e-9):.1f} rows/s)"
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ class InputError(TopictoneError):
     ) -> None:
         self.reason, self.file, self.line, self.field = message, file, line, field
         where = ":".join(str(p) for p in (file, line) if p is not None)
-        what = f"field '{field}': " if field else ""
+        # repr: a field name holding a line break or a quote still gives one line.
+        what = f"field {field!r}: " if field else ""
         super().__init__(f"{where}: {what}{message}" if where else f"{what}{message}")
 
     def __reduce__(self) -> tuple:  # whole across processes (engine=ray's workers)

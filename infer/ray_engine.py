@@ -2,12 +2,13 @@
 
 The input is a file, a folder or a glob of JSONL, CSV and Parquet shards
 (:func:`infer.io.input_files`). Each file is one read task that parses it with the batch
-CLI's own reader and checks every row as the CLI does (:func:`infer.batch.check_row`),
-so a bad row is the same one line, naming the file, line and field. Blocks of
+CLI's own reader and checks every row as the CLI does (:class:`infer.batch.Plan`), so a
+bad row is the same one line, naming the file, line and field. Blocks of
 ``engine.block_rows`` rows go to a pool of ``engine.actors`` actors, each of which loads
 the model once and predicts ``engine.batch_size`` rows per call; each block is written as
-one shard with the CLI's own writers. Every output row is therefore exactly the record the
-single-process CLI writes for that input row (``tests/test_ray.py`` compares them).
+one shard with the CLI's own writers (a Parquet shard's schema from all its rows). Every
+output row is therefore exactly the record the single-process CLI writes for that input
+row (``tests/test_ray.py`` compares them).
 
 Rows travel between tasks pickled in one binary column rather than as Arrow columns, and
 neither ``ray.data.read_json``/``read_csv`` nor ``write_json`` is used: they change rows
@@ -33,7 +34,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from itertools import groupby
 from pathlib import Path
@@ -44,19 +45,21 @@ from omegaconf import DictConfig, OmegaConf
 
 import infer
 from infer.artifact import read_manifest
-from infer.batch import check_row, merge_prediction, write_located
+from infer.batch import Plan, predict_located, prediction_type, write_located
 from infer.errors import InputError, TopictoneError
 from infer.io import (
     STDOUT,
+    check_not_model,
     detect_format,
     file_writer,
     input_files,
+    output_folder,
     parquet_schema,
-    prepare_parent,
-    read_rows,
+    read_records,
 )
 from infer.limits import TextLimits
 from infer.paths import follow_umask
+from infer.schema import LabelSchema
 
 try:
     import ray
@@ -105,32 +108,49 @@ def run(cfg: DictConfig, load_args: Mapping[str, Any]) -> tuple[int, int]:
     kind = cfg.output_format or engine.format
     if kind not in OUTPUT_FORMATS:
         raise TopictoneError(f"engine=ray writes {' or '.join(OUTPUT_FORMATS)} shards, not {kind}")
-    read_manifest(Path(cfg.model))  # a wrong model folder is one line before Ray starts
-    check = {
-        "text_field": cfg.text_field,
-        "limits": TextLimits.of(load_args.get("limits")),
-        "flat": False,
-        "field": cfg.prediction_field,
-        "prefix": cfg.prediction_prefix,
-    }
+    target = Path(cfg.output)
+    check_not_model(target, (cfg.model,))  # never shards into (or over) a model folder
+    # A wrong folder, or not the pinned one, is one line before Ray starts.
+    pin = {k: v for k, v in load_args.items() if k == "model_sha256"}
+    labels = read_manifest(Path(cfg.model), **pin).schema
     files = input_files(cfg.input, cfg.input_format)
+    base = Plan(
+        None,
+        "jsonl",
+        kind,
+        cfg.text_field,
+        cfg.prediction_field,
+        cfg.prediction_prefix,
+        TextLimits.of(load_args.get("limits")),
+    )
     sources = [
         Source(i, str(f.resolve()), str(f), detect_format(f, cfg.input_format))
         for i, f in enumerate(files)
     ]
-    target = Path(cfg.output)
+    plans = [replace(base, source=s.shown, kind_in=s.kind) for s in sources]
     check_folder(target, files)
-    prepare_parent(target)
-
+    explain = bool(cfg.explain)
     predict_args = {
         "model": str(Path(cfg.model).resolve()),
         "load_args": dict(load_args),
-        "text_field": cfg.text_field,
+        "plans": plans,
         "thresholds": OmegaConf.to_container(cfg.thresholds) or None,
-        "explain": bool(cfg.explain),
-        "field": cfg.prediction_field,
-        "prefix": cfg.prediction_prefix,
+        "explain": explain,
     }
+    with output_folder(target):
+        return _run(cfg, target, sources, plans, predict_args, (labels, explain))
+
+
+def _run(
+    cfg: DictConfig,
+    target: Path,
+    sources: list[Source],
+    plans: list[Plan],
+    predict_args: dict[str, Any],
+    prediction: tuple[LabelSchema, bool],
+) -> tuple[int, int]:
+    """Read, predict and write into a temporary folder that becomes ``target``."""
+    engine = cfg.engine
     try:
         tmp = Path(
             tempfile.mkdtemp(
@@ -139,14 +159,15 @@ def run(cfg: DictConfig, load_args: Mapping[str, Any]) -> tuple[int, int]:
         )
     except OSError as err:
         raise TopictoneError(f"{target.parent}: cannot write here ({err.strerror})") from None
-    sink = Shards(str(tmp), kind, sources)
+    sink = Shards(str(tmp), plans[0].kind_out, sources, plans[0].field, prediction)
+    cpus = engine.num_cpus
     try:  # removed after Ray stops: a local Ray's workers write no more
         with session(engine.address, engine.actors * cpus, bool(cfg.progress)):
             # One read task per file, its blocks unsplit (override_num_blocks); each block
             # whole to one actor call (batch_size=None), which predicts it engine.batch_size
             # rows at a time: one output block, so one shard, per input block.
             dataset = ray.data.read_datasource(
-                Files(sources, check, engine.block_rows, cfg.max_line_bytes),
+                Files(sources, plans, engine.block_rows, cfg.max_line_bytes),
                 override_num_blocks=len(sources),
             ).map_batches(
                 Predict,
@@ -161,7 +182,7 @@ def run(cfg: DictConfig, load_args: Mapping[str, Any]) -> tuple[int, int]:
             except Exception as err:
                 raise user_error(err) or err  # noqa: B904 (the original, or Ray's own)
         shards = len(list(tmp.iterdir()))
-        publish(tmp, target, files)
+        publish(tmp, target, [Path(s.shown) for s in sources])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return sink.rows, shards
@@ -316,10 +337,10 @@ class Files(Datasource):
     """One read task per input file: the CLI's reader and row checks, in blocks."""
 
     def __init__(
-        self, sources: list[Source], check: dict[str, Any], block_rows: int, max_line_bytes: int
+        self, sources: list[Source], plans: list[Plan], block_rows: int, max_line_bytes: int
     ) -> None:
         super().__init__()
-        self.sources, self.check = sources, check
+        self.sources, self.plans = sources, plans
         self.block_rows, self.max_line_bytes = block_rows, max_line_bytes
 
     def estimate_inmemory_data_size(self) -> int | None:
@@ -330,7 +351,7 @@ class Files(Datasource):
     ) -> list[ReadTask]:
         return [
             ReadTask(
-                partial(read_blocks, s, self.check, self.block_rows, self.max_line_bytes),
+                partial(read_blocks, s, self.plans[s.index], self.block_rows, self.max_line_bytes),
                 BlockMetadata(
                     num_rows=None,
                     size_bytes=os.path.getsize(s.path),
@@ -344,17 +365,20 @@ class Files(Datasource):
 
 
 def read_blocks(
-    source: Source, check: dict[str, Any], block_rows: int, max_line_bytes: int
+    source: Source, plan: Plan, block_rows: int, max_line_bytes: int
 ) -> Iterator[pa.Table]:
-    """The file's checked rows, pickled, with their input lines, ``block_rows`` at a time."""
+    """The file's checked rows, pickled with their JSONL line where the plan needs it
+    (:meth:`Plan.merge`), with their input lines, ``block_rows`` at a time."""
     lines: list[int] = []
     rows: list[bytes] = []
     number = 0
+    keep = plan.splice or plan.literals
+    records = read_records(source.path, source.kind, max_line_bytes, plan.exact_numbers)
     try:
-        for line, row, _ in read_rows(source.path, source.kind, max_line_bytes=max_line_bytes):
-            check_row(row, source=source.path, line=line, **check)
+        for line, row, _, text in records:
+            plan.check(row, line)
             lines.append(line)
-            rows.append(pickle.dumps(row, protocol=5))
+            rows.append(pickle.dumps((row, text if keep else None), protocol=5))
             if len(rows) >= block_rows:
                 yield _block(source.index, number, lines, rows)
                 lines, rows, number = [], [], number + 1
@@ -386,43 +410,63 @@ class Predict:
         self,
         model: str,
         load_args: dict[str, Any],
-        text_field: str,
+        plans: list[Plan],
         thresholds: dict[str, float] | None,
         explain: bool,
-        field: str,
-        prefix: str,
         batch_size: int,
     ) -> None:
         self.predictor = infer.load(model, **load_args)
-        self.text_field, self.thresholds, self.explain = text_field, thresholds, explain
-        self.field, self.prefix, self.batch_size = field, prefix, batch_size
+        self.plans, self.thresholds, self.explain = plans, thresholds, explain
+        self.batch_size = batch_size
 
     def __call__(self, block: pa.Table) -> pa.Table:
+        files, lines = block.column("file").to_pylist(), block.column("line").to_pylist()
         records: list[bytes] = []
-        for start in range(0, block.num_rows, self.batch_size):
-            part = block.column("row").slice(start, self.batch_size).to_pylist()
-            rows = [pickle.loads(value) for value in part]
-            predictions = self.predictor.predict(
-                [row[self.text_field] for row in rows],
-                thresholds=self.thresholds,
-                explain=self.explain,
-            )
-            records += [
-                pickle.dumps(merge_prediction(r, p, False, self.field, self.prefix), protocol=5)
-                for r, p in zip(rows, predictions, strict=True)
-            ]
+        for file, run_ in groupby(range(block.num_rows), key=files.__getitem__):
+            at = list(run_)
+            for start in range(at[0], at[-1] + 1, self.batch_size):
+                stop = min(start + self.batch_size, at[-1] + 1)
+                records += self._predict(self.plans[file], block, lines, start, stop)
         return block.drop_columns(["row"]).append_column(
             "record", pa.array(records, pa.large_binary())
         )
 
+    def _predict(
+        self, plan: Plan, block: pa.Table, lines: list[int], start: int, stop: int
+    ) -> list[bytes]:
+        """Rows ``start:stop`` of one file predicted, as pickled output records."""
+        part = block.column("row").slice(start, stop - start).to_pylist()
+        rows = [pickle.loads(value) for value in part]
+        predictions = predict_located(
+            self.predictor,
+            [row[plan.text_field] for row, _ in rows],
+            plan,
+            lines[start:stop],
+            self.thresholds,
+            self.explain,
+        )
+        return [
+            pickle.dumps(plan.merge(row, text, p), protocol=5)
+            for (row, text), p in zip(rows, predictions, strict=True)
+        ]
+
 
 class Shards(Datasink):
     """One shard per input block, ``part-<file>-<block>-<task>``, its rows in input order,
-    written with the CLI's writers (a block Ray split between write tasks is one shard
-    per task; one a task met twice, ``.<n>`` for the second part)."""
+    written with the CLI's writers in one write (a Parquet shard's columns typed from all
+    its rows; a block Ray split between write tasks is one shard per task; one a task
+    met twice, ``.<n>`` for the second part)."""
 
-    def __init__(self, folder: str, kind: str, sources: list[Source]) -> None:
+    def __init__(
+        self,
+        folder: str,
+        kind: str,
+        sources: list[Source],
+        field: str,
+        prediction: tuple[LabelSchema, bool],
+    ) -> None:
         self.folder, self.kind, self.sources = folder, kind, sources
+        self.field, self.prediction = field, prediction
         self.rows = 0  # on the driver, once every write task is done
 
     def on_write_complete(self, write_result: Any) -> None:
@@ -431,39 +475,48 @@ class Shards(Datasink):
     def write(self, blocks: Iterable[Any], ctx: Any) -> int:
         count = 0
         parts: dict[tuple[int, int], int] = {}  # shards begun per (file, block)
-        with contextlib.ExitStack() as stack:
-            current: tuple[int, int] | None = None
-            writer: Any = None
-            for block in blocks:
-                table = BlockAccessor.for_block(block).to_arrow()
-                if table.num_rows == 0:
-                    continue
-                files, numbers = table.column("file"), table.column("block")
-                keys = list(zip(files.to_pylist(), numbers.to_pylist(), strict=True))
-                lines = table.column("line").to_pylist()
-                records = table.column("record").to_pylist()
-                for key, run_ in groupby(range(len(keys)), key=keys.__getitem__):
-                    at = list(run_)
-                    source = self.sources[key[0]]
-                    if key != current:  # one shard open at a time
-                        stack.close()
-                        part = parts[key] = parts.get(key, -1) + 1
-                        name = f"part-{key[0]:05d}-{key[1]:05d}-{ctx.task_idx:05d}"
-                        name += f".{part}" if part else ""
-                        same = source.kind == self.kind == "parquet"
-                        writer = stack.enter_context(
-                            file_writer(
-                                os.path.join(self.folder, f"{name}.{self.kind}"),
-                                self.kind,
-                                parquet_schema(source.path) if same else None,
-                            )
-                        )
-                        current = key
-                    write_located(
-                        writer,
-                        [pickle.loads(records[i]) for i in at],
-                        source.shown,
-                        [lines[i] for i in at],
-                    )
-                    count += len(at)
-        return count
+        current: tuple[int, int] | None = None
+        records: list[Any] = []
+        lines: list[int] = []
+        for block in blocks:
+            table = BlockAccessor.for_block(block).to_arrow()
+            if table.num_rows == 0:
+                continue
+            files, numbers = table.column("file"), table.column("block")
+            keys = list(zip(files.to_pylist(), numbers.to_pylist(), strict=True))
+            at_lines = table.column("line").to_pylist()
+            pickled = table.column("record").to_pylist()
+            for key, run_ in groupby(range(len(keys)), key=keys.__getitem__):
+                if key != current:  # one shard gathered at a time
+                    count += self._shard(current, parts, ctx, records, lines)
+                    current, records, lines = key, [], []
+                for i in run_:
+                    records.append(pickle.loads(pickled[i]))
+                    lines.append(at_lines[i])
+        return count + self._shard(current, parts, ctx, records, lines)
+
+    def _shard(
+        self,
+        key: tuple[int, int] | None,
+        parts: dict[tuple[int, int], int],
+        ctx: Any,
+        records: list[Any],
+        lines: list[int],
+    ) -> int:
+        """Write one shard's records; return how many."""
+        if key is None or not records:
+            return 0
+        source = self.sources[key[0]]
+        part = parts[key] = parts.get(key, -1) + 1
+        name = f"part-{key[0]:05d}-{key[1]:05d}-{ctx.task_idx:05d}" + (f".{part}" if part else "")
+        path = os.path.join(self.folder, f"{name}.{self.kind}")
+        with file_writer(path, self.kind, self._schema(source), (self.field,)) as writer:
+            write_located(writer, records, source.shown, lines)
+        return len(records)
+
+    def _schema(self, source: Source) -> Any:
+        """A Parquet shard's known types: a Parquet input's own, and the prediction's."""
+        if self.kind != "parquet":
+            return None
+        known = list(parquet_schema(source.path)) if source.kind == "parquet" else []
+        return pa.schema([*known, pa.field(self.field, prediction_type(*self.prediction))])

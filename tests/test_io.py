@@ -1,6 +1,7 @@
 """Readers and writers: streaming, located errors, atomic output."""
 
 import datetime
+import decimal
 import json
 from pathlib import Path
 
@@ -190,3 +191,114 @@ def test_input_files_of_a_folder_a_glob_or_a_file(tmp_path):
         with pytest.raises(TopictoneError) as err:
             input_files(spec)
         assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{}", '{"p":1}\n'),
+        ("  { \t}\r\n", '{"p":1}\n'),
+        ('{"a": {}}', '{"a": {},"p":1}\n'),
+        ('{"a": "{"}\n', '{"a": "{","p":1}\n'),
+        ('{"a":1E2 , "b": [ ] }  \n', '{"a":1E2 , "b": [ ],"p":1}\n'),
+    ],
+)
+def test_a_spliced_line_keeps_the_input_text(text, expected):
+    from infer.io import Spliced, _spliced_line
+
+    assert _spliced_line(Spliced(text, "p", 1), 0) == expected
+    assert json.loads(expected)["p"] == 1
+
+
+def test_json_texts_are_the_values_as_written():
+    from infer.io import json_texts
+
+    line = ' { "a" : 1E2,"b":[1.50, {"c": -0}] , "\\u00e9": "x", "d": null }\n'
+    assert json.loads(line) and json_texts(line) == {
+        "a": "1E2",
+        "b": '[1.50, {"c": -0}]',
+        "é": '"x"',
+        "d": "null",
+    }
+
+
+def test_record_sizes_add_up_to_the_bytes_read(tmp_path):
+    """Blank lines count with the row after them, so a row's end is an offset in the file."""
+    from infer.io import read_records
+
+    content = '\ufeff\n{"a": 1}\n\n  \n{"a": 2}\r\n{"a": 3}'
+    f = write(tmp_path / "a.jsonl", content)
+    sizes = [size for _, _, size, _ in read_records(f)]
+    assert sum(sizes) == f.stat().st_size and len(sizes) == 3
+    assert [text for _, _, _, text in read_records(f)][1] == '{"a": 2}\r\n'
+
+
+def test_csv_writer_reorders_keys_and_refuses_other_columns(tmp_path):
+    with open_writer(tmp_path / "o.csv") as writer:
+        writer.write([{"a": 1, "b": "x"}, {"b": "y", "a": 2}])
+    assert (tmp_path / "o.csv").read_text().splitlines() == ["a,b", "1,x", "2,y"]
+    for row, field in (({"a": 3}, "b"), ({"a": 3, "b": 4, "c": 5}, "c")):
+        with pytest.raises(RowValueError) as err, open_writer(tmp_path / "p.csv") as writer:
+            writer.write([{"a": 1, "b": 2}, row])
+        assert (err.value.index, err.value.field) == (1, field)
+    with pytest.raises(RowValueError, match="cannot start with U\\+FEFF"):
+        with open_writer(tmp_path / "q.csv") as writer:
+            writer.write([{"\ufeffa": 1}])
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "q.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (b"\x00\xff", "binary"),
+        (datetime.date(2026, 1, 2), "date"),
+        ([("k", 1)], "map"),
+        ({"n": [decimal.Decimal("1.1")]}, "decimal"),
+        (np.float64(0.5), "float64"),
+    ],
+)
+def test_csv_cells_are_refused_without_an_exact_text(tmp_path, value, kind):
+    with pytest.raises(RowValueError, match=f"a {kind} value has no exact") as err:
+        with open_writer(tmp_path / "o.csv") as writer:
+            writer.write([{"ok": 1, "v": value}])
+    assert (err.value.index, err.value.field) == (0, "v")
+
+
+def test_parquet_writer_reads_each_value_back(tmp_path):
+    """A key the given type lacks would be dropped by Arrow: the row is refused instead."""
+    import pyarrow as pa
+
+    known = pa.schema([("m", pa.struct([("a", pa.int64())]))])
+    with pytest.raises(RowValueError, match="would read back from Parquet as") as err:
+        with open_writer(tmp_path / "o.parquet", schema=known) as writer:
+            writer.write([{"m": {"a": 1}}, {"m": {"a": 2, "b": 3}}])
+    assert (err.value.index, err.value.field) == (1, "m")
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_parquet_schema_names_the_row_that_fits_no_type():
+    from infer.io import ParquetSchema
+
+    schema = ParquetSchema()
+    for key, row in enumerate([{"a": 1, "m": {"x": 1}}, {"a": 2.5, "m": {"y": "s"}}, {"a": None}]):
+        schema.add(key, row)
+    result = schema.result()
+    assert str(result.field("a").type) == "double"
+    assert str(result.field("m").type) == "struct<x: int64, y: string>"
+    schema.add(9, {"a": "text"})
+    with pytest.raises(
+        RowValueError, match="holds string where an earlier row holds double"
+    ) as err:
+        schema.result()
+    assert (err.value.index, err.value.field) == (9, "a")
+
+
+def test_parquet_struct_with_a_repeated_field_name_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kind = pa.struct([("a", pa.int64()), ("a", pa.int64())])
+    table = pa.table({"text": ["x"], "m": pa.array([(1, 2)], kind)})
+    pq.write_table(table, tmp_path / "d.parquet")
+    with pytest.raises(InputError, match=r"d\.parquet: field 'm': duplicate field 'a' inside"):
+        list(read_rows(tmp_path / "d.parquet"))

@@ -171,6 +171,63 @@ def test_ray_errors_are_one_line_and_leave_nothing(ray_session, tfidf_run, shard
     assert (other / "notes.txt").read_text() == "keep me"
 
 
+def test_ray_reads_and_writes_as_the_cli_does(ray_session, tfidf_run, tmp_path, cli):
+    """Duplicate keys and a lone surrogate text are the CLI's one line; a JSONL line is
+    kept as written; a nested key appearing late in a shard is kept in Parquet; nothing
+    is written into a model folder."""
+    import pyarrow.parquet as pq
+
+    model = tfidf_run / "model"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    out = tmp_path / "out"
+    good = folder / "good.jsonl"
+    rows = [
+        {"text": f"army {i}", "m": {"a": i, **({"b": 1.5} if i > 40 else {})}} for i in range(50)
+    ]
+    good.write_text(
+        '{"text": "missile", "x": 1E2, "m": {"a": -1}}\n'
+        + "".join(json.dumps(r) + "\n" for r in rows),
+        encoding="utf-8",
+    )
+
+    def ray(*args: str) -> subprocess.CompletedProcess:
+        return cli("infer", *ENGINE, f"model={model}", *args)
+
+    result = ray(f"input={good}", f"output={out}", "engine.format=jsonl")
+    assert result.returncode == 0, result.stderr
+    (shard,) = out.iterdir()
+    first = shard.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith('{"text": "missile", "x": 1E2, "m": {"a": -1},"prediction":{')
+    result = ray(f"input={good}", f"output={tmp_path / 'pq'}")
+    assert result.returncode == 0, result.stderr
+    (shard,) = (tmp_path / "pq").iterdir()
+    back = [r["m"] for r in pq.read_table(shard).to_pylist()]
+    assert [back[0], *back[-10:-8]] == [
+        {"a": -1, "b": None},
+        {"a": 40, "b": None},
+        {"a": 41, "b": 1.5},
+    ]
+
+    cases = [
+        ('{"text": "a", "m": {"k": 1, "k": 2}}', "1: invalid JSON (duplicate key 'k'"),
+        ('{"text": "ok"}\n{"text": "abc \\ud800"}', "2: field 'text': not valid Unicode"),
+    ]
+    for content, message in cases:
+        bad = folder / "bad.jsonl"
+        bad.write_text(content + "\n", encoding="utf-8")
+        result = ray(f"input={bad}", f"output={tmp_path / 'failed'}")
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"error: {bad}:{message}" in result.stderr
+        assert not (tmp_path / "failed").exists()
+    result = ray(f"input={good}", f"output={model / 'shards'}")
+    assert result.returncode == 2 and "output is inside the model folder" in result.stderr
+    assert not (model / "shards").exists()
+    result = ray(f"input={good}", f"output={tmp_path / 'pinned'}", f"model_sha256={'0' * 64}")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert not (tmp_path / "pinned").exists()
+
+
 def test_without_ray_the_engine_is_one_line_and_the_core_never_imports_it(
     tmp_path, cli, monkeypatch
 ):

@@ -136,15 +136,15 @@ def test_a_changed_input_is_refused(killed, tfidf_run, tmp_path, cli):
 class Interrupting:
     """A predictor that is interrupted (as by Ctrl-C or SIGTERM) at its third batch."""
 
-    def __init__(self, predictor):
-        self.inner, self.calls = predictor, 0
+    def __init__(self, predictor, at: int = 3):
+        self.inner, self.calls, self.at = predictor, 0, at
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
     def predict(self, texts, **kwargs):
         self.calls += 1
-        if self.calls == 3:
+        if self.calls == self.at:
             raise KeyboardInterrupt
         return self.inner.predict(texts, **kwargs)
 
@@ -185,3 +185,69 @@ def test_resume_needs_a_text_file_output(tfidf_run, tmp_path):
     with pytest.raises(TopictoneError, match="resume=true needs an output file"):
         predict_file(predictor, source, "-", resume=True, progress=False)
     assert not list(tmp_path.glob(".out*"))
+
+
+def test_an_in_place_edit_of_the_rows_read_is_refused(killed, tfidf_run, tmp_path, cli):
+    """Same size, modification time put back: the input's first bytes are hashed."""
+    folder = copy(killed, tmp_path)
+    source = folder / "in.jsonl"
+    info = source.stat()
+    data = source.read_bytes()
+    assert data.startswith(b'{"id": 0,')
+    source.write_bytes(b'{"id": 9,' + data[len(b'{"id": 0,') :])
+    os.utime(source, ns=(info.st_atime_ns, info.st_mtime_ns))
+    args = cli_args(tfidf_run / "model", source, folder / "out.jsonl", "resume=true")
+    result = cli("infer", *args[3:])
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: {source}: its first ")
+    assert "the input was edited" in result.stderr and not (folder / "out.jsonl").exists()
+
+
+def write_parquet(path: Path, ids: list[int]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [json.loads(line)["text"] for line in (DEMO / "test.jsonl").open(encoding="utf-8")]
+    table = pa.table({"id": ids, "text": [texts[i % len(texts)] for i in range(len(ids))]})
+    # Plain, uncompressed: another id of the same width leaves the size as it was.
+    pq.write_table(table, path, compression="none", use_dictionary=False, write_statistics=False)
+    return path
+
+
+def test_a_parquet_input_resumes_and_an_edit_of_it_is_refused(tfidf_run, tmp_path):
+    predictor = infer.load(tfidf_run / "model")
+    source = write_parquet(tmp_path / "in.parquet", list(range(500)))
+    whole, out = tmp_path / "whole.jsonl", tmp_path / "out.jsonl"
+    kwargs = {"batch_size": 100, "progress": False, "identity": {"model": "m"}}
+    predict_file(predictor, source, whole, **kwargs)
+    for _ in range(2):  # interrupted, then resumed once as it was and once edited
+        with pytest.raises(KeyboardInterrupt):
+            predict_file(Interrupting(predictor), source, out, resume=True, **kwargs)
+        info = source.stat()
+        if _:
+            write_parquet(source, [1, *range(1, 500)])
+            assert source.stat().st_size == info.st_size
+            os.utime(source, ns=(info.st_atime_ns, info.st_mtime_ns))
+            with pytest.raises(TopictoneError, match=r"in\.parquet: its first \d+ bytes are not"):
+                predict_file(predictor, source, out, resume=True, **kwargs)
+        else:
+            assert predict_file(predictor, source, out, resume=True, **kwargs) == 500
+            assert out.read_bytes() == whole.read_bytes()
+
+
+def test_blank_lines_count_in_the_bytes_read(tfidf_run, tmp_path):
+    """Rows after blank lines: the recorded input bytes end where the last row read ends."""
+    predictor = infer.load(tfidf_run / "model")
+    source = tmp_path / "in.jsonl"
+    source.write_text('\n{"text": "a"}\n\n\n{"text": "b"}\n{"text": "c"}\n', encoding="utf-8")
+    kwargs = {"batch_size": 2, "progress": False, "identity": {"model": "m"}}
+    with pytest.raises(KeyboardInterrupt):
+        predict_file(
+            Interrupting(predictor, 2), source, tmp_path / "out.jsonl", resume=True, **kwargs
+        )
+    _, record = resume_files(tmp_path / "out.jsonl")
+    saved = json.loads(record.read_text())
+    assert (saved["rows"], saved["input_bytes"]) == (2, len('\n{"text": "a"}\n\n\n{"text": "b"}\n'))
+    predict_file(predictor, source, tmp_path / "whole.jsonl", **kwargs)
+    assert predict_file(predictor, source, tmp_path / "out.jsonl", resume=True, **kwargs) == 3
+    assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()

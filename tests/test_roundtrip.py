@@ -18,12 +18,14 @@ from hypothesis import strategies as st
 
 import infer
 from infer.batch import predict_file
+from infer.text import text_problem
 
 SETTINGS = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
-texts = st.text(min_size=1, max_size=40).filter(lambda t: t.strip())
+# Texts a model can read (Predictor.preprocess refuses the others, every path alike).
+texts = st.text(min_size=1, max_size=40).filter(lambda t: text_problem(t) is None)
 keys = st.text(max_size=8).filter(lambda k: k not in ("text", "prediction"))
 json_values = st.recursive(
     st.none()
@@ -107,7 +109,7 @@ def test_csv_round_trip(predictor, header, data):
     rows=st.lists(
         st.fixed_dictionaries(
             {
-                "text": cells.filter(lambda t: t.strip()),
+                "text": cells.filter(lambda t: text_problem(t) is None),
                 "n": st.none() | st.integers(min_value=-(2**63), max_value=2**63 - 1),
                 "u": st.integers(min_value=0, max_value=2**64 - 1),
                 "x": st.floats(allow_nan=True),
