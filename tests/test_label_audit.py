@@ -1,0 +1,168 @@
+"""`python -m train.label audit`: planted label errors come out on top."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infer.schema import LabelSchema
+from train.label.audit import LabelAuditor, audit_settings
+from train.label.ingest import DATA_CFG
+
+pytest.importorskip("cleanlab", reason="the audit needs topictone[label] (cleanlab)")
+
+SCHEMA = LabelSchema(
+    ("defence", "counterterrorism", "technology"), ("positive", "neutral", "negative")
+)
+TOPIC_WORDS = {
+    "defence": ["army", "navy", "tank", "missile", "regiment", "frigate", "artillery"],
+    "counterterrorism": ["militant", "terror", "jihadist", "extremist", "insurgent", "bomber"],
+    "technology": ["smartphone", "software", "chip", "startup", "robot", "satellite"],
+}
+FILLER = ["city", "market", "weather", "festival", "school", "river", "cricket", "film"]
+TONE_WORDS = {
+    "positive": ["celebrates", "success", "wins", "praised", "boost"],
+    "neutral": ["reports", "announces", "schedules", "lists", "notes"],
+    "negative": ["disaster", "fails", "crisis", "killed", "collapse"],
+}
+
+
+def synthetic_rows(n: int, seed: int) -> list[dict]:
+    """Texts whose words give their labels away: a model learns them from a few dozen."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        topics = [t for t in SCHEMA.topics if rng.random() < 0.3]
+        tone = SCHEMA.tones[i % 3]
+        words = [str(rng.choice(TOPIC_WORDS[t])) for t in topics for _ in range(2)]
+        words += [str(w) for w in rng.choice(FILLER, 3)]
+        words += [str(w) for w in rng.choice(TONE_WORDS[tone], 2, replace=False)]
+        rng.shuffle(words)
+        rows.append(
+            {"id": f"r{i}", "text": " ".join(words) + f" {i}", "topics": topics, "tone": tone}
+        )
+    return rows
+
+
+def plant_flips(rows: list[dict], count: int, seed: int) -> list[int]:
+    """Flip one topic or change the tone of ``count`` rows; return their indices."""
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(rows), count, replace=False).tolist())
+    for k, i in enumerate(chosen):
+        row = rows[i]
+        if k % 2:
+            topic = SCHEMA.topics[k % 3]
+            row["topics"] = sorted(set(row["topics"]) ^ {topic}, key=SCHEMA.topics.index)
+        else:
+            row["tone"] = SCHEMA.tones[(SCHEMA.tones.index(row["tone"]) + 1) % 3]
+    return chosen
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]]:
+    rows = synthetic_rows(150, seed=0)
+    flipped = plant_flips(rows, 8, seed=1)
+    return write_rows(tmp_path_factory.mktemp("audit") / "train.jsonl", rows), flipped
+
+
+def test_auditor_ranks_planted_flips_first(noisy):
+    from train.data import read_labelled
+
+    path, flipped = noisy
+    dataset = read_labelled(path, DATA_CFG, SCHEMA)
+    auditor = LabelAuditor(folds=3, seed=0).fit(dataset, SCHEMA)
+    top = auditor.top(len(flipped)).tolist()
+    assert len(set(top) & set(flipped)) >= 6, (top, flipped)
+    assert auditor.topic_probs_.shape == (150, 3) and auditor.tone_probs_.shape == (150, 3)
+    assert sorted(auditor.ranking_.tolist()) == list(range(150))
+    assert len(auditor.top(0.1)) == 15 and len(auditor.top(1.0)) == 150
+    flagged = auditor.top(None)
+    assert set(flagged.tolist()) == set(
+        np.flatnonzero(auditor.topic_issue_ | auditor.tone_issue_).tolist()
+    )
+
+
+def test_audit_command_writes_review_tasks_and_report(noisy, tmp_path, cli):
+    path, flipped = noisy
+    out = tmp_path / "review.json"
+    result = cli(
+        "train.label", "audit", f"data={path}", f"output={out}", "top=8", "folds=3"
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with (tmp_path / "review.report.csv").open(encoding="utf-8") as handle:
+        report = list(csv.DictReader(handle))
+    assert [int(r["rank"]) for r in report] == list(range(1, 9))
+    assert len({int(r["line"]) - 1 for r in report} & set(flipped)) >= 6
+    assert [float(r["quality"]) for r in report] == sorted(float(r["quality"]) for r in report)
+    tasks = json.loads(out.read_text("utf-8"))
+    assert [t["data"]["topictone_id"] for t in tasks] == [r["id"] for r in report]
+    for task, row in zip(tasks, report, strict=True):
+        given, guess = task["predictions"]
+        assert given["model_version"] == "given-labels"
+        assert guess["model_version"] == "audit-tfidf-oof3-seed0"
+        tone = [r["value"]["choices"] for r in given["result"] if r["from_name"] == "tone"]
+        assert tone == [[row["given_tone"]]]
+        assert task["data"]["source"] == f"{path}:{row['line']}"
+
+
+def test_audit_reports_jsonl_and_refuses_a_bad_top(noisy, tmp_path, cli):
+    path, _ = noisy
+    out, report = tmp_path / "review.json", tmp_path / "ranked.jsonl"
+    args = [f"data={path}", f"output={out}", f"report={report}", "folds=3"]
+    bad = cli("train.label", "audit", *args, "top=2.5")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: top=2.5: a share is at most 1 (a count is an integer)"
+    assert not out.exists() and not report.exists()
+    result = cli("train.label", "audit", *args, "top=0.04")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in report.read_text("utf-8").splitlines()]
+    assert len(rows) == 6 and set(rows[0]) >= {"line", "id", "given_topics", "predicted_tone"}
+
+
+def test_audit_settings_come_from_the_run(tfidf_run, tmp_path):
+    for folder in (tfidf_run, tfidf_run / "model"):
+        settings, schema, origin = audit_settings(str(folder))
+        assert settings["char_ngram_range"] == [2, 4] and settings["min_df"] == 2
+        assert schema == SCHEMA and "config.yaml" in origin
+    assert audit_settings(None)[:2] == ({}, None)
+    with pytest.raises(Exception, match="neither a run folder nor a model folder"):
+        audit_settings(str(tmp_path))
+
+
+def test_audit_refuses_too_few_examples(tmp_path, cli):
+    rows = synthetic_rows(30, seed=2)
+    for row in rows:
+        row["topics"] = [t for t in row["topics"] if t != "technology"]
+    rows[0]["topics"] = ["technology"]
+    path = write_rows(tmp_path / "train.jsonl", rows)
+    result = cli("train.label", "audit", f"data={path}", f"output={tmp_path / 'r.json'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: topic 'technology' has 1 positive rows of 30; folds=5 needs at least 5 "
+        "positives and negatives"
+    )
+
+
+def test_measurement_plants_one_change_per_chosen_row(noisy):
+    from train.data import read_labelled, targets
+    from train.label.measure_audit import found, plant_errors
+
+    dataset = read_labelled(noisy[0], DATA_CFG, SCHEMA)
+    planted = plant_errors(dataset, 0.1, seed=4, n_tones=3)
+    assert len(planted.rows) == 15 and set(planted.kinds) == {"topic", "tone"}
+    (topics, tones), (new_topics, new_tones) = targets(dataset), targets(planted.dataset)
+    changed = (topics != new_topics).sum(axis=1) + (tones != new_tones)
+    assert sorted(np.flatnonzero(changed).tolist()) == sorted(planted.rows.tolist())
+    assert set(changed[planted.rows].tolist()) == {1}
+    topic_rows = planted.rows[planted.kinds == "topic"]
+    assert (topics[topic_rows] != new_topics[topic_rows]).any(axis=1).all()
+    assert found(np.array([1, 2, 3, 4]), np.array([2, 4, 9])) == (2, 0.5, 2 / 3)

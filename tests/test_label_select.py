@@ -1,0 +1,321 @@
+"""`python -m train.label select`: which texts are chosen, and the Label Studio files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DEMO
+
+from train.label import studio
+from train.label.selection import (
+    DiverseSampler,
+    PoolScores,
+    RandomSampler,
+    UncertaintySampler,
+    certainty,
+    char_vectors,
+)
+
+# The import format of a task with predictions (Label Studio 1.x "Basic Label Studio
+# JSON format" + "Import pre-annotated data"): what select and audit write.
+CHOICES_RESULT = {
+    "type": "object",
+    "required": ["from_name", "to_name", "type", "value"],
+    "properties": {
+        "from_name": {"enum": ["topics", "tone"]},
+        "to_name": {"const": "text"},
+        "type": {"const": "choices"},
+        "value": {
+            "type": "object",
+            "required": ["choices"],
+            "properties": {"choices": {"type": "array", "items": {"type": "string"}}},
+        },
+    },
+}
+TASKS_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["data", "predictions"],
+        "additionalProperties": False,
+        "properties": {
+            "data": {
+                "type": "object",
+                "required": ["text", "topictone_id", "source"],
+                "properties": {"text": {"type": "string", "minLength": 1}},
+            },
+            "predictions": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["model_version", "score", "result"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "model_version": {"type": "string"},
+                        "score": {"type": "number"},
+                        "result": {"type": "array", "items": CHOICES_RESULT},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def check_tasks(tasks: list, config_xml: str) -> None:
+    """The tasks follow the import format, and every choice exists in the config."""
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(tasks, TASKS_SCHEMA)
+    allowed = config_choices(config_xml)
+    for task in tasks:
+        for prediction in task["predictions"]:
+            controls = [r["from_name"] for r in prediction["result"]]
+            assert controls.count("tone") == 1 and controls.count("topics") <= 1
+            for result in prediction["result"]:
+                assert result["value"]["choices"]  # an empty control has no result at all
+                assert set(result["value"]["choices"]) <= allowed[result["from_name"]]
+
+
+def config_choices(config_xml: str) -> dict[str, set[str]]:
+    root = ET.fromstring(config_xml)
+    assert root.tag == "View"
+    text = root.find("Text")
+    assert text is not None and text.get("name") == "text" and text.get("value") == "$text"
+    controls = {c.get("name"): c for c in root.findall("Choices")}
+    assert controls["topics"].get("choice") == "multiple"
+    assert controls["tone"].get("choice") == "single"
+    assert controls["tone"].get("required") == "true"
+    assert all(c.get("toName") == "text" for c in controls.values())
+    return {name: {x.get("value") for x in c.findall("Choice")} for name, c in controls.items()}
+
+
+def test_no_topic_means_no_topics_result():
+    assert studio.choices_result([], "neutral") == [
+        {
+            "from_name": "tone",
+            "to_name": "text",
+            "type": "choices",
+            "value": {"choices": ["neutral"]},
+        }
+    ]
+    assert [r["from_name"] for r in studio.choices_result(["defence"], "neutral")] == [
+        "topics",
+        "tone",
+    ]
+
+
+# --- the strategies, on scores made up for the purpose ---------------------------------
+
+
+def scores(topics: list[list[float]], tones: list[list[float]]) -> PoolScores:
+    return PoolScores(np.array(topics), np.array(tones), np.array([0.5, 0.5, 0.5]))
+
+
+def test_uncertainty_puts_texts_near_a_threshold_with_a_flat_tone_first():
+    pool = scores(
+        [[0.95, 0.02, 0.01], [0.51, 0.02, 0.01], [0.9, 0.45, 0.0], [0.99, 0.01, 0.0]],
+        [[0.9, 0.05, 0.05], [0.34, 0.33, 0.33], [0.5, 0.4, 0.1], [0.98, 0.01, 0.01]],
+    )
+    assert UncertaintySampler().pick([""] * 4, pool, 4).tolist() == [1, 2, 0, 3]
+    # Only the named topic's distance counts: row 2 is nearest the second threshold.
+    assert UncertaintySampler(topic=1).pick([""] * 4, pool, 1).tolist() == [2]
+    assert certainty(pool)[1] == 0.0 and certainty(pool)[3] == 1.0
+
+
+def test_uncertainty_weighs_the_tone_margin_as_much_as_the_topic_distance():
+    # Distance ranks 1, 2, 3 and margin ranks 3, 1, 2: the flat tone of row 1 wins.
+    pool = scores(
+        [[0.6, 0.0, 0.0], [0.65, 0.0, 0.0], [0.8, 0.0, 0.0]],
+        [[0.95, 0.05, 0.0], [0.4, 0.39, 0.21], [0.7, 0.2, 0.1]],
+    )
+    assert UncertaintySampler().pick([""] * 3, pool, 3).tolist() == [1, 0, 2]
+
+
+def test_each_strategy_picks_n_distinct_texts():
+    rng = np.random.default_rng(1)
+    texts = [f"headline number {i} about {w}" for i, w in enumerate(rng.integers(0, 99, 40))]
+    pool = PoolScores(rng.random((40, 3)), rng.dirichlet([1, 1, 1], 40), np.full(3, 0.5))
+    for strategy in (UncertaintySampler(), DiverseSampler(candidates=3), RandomSampler(seed=3)):
+        picked = strategy.pick(texts, pool, 7)
+        assert len(picked) == 7 and len(set(picked.tolist())) == 7
+    assert len(UncertaintySampler().pick(texts, pool, 100)) == 40  # fewer texts than n
+
+
+def test_random_is_seeded():
+    pool = PoolScores(np.zeros((50, 3)), np.full((50, 3), 1 / 3), np.full(3, 0.5))
+    texts = [str(i) for i in range(50)]
+    first = RandomSampler(seed=5).pick(texts, pool, 10).tolist()
+    assert first == RandomSampler(seed=5).pick(texts, pool, 10).tolist()
+    assert first != RandomSampler(seed=6).pick(texts, pool, 10).tolist()
+
+
+def near_duplicate_pairs(texts: list[str], picked: np.ndarray) -> int:
+    vectors = char_vectors([texts[i] for i in picked])
+    similar = (vectors @ vectors.T).toarray()
+    return int((np.triu(similar, k=1) > 0.8).sum())
+
+
+def test_diverse_picks_fewer_near_duplicates_than_uncertainty():
+    # Twenty rewordings of one story, each a little less certain than any distinct text:
+    # uncertainty takes the story ten times, diversity spreads over distinct stories.
+    story = [f"Army inducts new light tank regiment in Ladakh, report {i}" for i in range(20)]
+    others = [
+        "Startup unveils Hindi voice assistant for farmers",
+        "Police arrest two suspects after blast at railway station",
+        "मौसम विभाग ने भारी बारिश की चेतावनी जारी की",
+        "Navy test-fires supersonic cruise missile from destroyer",
+        "सरकार ने सेमीकंडक्टर संयंत्र के लिए मंजूरी दी",
+        "Cyber attack hits hospital records across three states",
+        "Cricket board names new coach ahead of the series",
+        "Security forces kill three militants in Kupwara encounter",
+        "Satellite launch postponed after a technical glitch",
+        "Air force receives first batch of indigenous trainers",
+        "आतंकी साजिश नाकाम, हथियारों का जखीरा बरामद",
+        "Chip maker opens design centre in Bengaluru",
+    ]
+    texts = story + others
+    distance = np.r_[np.linspace(0.0, 0.05, 20), np.linspace(0.06, 0.3, len(others))]
+    pool = PoolScores(
+        (0.5 + distance)[:, None].repeat(3, axis=1),
+        np.tile([0.34, 0.33, 0.33], (len(texts), 1)),
+        np.full(3, 0.5),
+    )
+    by_uncertainty = UncertaintySampler().pick(texts, pool, 10)
+    diverse = DiverseSampler(candidates=4).pick(texts, pool, 10)
+    assert near_duplicate_pairs(texts, by_uncertainty) >= 30  # all ten are the story
+    assert near_duplicate_pairs(texts, diverse) == 0
+    assert diverse[0] == 0  # farthest-first starts from the most uncertain text
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+def write_pool(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    return path
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Path:
+    """Fresh texts, plus one demo train text written otherwise and one repeat."""
+    demo_text = json.loads((DEMO / "train.jsonl").read_text("utf-8").splitlines()[0])["text"]
+    rows = [
+        {"id": f"p{i}", "text": text, "lang": "en", "unit": "headline"}
+        for i, text in enumerate(
+            [
+                "Army test-fires a new anti-tank missile in Rajasthan",
+                "Startup launches an AI chip for phones",
+                "Police foil terror plot, three held with explosives",
+                "Monsoon arrives early in Kerala",
+                "Navy commissions a stealth frigate",
+                "Hackers target a power grid with ransomware",
+                "Parliament passes the new budget",
+                "Drone makers win a defence contract",
+            ]
+        )
+    ]
+    rows.append({"id": "dup-of-train", "text": "  " + demo_text.upper() + "  "})
+    rows.append({"id": "repeat", "text": "startup   launches an AI chip for phones"})
+    return write_pool(tmp_path / "pool.jsonl", rows)
+
+
+@pytest.mark.parametrize("strategy", ["uncertainty", "diverse", "random"])
+def test_select_writes_n_tasks_and_the_config(tfidf_run, pool, tmp_path, cli, strategy):
+    out = tmp_path / "tasks.json"
+    model = tfidf_run / "model"
+    result = cli(
+        "train.label", "select", f"model={model}", f"pool={pool}", "n=5",
+        f"strategy={strategy}", f"output={out}", "candidates=2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "10 rows read, 1 repeated in the pool, 1 already labelled, 8 to choose from" in (
+        result.stderr
+    )
+    tasks = json.loads(out.read_text("utf-8"))
+    config_xml = (tmp_path / "tasks.config.xml").read_text("utf-8")
+    check_tasks(tasks, config_xml)
+    assert len(tasks) == 5
+    ids = [t["data"]["topictone_id"] for t in tasks]
+    assert len(set(ids)) == 5 and not {"dup-of-train", "repeat"} & set(ids)
+    for task in tasks:  # the row's own id, where it came from, and the carried fields
+        line = int(task["data"]["topictone_id"][1:]) + 1
+        assert task["data"]["source"] == f"{pool}:{line}"
+        assert task["data"]["lang"] == "en" and task["data"]["unit"] == "headline"
+    digest = hashlib.sha256((model / "topictone.json").read_bytes()).hexdigest()
+    assert {p["model_version"] for t in tasks for p in t["predictions"]} == {f"tfidf-{digest[:12]}"}
+    assert config_choices(config_xml) == {
+        "topics": {"defence", "counterterrorism", "technology"},
+        "tone": {"positive", "neutral", "negative"},
+    }
+    if strategy == "uncertainty":  # the least certain first, as Label Studio sorts
+        assert [t["predictions"][0]["score"] for t in tasks] == sorted(
+            t["predictions"][0]["score"] for t in tasks
+        )
+
+
+def test_select_with_no_exclusion_offers_the_split_text(tfidf_run, pool, tmp_path, cli):
+    out = tmp_path / "tasks.json"
+    result = cli(
+        "train.label", "select", f"model={tfidf_run / 'model'}", f"pool={pool}", "n=20",
+        f"output={out}", "exclude=[]",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    ids = {t["data"]["topictone_id"] for t in json.loads(out.read_text("utf-8"))}
+    assert "dup-of-train" in ids and "repeat" not in ids and len(ids) == 9
+
+
+def test_topic_descriptions_become_hints(tfidf_run, pool, tmp_path, cli):
+    out = tmp_path / "tasks.json"
+    result = cli(
+        "train.label", "select", f"model={tfidf_run / 'model'}", f"pool={pool}", "n=2",
+        f"output={out}", '+descriptions.defence="Armed forces, weapons & procurement"',
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    root = ET.fromstring((tmp_path / "tasks.config.xml").read_text("utf-8"))
+    hints = {c.get("value"): c.get("hint") for c in root.iter("Choice")}
+    assert hints["defence"] == "Armed forces, weapons & procurement"
+    assert hints["technology"] is None
+
+
+@pytest.mark.parametrize(
+    "row,args,message",
+    [
+        ({"txt": "no text field"}, [], "pool.jsonl:2: field 'text': missing"),
+        ({"text": "   "}, [], "pool.jsonl:2: field 'text': empty text"),
+        ({"id": "a", "text": "same id again"}, [], "pool.jsonl:2: field 'id': id 'a' repeats"),
+        ({"text": "fine"}, ["topic=sports"], "topic='sports' is not a topic of the model"),
+        ({"text": "fine"}, ["strategy=smart"], "unknown strategy 'smart'"),
+        ({"text": "fine"}, ["exclude=[missing.jsonl]"], "missing.jsonl: no such file"),
+        ({"text": "fine"}, ["n=0"], "n must be at least 1"),
+        ({"text": "fine"}, ["+descriptions.sport=x"], "descriptions: unknown topic 'sport'"),
+    ],
+)
+def test_select_errors_are_one_line_and_write_nothing(tfidf_run, tmp_path, cli, row, args, message):
+    pool = write_pool(tmp_path / "pool.jsonl", [{"id": "a", "text": "Army parade"}, row])
+    out = tmp_path / "tasks.json"
+    result = cli(
+        "train.label", "select", f"model={tfidf_run / 'model'}", f"pool={pool}", f"output={out}",
+        *args,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pool.jsonl"]
+
+
+def test_help_lists_the_subcommands_and_unknown_ones_fail(cli):
+    result = cli("train.label", "--help")
+    assert result.returncode == 0
+    for name in ("select", "import", "audit"):
+        assert f"  {name} " in result.stdout and f"python -m train.label {name} " in result.stdout
+    wrong = cli("train.label", "sellect")
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip() == (
+        "error: unknown subcommand 'sellect' (use select, import, audit; --help lists them)"
+    )

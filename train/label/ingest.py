@@ -1,0 +1,246 @@
+"""``python -m train.label import``: a finished Label Studio project back into training rows.
+
+Reads Label Studio's JSON export (Export → JSON: a list of tasks, each with its
+``annotations``) and writes JSONL rows that ``train.data.read_labelled`` loads: ``id``
+(the task's ``topictone_id``, else ``labelstudio-<task id>``), ``text``, ``topics``,
+``tone`` and the carried fields (``lang``, ``unit``). Cancelled (skipped) annotations
+are ignored. Every problem is one line naming the task, and nothing is written unless
+every task is valid: an unknown label, a missing tone, two annotations that disagree, a
+task nobody annotated (unless ``skip_unlabelled=true``), a text that a labelled split
+already has or that the export repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from infer.cli import CONF_DIR, command
+from infer.errors import InputError, TopictoneError
+from infer.io import check_output, output_folder
+from infer.paths import follow_umask
+from infer.schema import LabelSchema
+from infer.text import text_problem
+from train.data import read_labelled
+from train.label.studio import ID_KEY, TEXT, TONE, TOPICS
+from train.label.texts import KnownTexts, as_list, label_preset
+
+# The training format's fields, as conf/data/demo.yaml names them.
+DATA_CFG: dict[str, Any] = {
+    "fields": {"id": "id", "text": "text", "topics": "topics", "tone": "tone"},
+    "keep": [],
+    "format": "jsonl",
+}
+
+
+@dataclass(frozen=True)
+class Labels:
+    """One annotation's answer: topics in schema order, and the tone."""
+
+    topics: tuple[str, ...]
+    tone: str
+
+    def __str__(self) -> str:
+        return f"topics [{', '.join(self.topics)}], tone {self.tone}"
+
+
+def task_name(task: Mapping[str, Any], index: int) -> str:
+    """How errors name a task: Label Studio's id (else its place), and our row id."""
+    name = f"task {task.get('id', f'#{index + 1}')}"
+    data = task.get("data")
+    if isinstance(data, Mapping) and data.get(ID_KEY) is not None:
+        name += f" ({data[ID_KEY]})"
+    return name
+
+
+def parse_result(result: Any, schema: LabelSchema) -> Labels:
+    """The labels an annotation's ``result`` holds; ValueError says what is wrong."""
+    if not isinstance(result, list):
+        raise ValueError("its result is not a list")
+    chosen: dict[str, list[str]] = {}
+    for item in result:
+        control = item.get("from_name") if isinstance(item, Mapping) else None
+        if control not in (TOPICS, TONE):
+            raise ValueError(f"unknown control {control!r} (the labelling config has topics, tone)")
+        value = item.get("value")
+        values = value.get("choices") if isinstance(value, Mapping) else None
+        if item.get("type") != "choices" or not isinstance(values, list):
+            raise ValueError(f"{control}: not a choices result")
+        if control in chosen:
+            raise ValueError(f"{control} is answered twice")
+        chosen[control] = values
+    for topic in chosen.get(TOPICS, []):
+        if topic not in schema.topics:
+            raise ValueError(f"unknown topic {topic!r} (schema: {', '.join(schema.topics)})")
+    tones = chosen.get(TONE, [])
+    if len(tones) != 1:
+        raise ValueError("no tone" if not tones else f"{len(tones)} tones, one is needed")
+    if tones[0] not in schema.tones:
+        raise ValueError(f"unknown tone {tones[0]!r} (schema: {', '.join(schema.tones)})")
+    topics = tuple(t for t in schema.topics if t in chosen.get(TOPICS, []))
+    return Labels(topics, tones[0])
+
+
+def task_labels(task: Mapping[str, Any], schema: LabelSchema) -> Labels | None:
+    """The task's one answer, None when no annotation stands (all cancelled or none);
+    ValueError when an annotation is malformed or two disagree."""
+    annotations = task.get("annotations") or []
+    if not isinstance(annotations, list):
+        raise ValueError("its annotations are not a list")
+    answers: dict[Labels, Any] = {}
+    for annotation in annotations:
+        if not isinstance(annotation, Mapping):
+            raise ValueError("an annotation is not an object")
+        if annotation.get("was_cancelled"):  # skipped in Label Studio: no answer
+            continue
+        try:
+            labels = parse_result(annotation.get("result"), schema)
+        except ValueError as err:
+            raise ValueError(f"annotation {annotation.get('id', '?')}: {err}") from None
+        answers.setdefault(labels, annotation.get("id", "?"))
+    if len(answers) > 1:
+        (first, a), (second, b) = list(answers.items())[:2]
+        raise ValueError(f"annotations {a} and {b} disagree ({first} vs {second})")
+    return next(iter(answers), None)
+
+
+@dataclass
+class Importer:
+    """Turns exported tasks into training rows, refusing any it cannot vouch for."""
+
+    schema: LabelSchema
+    known: KnownTexts  # texts of the labelled splits (and of the file appended to)
+    ids: set[str] = field(default_factory=set)  # ids the file appended to has
+    carry: tuple[str, ...] = ("lang", "unit")
+    skip_unlabelled: bool = False
+    skipped: int = 0
+
+    def rows(self, tasks: list[Any], path: str) -> list[dict[str, Any]]:
+        rows, seen = [], KnownTexts()
+        for index, task in enumerate(tasks):
+            name = task_name(task, index) if isinstance(task, Mapping) else f"task #{index + 1}"
+            try:
+                row = self.row(task, seen)
+            except ValueError as err:
+                raise InputError(f"{name}: {err}", path) from None
+            if row is not None:
+                rows.append(row)
+                seen.add(row["text"], name)
+                self.ids.add(row["id"])
+        return rows
+
+    def row(self, task: Any, seen: KnownTexts) -> dict[str, Any] | None:
+        if not isinstance(task, Mapping) or not isinstance(task.get("data"), Mapping):
+            raise ValueError("not a Label Studio task (no 'data' object)")
+        data = task["data"]
+        text = data.get(TEXT)
+        if not isinstance(text, str):
+            raise ValueError(f"data.{TEXT} is missing or not a text")
+        if problem := text_problem(text):
+            raise ValueError(f"data.{TEXT}: {problem}")
+        labels = task_labels(task, self.schema)
+        if labels is None:
+            if self.skip_unlabelled:
+                self.skipped += 1
+                return None
+            raise ValueError("no annotation (label it, or set skip_unlabelled=true)")
+        if where := self.known.find(text):
+            raise ValueError(f"its text is labelled already ({where})")
+        if where := seen.find(text):
+            raise ValueError(f"its text repeats {where}")
+        ident = str(data.get(ID_KEY) or f"labelstudio-{task.get('id', '?')}")
+        if ident in self.ids:
+            raise ValueError(f"id {ident!r} is taken already")
+        extra = {k: data[k] for k in self.carry if data.get(k) is not None}
+        return {
+            "id": ident,
+            "text": text,
+            "topics": list(labels.topics),
+            "tone": labels.tone,
+            **extra,
+        }
+
+
+def read_export(path: str) -> list[Any]:
+    """The tasks of a Label Studio JSON export (a list)."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError("no such file", file)
+    try:
+        tasks = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(
+            f"not valid JSON ({err.msg}, column {err.colno})", file, err.lineno
+        ) from None
+    except UnicodeDecodeError:
+        raise InputError("not valid UTF-8 text", file) from None
+    if not isinstance(tasks, list):
+        raise InputError("not a Label Studio JSON export (expected a list of tasks)", file)
+    return tasks
+
+
+def write_rows(
+    output: Path, rows: list[dict[str, Any]], before: bytes, schema: LabelSchema
+) -> None:
+    """``before`` (the file appended to) and then ``rows``, as JSONL, replacing
+    ``output`` only once the whole file reads back as training data."""
+    with output_folder(output):
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{output.name}.{os.getpid()}.", suffix=".part", dir=output.parent
+        )
+        try:
+            with open(fd, "wb") as handle:
+                handle.write(before)
+                if before and not before.endswith(b"\n"):
+                    handle.write(b"\n")
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
+            # The very reader training uses: what it refuses is never left behind.
+            read_labelled(tmp, DATA_CFG, schema)
+            follow_umask(Path(tmp))
+            os.replace(tmp, output)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def existing_rows(output: Path, append: bool, schema: LabelSchema) -> tuple[bytes, KnownTexts, set]:
+    """The file to append to (validated as training data), its texts and its ids."""
+    if not output.exists():
+        return b"", KnownTexts(), set()
+    if not append:
+        raise TopictoneError(
+            f"{output}: exists; set append=true to add to it, or choose another output"
+        )
+    ids = set(read_labelled(output, DATA_CFG, schema)["id"])  # every row checked first
+    return output.read_bytes(), KnownTexts.of_files([str(output)], "text"), ids
+
+
+@command(f"{CONF_DIR}/label", "import")
+def main(cfg: DictConfig) -> None:
+    output = Path(cfg.output)
+    if output.suffix.lower() != ".jsonl":
+        raise TopictoneError(f"{output}: training rows are written as JSONL; name a .jsonl output")
+    check_output(output, [cfg.input])
+    schema = LabelSchema.from_dict(label_preset(cfg.labels))
+    before, known, ids = existing_rows(output, bool(cfg.append), schema)
+    known.update(KnownTexts.of_files(as_list(cfg.exclude), cfg.exclude_field))
+    importer = Importer(schema, known, ids, tuple(as_list(cfg.carry)), bool(cfg.skip_unlabelled))
+    rows = importer.rows(read_export(cfg.input), cfg.input)
+    if not rows:
+        raise TopictoneError(f"{cfg.input}: no annotated task to import")
+    write_rows(output, rows, before, schema)
+    skipped = f", {importer.skipped} unlabelled tasks skipped" if importer.skipped else ""
+    print(f"{len(rows)} rows -> {output}{skipped}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

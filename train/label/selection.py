@@ -1,0 +1,229 @@
+"""``python -m train.label select``: which unlabelled texts to label next.
+
+A model scores the pool; the texts it is least sure of teach it most per label. Three
+strategies, each a small object with ``pick(texts, scores, n)``:
+
+- ``uncertainty``: each text's smallest distance of a topic score to that topic's
+  threshold, and its tone margin (top tone probability minus the second), each turned
+  into a rank; the texts with the lowest mean rank first (only the topic's distance when
+  ``topic=`` names one).
+- ``diverse``: the ``candidates × n`` most uncertain texts, then farthest-first
+  (k-center greedy) over character n-gram TF-IDF vectors of those candidates, so one
+  story told by ten outlets is labelled once, not ten times.
+- ``random``: a seeded uniform sample, the baseline the others must beat.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from scipy.stats import rankdata
+from sklearn.feature_extraction.text import TfidfVectorizer
+from tqdm.auto import tqdm
+
+import infer
+from infer.cli import CONF_DIR, command
+from infer.errors import TopictoneError
+from infer.io import check_output
+from infer.predictors.base import Predictor
+from infer.text import normalize
+from train.label import studio
+from train.label.texts import KnownTexts, Pool, PoolReader, as_list
+
+STRATEGIES = ("uncertainty", "diverse", "random")
+
+
+@dataclass
+class PoolScores:
+    """Calibrated scores of the pool: topics (n × topics), tones (n × tones), and each
+    topic's threshold (topics,)."""
+
+    topics: np.ndarray
+    tones: np.ndarray
+    thresholds: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.topics)
+
+
+def percentile(values: np.ndarray) -> np.ndarray:
+    """Each value's rank scaled to [0, 1] (ties share their mean rank)."""
+    if len(values) < 2:
+        return np.zeros(len(values))
+    return (rankdata(values) - 1) / (len(values) - 1)
+
+
+def certainty(scores: PoolScores, topic: int | None = None) -> np.ndarray:
+    """Each text's certainty as a rank in [0, 1]: 0 the text the model is least sure of.
+
+    Ranks, not raw values, are combined: a distance to a threshold and a tone margin
+    are on different scales, and a rank treats them alike."""
+    distance = np.abs(scores.topics - scores.thresholds)
+    if topic is not None:
+        return percentile(distance[:, topic])
+    tones = np.sort(scores.tones, axis=1)
+    margin = tones[:, -1] - tones[:, -2]
+    return percentile(rankdata(distance.min(axis=1)) + rankdata(margin))
+
+
+def most_uncertain(certainty: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` least certain texts, ties in pool order."""
+    return np.lexsort((np.arange(len(certainty)), certainty))[:n]
+
+
+class UncertaintySampler:
+    def __init__(self, topic: int | None = None) -> None:
+        self.topic = topic
+
+    def pick(self, texts: list[str], scores: PoolScores, n: int) -> np.ndarray:
+        return most_uncertain(certainty(scores, self.topic), n)
+
+
+class DiverseSampler:
+    """Farthest-first among the ``candidates × n`` most uncertain texts."""
+
+    def __init__(self, topic: int | None = None, candidates: int = 5) -> None:
+        self.topic = topic
+        self.candidates = candidates
+
+    def pick(self, texts: list[str], scores: PoolScores, n: int) -> np.ndarray:
+        if self.candidates < 1:
+            raise TopictoneError(f"candidates must be at least 1, got {self.candidates}")
+        pool = most_uncertain(certainty(scores, self.topic), self.candidates * n)
+        if len(pool) <= n:
+            return pool
+        return pool[farthest_first(char_vectors([texts[i] for i in pool]), n)]
+
+
+def char_vectors(texts: list[str]):
+    """L2-normalised character n-gram TF-IDF rows: near-duplicates (another outlet's
+    wording of one headline) share most n-grams, in Hindi and English alike."""
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+    return vectorizer.fit_transform([normalize(t).casefold() for t in texts])
+
+
+def farthest_first(vectors, n: int) -> np.ndarray:
+    """k-center greedy: start from the first row (the most uncertain), then add the row
+    farthest (cosine distance) from everything chosen; ties go to the earlier row."""
+    chosen = [0]
+    nearest = 1.0 - (vectors @ vectors[0].T).toarray().ravel()
+    nearest[0] = -1.0
+    while len(chosen) < n:
+        pick = int(np.argmax(nearest))
+        chosen.append(pick)
+        distance = 1.0 - (vectors @ vectors[pick].T).toarray().ravel()
+        nearest = np.minimum(nearest, distance)
+        nearest[chosen] = -1.0
+    return np.asarray(chosen)
+
+
+class RandomSampler:
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def pick(self, texts: list[str], scores: PoolScores, n: int) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        return rng.choice(len(texts), size=min(n, len(texts)), replace=False)
+
+
+def sampler(strategy: str, topic: int | None, candidates: int, seed: int):
+    if strategy == "uncertainty":
+        return UncertaintySampler(topic)
+    if strategy == "diverse":
+        return DiverseSampler(topic, candidates)
+    if strategy == "random":
+        return RandomSampler(seed)
+    raise TopictoneError(f"unknown strategy {strategy!r} (use {', '.join(STRATEGIES)})")
+
+
+def topic_index(predictor: Predictor, topic: str | None) -> int | None:
+    if topic is None:
+        return None
+    if topic not in predictor.schema.topics:
+        raise TopictoneError(
+            f"topic={topic!r} is not a topic of the model ({', '.join(predictor.schema.topics)})"
+        )
+    return predictor.schema.topics.index(topic)
+
+
+def score_pool(
+    predictor: Predictor, texts: list[str], batch_size: int, progress: bool = True
+) -> PoolScores:
+    """Calibrated scores, a batch at a time so a large pool shows its progress."""
+    topics, tones = [], []
+    with tqdm(total=len(texts), desc="scoring", unit="texts", disable=not progress) as bar:
+        for start in range(0, len(texts), batch_size):
+            topic, tone = predictor.predict_scores(texts[start : start + batch_size])
+            topics.append(topic)
+            tones.append(tone)
+            bar.update(len(topic))
+    thresholds = np.array([predictor.thresholds[t] for t in predictor.schema.topics])
+    return PoolScores(np.concatenate(topics), np.concatenate(tones), thresholds)
+
+
+def build_tasks(
+    predictor: Predictor,
+    pool: Pool,
+    scores: PoolScores,
+    picked: np.ndarray,
+    certainty: np.ndarray,
+    version: str,
+) -> list[dict]:
+    """Tasks for the picked rows, in pick order; each prediction's score is its text's
+    certainty rank (Label Studio shows the lowest score first)."""
+    chosen = (scores.topics[picked], scores.tones[picked])
+    predictions = predictor.postprocess(chosen, predictor.thresholds)
+    tasks = []
+    for index, decided in zip(picked.tolist(), predictions, strict=True):
+        row = pool.rows[index]
+        guess = studio.prediction(version, certainty[index], decided.topics, decided.tone)
+        tasks.append(studio.task(row.text, row.id, row.source, row.extra, [guess]))
+    return tasks
+
+
+def read_pool(cfg: DictConfig, predictor: Predictor) -> Pool:
+    """The pool's texts less repeats and texts of the excluded (labelled) files."""
+    known = KnownTexts.of_files(as_list(cfg.exclude), cfg.exclude_field)
+    reader = PoolReader(
+        cfg.text_field, cfg.id_field, as_list(cfg.carry), cfg.pool_format, predictor.limits
+    )
+    pool = reader.read(as_list(cfg.pool), known)
+    print(pool.summary(), file=sys.stderr, flush=True)
+    if not pool.rows:
+        raise TopictoneError("no text left to choose from (every pool text is labelled already)")
+    return pool
+
+
+@command(f"{CONF_DIR}/label", "select")
+def main(cfg: DictConfig) -> None:
+    if cfg.n < 1:
+        raise TopictoneError(f"n must be at least 1, got {cfg.n}")
+    output = Path(cfg.output)
+    config_file = studio.config_path(output)
+    for target in (output, config_file):  # before the model loads: fail fast
+        check_output(target, as_list(cfg.pool))
+    predictor = infer.load(cfg.model, limits=OmegaConf.to_container(cfg.limits, resolve=True))
+    topic = topic_index(predictor, cfg.topic)
+    chooser = sampler(cfg.strategy, topic, int(cfg.candidates), int(cfg.seed))
+    descriptions = OmegaConf.to_container(cfg.descriptions, resolve=True)
+    config_xml = studio.labelling_config(predictor.schema, descriptions)
+    pool = read_pool(cfg, predictor)
+    texts = [row.text for row in pool.rows]
+    scores = score_pool(predictor, texts, int(cfg.batch_size), bool(cfg.progress))
+    picked = np.asarray(chooser.pick(texts, scores, int(cfg.n)))
+    version = studio.model_version(cfg.model, predictor.kind)
+    tasks = build_tasks(predictor, pool, scores, picked, certainty(scores, topic), version)
+    studio.write_texts(
+        {output: studio.tasks_json(tasks), config_file: config_xml}, as_list(cfg.pool)
+    )
+    print(
+        f"{len(tasks)} tasks ({cfg.strategy}) -> {output}; config -> {config_file}", file=sys.stderr
+    )
+
+
+if __name__ == "__main__":
+    main()
