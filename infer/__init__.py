@@ -38,14 +38,18 @@ __all__ = [
 def load(
     path: str | os.PathLike[str],
     limits: TextLimits | Mapping[str, Any] | None = None,
+    model_sha256: str | None = None,
     **options: Any,
 ) -> Predictor:
     """Load any saved topictone model folder; ``options`` go to the kind's loader.
 
-    ``limits`` bound each text (:class:`TextLimits`: ``max_chars``, ``on_long_text``)."""
+    ``limits`` bound each text (:class:`TextLimits`: ``max_chars``, ``on_long_text``).
+    ``model_sha256``, the SHA-256 of the folder's ``topictone.json``, pins the exact model:
+    the manifest holds every file's checksum, so any other folder is refused, even one
+    whose checksums were recomputed after an edit."""
     folder = Path(path)
     bounds = TextLimits.of(limits)
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, model_sha256=model_sha256)
     predictor = predictor_class(manifest.kind).load(folder, manifest, **options)
     predictor.limits = bounds
     return predictor

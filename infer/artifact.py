@@ -8,9 +8,11 @@ the weights in formats that execute no code when loaded, and a ``README.md`` car
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from infer.decision import Calibration
 from infer.errors import TopictoneError
-from infer.paths import follow_umask, inside
+from infer.paths import check_plain, follow_umask, inside, open_plain, read_plain
 from infer.schema import LabelSchema
 from infer.text import NORMALIZATION_VERSION
 
@@ -29,10 +31,27 @@ if TYPE_CHECKING:
 
 MANIFEST = "topictone.json"
 FORMAT = "topictone-model"
-FORMAT_VERSION = 2  # 2: label order stored with the weights, every file covered by checksums
+# 2: label order stored with the weights, every file covered by checksums;
+# 3: every file's size declared too, checked before a byte is hashed.
+FORMAT_VERSION = 3
+READS_VERSIONS = (2, 3)
 CARD = "README.md"  # the model card: written for people, never read by a loader
 MAX_MANIFEST_BYTES = 16 << 20
-MAX_FILES = 10_000
+MAX_MANIFEST_DEPTH = 64  # nesting of the manifest's JSON: ours is 4 deep
+MAX_FILES = 10_000  # entries (files and folders) in a model folder
+# A whole folder's bytes by kind, summed from lstat before anything is hashed or read: a
+# sparse file of 20 GB costs nothing to make and minutes to hash. Each cap is several
+# times the largest folder the kind saves: TF-IDF (the gold preset, about 100 MB),
+# transformer and encoder (embeddinggemma-300m in float32 with both ONNX graphs, under
+# 3 GB), an ensemble (its members side by side). An unknown kind gets the smallest.
+GiB = 1 << 30
+MAX_FOLDER_BYTES = {
+    "tfidf": 1 * GiB,
+    "transformer": 8 * GiB,
+    "encoder": 8 * GiB,
+    "ensemble": 16 * GiB,
+}
+HEX = frozenset("0123456789abcdef")
 
 
 @dataclass
@@ -48,17 +67,112 @@ class Manifest:
     normalization_version: int = NORMALIZATION_VERSION
     versions: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # bytes per file; empty in version 2
+    # Read from a version-3 manifest, where ``sizes`` must cover ``files`` (not written).
+    sizes_declared: bool = field(default=False, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
+        """Version 3 where ``sizes`` covers exactly ``files``, else version 2 (no sizes):
+        a writer that adds a file without its size still writes a readable folder."""
         data = asdict(self)
+        del data["sizes_declared"]
         data["schema"] = self.schema.to_dict()
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, **data}
+        version = FORMAT_VERSION
+        if not self.sizes or set(self.sizes) != set(self.files):
+            del data["sizes"]
+            version = 2
+        return {"format": FORMAT, "format_version": version, **data}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Manifest:
-        data = {k: v for k, v in data.items() if k not in ("format", "format_version")}
-        data["schema"] = LabelSchema.from_dict(data["schema"])
-        return cls(**data)
+    def from_json(cls, data: Any, where: object = "manifest") -> Manifest:
+        """A manifest from parsed JSON; every field's type checked, one line naming it."""
+        return manifest_from_json(where, data)
+
+
+# Each field's JSON type; nested values are checked by the functions after.
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "kind": (str,),
+    "schema": (dict,),
+    "thresholds": (dict,),
+    "settings": (dict,),
+    "calibration": (dict, type(None)),
+    "metrics": (dict,),
+    "normalization_version": (int,),
+    "versions": (dict,),
+    "files": (dict,),
+    "sizes": (dict,),
+}
+REQUIRED = ("kind", "schema", "thresholds")
+
+
+def manifest_from_json(where: object, data: Any) -> Manifest:
+    if not isinstance(data, dict):
+        raise TopictoneError(f"{where}: not a topictone model manifest")
+    fields = {k: v for k, v in data.items() if k not in ("format", "format_version")}
+    unknown = sorted(set(fields) - set(FIELD_TYPES), key=str)
+    if unknown:
+        raise TopictoneError(
+            f"{where}: malformed manifest (unknown field {', '.join(map(repr, unknown[:5])):.200})"
+        )
+    for name in REQUIRED:
+        if name not in fields:
+            raise TopictoneError(f"{where}: malformed manifest (no '{name}')")
+    for name, value in fields.items():
+        types = FIELD_TYPES[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            wanted = " or ".join("null" if t is type(None) else JSON_NAMES[t] for t in types)
+            raise TopictoneError(
+                f"{where}: malformed manifest (field '{name}' must be {wanted}, "
+                f"got {json_type(value)})"
+            )
+    for key, value in fields.get("versions", {}).items():
+        if not isinstance(value, str):
+            raise TopictoneError(
+                f"{where}: malformed manifest (versions[{key!r:.60}] must be a string, "
+                f"got {json_type(value)})"
+            )
+    for key, value in fields.get("files", {}).items():
+        if not isinstance(value, str) or len(value) != 64 or not set(value) <= HEX:
+            raise TopictoneError(f"{where}: file {key!r:.100} has no SHA-256 checksum")
+    for key, value in fields.get("sizes", {}).items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise TopictoneError(
+                f"{where}: malformed manifest (sizes[{key!r:.100}] must be a byte count)"
+            )
+    fields["schema"] = schema_from_json(where, fields["schema"])
+    return Manifest(**fields)
+
+
+JSON_NAMES = {str: "a string", dict: "an object", int: "an integer", list: "a list"}
+
+
+def json_type(value: Any) -> str:
+    names = {bool: "a boolean", float: "a number", type(None): "null", **JSON_NAMES}
+    return names.get(type(value), type(value).__name__)
+
+
+def schema_from_json(where: object, data: dict) -> LabelSchema:
+    for name in ("topics", "tones"):
+        names = data.get(name)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise TopictoneError(
+                f"{where}: malformed manifest (schema.{name} must be a list of names)"
+            )
+    return LabelSchema.from_dict(data)
+
+
+def nests_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` deep (no recursion:
+    code that later walks a manifest recursively must not meet a RecursionError)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def package_versions(names: Iterable[str]) -> dict[str, str]:
@@ -80,6 +194,20 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_sha256(path: Path, seen: os.stat_result) -> str:
+    """The SHA-256 of a folder's file, reading no more than the size lstat saw."""
+    digest = hashlib.sha256()
+    left = seen.st_size
+    try:
+        with open_plain(path, seen.st_size, expected=seen) as handle:
+            while left > 0 and (block := handle.read(min(left, 1 << 20))):
+                digest.update(block)
+                left -= len(block)
+    except FileNotFoundError:
+        raise TopictoneError(f"{path}: removed while the folder was being checked") from None
+    return digest.hexdigest()
+
+
 def save_model(
     predictor: Predictor,
     path: str | os.PathLike[str],
@@ -95,7 +223,7 @@ def save_model(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        names = predictor.save_weights(staging)
+        names = sorted(predictor.save_weights(staging))
         manifest = Manifest(
             kind=predictor.kind,
             schema=predictor.schema,
@@ -104,8 +232,9 @@ def save_model(
             calibration=predictor.calibration.to_dict(),
             metrics=metrics or {},
             versions=package_versions(["topictone", *predictor.requirements]),
-            files={name: sha256(staging / name) for name in sorted(names)},
+            files={name: sha256(staging / name) for name in names},
         )
+        record_sizes(manifest, staging)
         (staging / MANIFEST).write_text(
             json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
@@ -122,33 +251,30 @@ def save_model(
     return target
 
 
-def read_manifest(path: str | os.PathLike[str], verify: bool = True) -> Manifest:
-    """Read and check a model folder's manifest; one clear error for anything wrong."""
+def record_sizes(manifest: Manifest, folder: Path) -> None:
+    """Declare the byte size of every file the manifest lists (written as version 3)."""
+    manifest.sizes = {name: (folder / name).stat().st_size for name in manifest.files}
+
+
+def read_manifest(
+    path: str | os.PathLike[str], verify: bool = True, model_sha256: str | None = None
+) -> Manifest:
+    """Read and check a model folder's manifest; one clear error for anything wrong.
+
+    ``verify`` checks the folder's files: plain files only, exactly those listed, within
+    the kind's size cap and their declared sizes, then their checksums. ``model_sha256``
+    pins the manifest's own bytes (which pin every file through the checksums)."""
     folder = Path(path)
     if not folder.is_dir():
         raise TopictoneError(f"{folder}: model folder not found")
     manifest_path = folder / MANIFEST
-    if manifest_path.is_symlink():
-        raise TopictoneError(f"{manifest_path}: is a link; a model folder holds plain files")
     try:
-        if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise TopictoneError(f"{manifest_path}: larger than {MAX_MANIFEST_BYTES} bytes")
-        data = json.loads(manifest_path.read_text(encoding="utf-8"))
+        raw = read_plain(manifest_path, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise TopictoneError(f"{folder}: not a topictone model (no {MANIFEST})") from None
-    except (ValueError, UnicodeDecodeError) as err:
-        raise TopictoneError(f"{manifest_path}: unreadable manifest ({err})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise TopictoneError(f"{manifest_path}: not a topictone model manifest")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise TopictoneError(
-            f"{manifest_path}: model format version {data.get('format_version')}, "
-            f"this topictone reads version {FORMAT_VERSION}"
-        )
-    try:
-        manifest = Manifest.from_json(data)
-    except (KeyError, TypeError, AttributeError) as err:
-        raise TopictoneError(f"{manifest_path}: malformed manifest ({err})") from None
+    if model_sha256 is not None:
+        check_pin(manifest_path, raw, model_sha256)
+    manifest = parse_manifest(manifest_path, raw)
     check_thresholds(manifest_path, manifest)
     Calibration.from_dict(manifest.calibration, manifest.schema, manifest_path)  # checked early
     if manifest.normalization_version != NORMALIZATION_VERSION:
@@ -157,16 +283,50 @@ def read_manifest(path: str | os.PathLike[str], verify: bool = True) -> Manifest
             f"this topictone has v{NORMALIZATION_VERSION}; retrain or install the matching version"
         )
     if verify:
-        check_files(folder, manifest)
+        seen = check_files(folder, manifest)
         for name, digest in manifest.files.items():
-            file = inside(folder, name, "file")
-            if not file.is_file():
-                raise TopictoneError(f"{file}: weights file listed in {MANIFEST} is missing")
-            if sha256(file) != digest:
+            if file_sha256(folder / name, seen[name]) != digest:
                 raise TopictoneError(
-                    f"{file}: checksum does not match {MANIFEST}; the weights were changed "
-                    "or belong to another model"
+                    f"{folder / name}: checksum does not match {MANIFEST}; the weights were "
+                    "changed or belong to another model"
                 )
+    return manifest
+
+
+def check_pin(path: Path, raw: bytes, expected: object) -> None:
+    """The manifest's bytes must hash to ``expected`` (``model_sha256``)."""
+    if not isinstance(expected, str) or len(expected) != 64 or not set(expected.lower()) <= HEX:
+        raise TopictoneError(f"model_sha256 must be 64 hexadecimal digits, got {expected!r:.80}")
+    found = hashlib.sha256(raw).hexdigest()
+    if found != expected.lower():
+        raise TopictoneError(
+            f"{path}: SHA-256 {found} is not the expected model_sha256 {expected.lower()}; "
+            "this is not the model that was pinned"
+        )
+
+
+def parse_manifest(path: Path, raw: bytes) -> Manifest:
+    """The manifest's JSON, its format and version, and each field's type."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise TopictoneError(f"{path}: unreadable manifest ({str(err)[:120]})") from None
+    except RecursionError:
+        raise TopictoneError(f"{path}: unreadable manifest (nested too deeply)") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise TopictoneError(f"{path}: not a topictone model manifest")
+    version = data.get("format_version")
+    if isinstance(version, bool) or version not in READS_VERSIONS:
+        raise TopictoneError(
+            f"{path}: model format version {version!r:.40}, this topictone reads versions "
+            f"{', '.join(map(str, READS_VERSIONS))}"
+        )
+    if nests_deeper(data, MAX_MANIFEST_DEPTH):
+        raise TopictoneError(f"{path}: nested more than {MAX_MANIFEST_DEPTH} deep")
+    if version < 3 and "sizes" in data:
+        raise TopictoneError(f"{path}: format version {version} declares no sizes")
+    manifest = manifest_from_json(path, data)
+    manifest.sizes_declared = version >= 3
     return manifest
 
 
@@ -179,33 +339,71 @@ def check_thresholds(path: Path, manifest: Manifest) -> None:
             raise TopictoneError(f"{path}: threshold for '{topic}' must be a number in [0, 1]")
 
 
-def folder_files(folder: Path) -> set[str]:
-    """Every file below ``folder`` as a relative POSIX name; a link anywhere is refused."""
-    found: set[str] = set()
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        for name in [*dirs, *files]:
-            path = Path(root) / name
-            if path.is_symlink():
-                raise TopictoneError(f"{path}: is a link; a model folder holds plain files only")
-        found.update((Path(root) / name).relative_to(folder).as_posix() for name in files)
-        if len(found) > MAX_FILES:
-            raise TopictoneError(f"{folder}: more than {MAX_FILES} files")
+def folder_entries(folder: Path) -> dict[str, os.stat_result]:
+    """Every file below ``folder`` by relative POSIX name, with its lstat; anything but
+    folders and plain files (links, FIFOs, devices, sockets, hard links) is refused,
+    and so are more than ``MAX_FILES`` entries. Nothing is opened."""
+    found: dict[str, os.stat_result] = {}
+    stack, count = [folder], 0
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as entries:
+                listed = list(itertools.islice(entries, MAX_FILES + 1 - count))
+        except OSError as err:
+            raise TopictoneError(f"{current}: cannot be listed ({err.strerror})") from None
+        count += len(listed)
+        if count > MAX_FILES:
+            raise TopictoneError(f"{folder}: more than {MAX_FILES} files and folders")
+        for entry in listed:
+            path = Path(entry.path)
+            status = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(status.st_mode):
+                stack.append(path)
+                continue
+            check_plain(path, status)
+            found[path.relative_to(folder).as_posix()] = status
     return found
 
 
-def check_files(folder: Path, manifest: Manifest) -> None:
-    """``files`` must be plain names inside the folder and cover every file in it."""
-    if not isinstance(manifest.files, dict) or not manifest.files:
+def folder_files(folder: Path) -> set[str]:
+    """Every file below ``folder`` as a relative POSIX name (see :func:`folder_entries`)."""
+    return set(folder_entries(folder))
+
+
+def check_files(folder: Path, manifest: Manifest) -> dict[str, os.stat_result]:
+    """``files`` must be plain names inside the folder and cover every file in it; the
+    folder must fit its kind's cap and each file its declared size. Returns the files'
+    lstat results, for hashing exactly what was checked."""
+    if not manifest.files:
         raise TopictoneError(f"{folder / MANIFEST}: lists no files; checksums cannot be checked")
-    for name, digest in manifest.files.items():
+    for name in manifest.files:
         inside(folder, name, "file")
-        if not isinstance(digest, str) or len(digest) != 64:
-            raise TopictoneError(f"{folder / MANIFEST}: file {name!r} has no SHA-256 checksum")
-    unlisted = sorted(folder_files(folder) - set(manifest.files) - {MANIFEST, CARD})
+    seen = folder_entries(folder)
+    unlisted = sorted(set(seen) - set(manifest.files) - {MANIFEST, CARD})
     if unlisted:
         raise TopictoneError(
             f"{folder}: files not covered by the checksums in {MANIFEST}: {', '.join(unlisted[:5])}"
         )
+    for name in manifest.files:
+        if name not in seen:
+            raise TopictoneError(f"{folder / name}: weights file listed in {MANIFEST} is missing")
+    if manifest.sizes_declared and set(manifest.sizes) != set(manifest.files):
+        raise TopictoneError(f"{folder / MANIFEST}: 'sizes' must name exactly the files listed")
+    for name, size in manifest.sizes.items():
+        if seen[name].st_size != size:
+            raise TopictoneError(
+                f"{folder / name}: checksum does not match {MANIFEST} (it has "
+                f"{seen[name].st_size} bytes, {size} declared); the weights were changed or "
+                "belong to another model"
+            )
+    cap = MAX_FOLDER_BYTES.get(manifest.kind, min(MAX_FOLDER_BYTES.values()))
+    total = sum(status.st_size for status in seen.values())
+    if total > cap:
+        raise TopictoneError(
+            f"{folder}: {total} bytes, over the {cap} a {manifest.kind!r:.40} model may take"
+        )
+    return seen
 
 
 def check_stored_schema(path: Path, stored: Any, schema: LabelSchema) -> None:

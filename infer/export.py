@@ -37,6 +37,7 @@ from infer.artifact import (
     folder_files,
     package_versions,
     read_manifest,
+    record_sizes,
     sha256,
 )
 from infer.cli import CONF_DIR, command
@@ -206,6 +207,7 @@ def add_graph(
             **manifest.versions,
             **package_versions(["torch", "onnx", "onnxruntime"]),
         }
+        record_sizes(manifest, staging)
         (staging / MANIFEST).write_text(
             json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )

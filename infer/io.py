@@ -255,14 +255,19 @@ def _read_csv(file: Path, lines: Iterator[tuple[int, str, int]]) -> Iterator[Rec
         raise InputError(f"malformed CSV ({err})", file, state["line"]) from None
 
 
-def _read_parquet(file: Path) -> Iterator[Record]:
+def open_parquet(file: str | os.PathLike[str]) -> Any:
+    """A ``pyarrow.parquet.ParquetFile``, or one line for a file that is not one."""
     import pyarrow.parquet as pq
     from pyarrow import ArrowException
 
     try:
-        parquet = pq.ParquetFile(file)
+        return pq.ParquetFile(file)
     except (ArrowException, OSError) as err:
         raise InputError(f"not a readable Parquet file ({err})", file) from None
+
+
+def _read_parquet(file: Path) -> Iterator[Record]:
+    parquet = open_parquet(file)
     if repeated := _repeated(parquet.schema_arrow.names):
         raise InputError(f"duplicate column {', '.join(map(repr, repeated))}", file)
     for field in parquet.schema_arrow:  # a row is a dict: one of two names would be lost
@@ -294,16 +299,12 @@ def _repeated_inside(kind: Any) -> str | None:
 
 def parquet_schema(path: str | os.PathLike[str]) -> Any:
     """The Arrow schema of a Parquet file, so its columns are written back as they were."""
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path).schema_arrow
+    return open_parquet(path).schema_arrow
 
 
 def parquet_rows(path: str | os.PathLike[str]) -> int:
     """The number of rows a Parquet file holds (from its footer)."""
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path).metadata.num_rows
+    return open_parquet(path).metadata.num_rows
 
 
 def require_text(row: Row, field: str, file: Any, line: int) -> str:

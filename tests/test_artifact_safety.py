@@ -39,10 +39,15 @@ def edit_manifest(folder: Path, edit) -> None:
 
 
 def reseal(folder: Path) -> None:
-    """Recompute the checksums, as an attacker who controls the whole folder would."""
-    edit_manifest(
-        folder, lambda m: m.update(files={name: sha256(folder / name) for name in m["files"]})
-    )
+    """Recompute the checksums (and declared sizes), as an attacker who controls the
+    whole folder would."""
+
+    def seal(manifest: dict) -> None:
+        manifest["files"] = {name: sha256(folder / name) for name in manifest["files"]}
+        if "sizes" in manifest:
+            manifest["sizes"] = {name: (folder / name).stat().st_size for name in manifest["files"]}
+
+    edit_manifest(folder, seal)
 
 
 def payload_node(module: str, name: str, argument: str) -> dict:

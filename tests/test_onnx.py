@@ -144,6 +144,7 @@ def test_missing_graphs_are_one_line(transformer_run, exported, tmp_path):
     (folder / "model.int8.onnx").unlink()
     edit_manifest(folder, lambda m: m["settings"]["graphs"].pop("int8"))
     edit_manifest(folder, lambda m: m["files"].pop("model.int8.onnx"))
+    edit_manifest(folder, lambda m: m["sizes"].pop("model.int8.onnx"))
     with pytest.raises(TopictoneError, match=r"has no int8 graph .* quantize=int8"):
         infer.load(folder, graph="int8")
     assert infer.load(folder).runner.precision == "fp32"

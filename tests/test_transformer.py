@@ -380,15 +380,13 @@ def test_the_folder_is_a_hugging_face_model(transformer_run):
     ],
 )
 def test_a_crafted_config_json_is_one_line(transformer_run, tmp_path, edit):
-    from infer.artifact import MANIFEST, sha256
+    from tests.test_artifact_safety import reseal
 
     folder = tmp_path / "model"
     shutil.copytree(transformer_run / "model", folder)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, **edit}))
-    manifest = json.loads((folder / MANIFEST).read_text())
-    manifest["files"]["config.json"] = sha256(folder / "config.json")  # checksums pass
-    (folder / MANIFEST).write_text(json.dumps(manifest))
+    reseal(folder)  # checksums and sizes pass: the config itself must be refused
     with pytest.raises(TopictoneError, match=r"config\.json: ") as caught:
         infer.load(folder, runtime="torch")
     assert "\n" not in str(caught.value)

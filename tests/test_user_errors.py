@@ -130,7 +130,7 @@ CLI_CASES = [
         "parquet date to json",
         {"a.parquet": parquet_with_dates},
         ["input={in}/a.parquet", "output={out}/o.jsonl"],
-        "a.parquet:1: field 'day': cannot be written as JSON",
+        "a.parquet:1: field 'day': a date value has no exact JSON or CSV form",
     ),
     (
         "unknown input suffix",
@@ -244,7 +244,7 @@ CLI_CASES = [
         "csv columns differ",
         {"a.jsonl": GOOD + '{"text": "b"}\n'},
         ["input={in}/a.jsonl", "output={out}/o.csv", "batch_size=1"],
-        "a.jsonl:2: has other columns than the first row",
+        "a.jsonl:2: field 'id': missing; every CSV row needs the first row's columns",
     ),
     (
         "zero batch size",
@@ -514,3 +514,38 @@ def test_another_prediction_field_resolves_a_clash(tfidf_run, tmp_path, cli):
     assert result.returncode == 0, result.stderr
     row = json.loads(out.read_text())
     assert row["prediction"] == "old" and "tone" in row["topictone"]
+
+
+def nested_manifest(folder: Path) -> None:
+    (folder / "topictone.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
+def hard_linked(folder: Path) -> None:
+    os.link(folder / "vocabulary.json", folder.parent / "elsewhere.json")
+
+
+def kind_list(folder: Path) -> None:
+    path = folder / "topictone.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "kind": ["tfidf"]}))
+
+
+# (name, how the copied model folder is broken, message): a bad folder is one line.
+MODEL_CASES = [
+    ("nested manifest", nested_manifest, "unreadable manifest (nested too deeply)"),
+    ("hard link", hard_linked, "has 2 hard links"),
+    ("kind a list", kind_list, "field 'kind' must be a string, got a list"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "breaks", "message"), MODEL_CASES, ids=[c[0] for c in MODEL_CASES]
+)
+def test_batch_cli_bad_model_folders(tfidf_run, tmp_path, cli, name, breaks, message):
+    import shutil
+
+    model = Path(shutil.copytree(tfidf_run / "model", tmp_path / "model"))
+    breaks(model)
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "Army tests a new missile"}\n', encoding="utf-8")
+    result = cli("infer", f"model={model}", f"input={src}", f"output={tmp_path / 'out.jsonl'}")
+    assert_one_line(result, message)

@@ -341,7 +341,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "decision.oof_folds and decision.holdout are two ways to score unseen train "
             "texts: set one of them to 0"
         )
-    print(f"machine: {describe()}", file=sys.stderr, flush=True)
+    print(f"machine: {describe()}", flush=True)  # stdout, beside the table: stderr is errors
     seed_everything(cfg.seed)
     schema = LabelSchema.from_dict(cfg.labels)
     splits = load_splits(cfg.data, schema)

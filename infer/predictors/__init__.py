@@ -23,7 +23,7 @@ def predictor_class(kind: str) -> type[Predictor]:
         module, name = REGISTRY[kind].split(":")
     except KeyError:
         raise TopictoneError(
-            f"unknown model kind '{kind}' (known: {', '.join(REGISTRY)})"
+            f"unknown model kind {kind!r:.60} (known: {', '.join(REGISTRY)})"
         ) from None
     try:
         return getattr(import_module(module), name)

@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel
 
 from infer.artifact import Manifest, check_stored_schema
 from infer.decision import Calibration
@@ -35,8 +36,17 @@ from infer.predictors.base import (
     readable_prefix,
     scores_from_logits,
 )
+from infer.predictors.hf_files import (
+    check_config_file,
+    check_vocabulary,
+    first_line,
+    load_tokenizer,
+    read_json,
+    tokenizer_errors,
+)
 from infer.predictors.network import without_pooler
 from infer.predictors.precision import effective_dtype
+from infer.predictors.tensors import check_network, read_header
 from infer.predictors.transformer import SAFE_LOAD, stored_schema
 from infer.schema import LabelSchema
 
@@ -84,8 +94,10 @@ class SentenceEncoder:
         self.recent_size = 20_000
         if self.max_windows < 1:
             raise TopictoneError("encoder max_windows must be at least 1")
-        specials = len(tokenizer("")["input_ids"])  # special tokens around every window
-        prompt_len = len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+        with tokenizer_errors("encoder tokenizer"):
+            specials = len(tokenizer("")["input_ids"])  # special tokens around every window
+            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+        prompt_len = len(prompt_ids)
         self.budget = self.max_length - specials - prompt_len  # text tokens per window
         self.reads_chars = readable_prefix(tokenizer, self.max_length * self.max_windows)
         if self.budget <= self.stride:
@@ -104,9 +116,10 @@ class SentenceEncoder:
         """Each text as up to ``max_windows`` prompted pieces of at most ``budget`` tokens;
         a text that fits is one piece, exactly prompt + text."""
         texts = [t[: self.reads_chars] for t in texts]
-        encoded = self.tokenizer(
-            list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )["offset_mapping"]
+        with tokenizer_errors("encoder tokenizer"):
+            encoded = self.tokenizer(
+                list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
+            )["offset_mapping"]
         step = self.budget - self.stride
         out = []
         for text, offsets in zip(texts, encoded, strict=True):
@@ -184,9 +197,14 @@ class SentenceEncoder:
         return vectors
 
     def _encode(self, pieces: list[str]) -> np.ndarray:
-        batch = self.tokenizer(
-            pieces, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
-        )
+        with tokenizer_errors("encoder tokenizer"):
+            batch = self.tokenizer(
+                pieces,
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                return_tensors="pt",
+            )
         with torch.inference_mode():
             hidden = self.model(
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
@@ -225,11 +243,35 @@ class SentenceEncoder:
 
 
 def _hf_model(folder: Path, dtype: str) -> tuple[torch.nn.Module, Any]:
-    config = AutoConfig.from_pretrained(folder, **SAFE_LOAD)
+    """A Hugging Face encoder folder's network and tokenizer, each checked first: the
+    network ``config.json`` describes must be the one ``model.safetensors`` holds, shape
+    for shape, before transformers allocates it."""
+    check_config_file(folder)
+    try:
+        config = AutoConfig.from_pretrained(folder, **SAFE_LOAD)
+    except Exception as err:  # reading config.json runs no code: any failure is its content
+        raise TopictoneError(
+            f"{folder}/config.json: not a usable config ({type(err).__name__}: {first_line(err)})"
+        ) from None
     if getattr(config, "auto_map", None):
         raise TopictoneError(f"{folder}: the encoder config asks for custom code (auto_map)")
-    model = without_pooler(AutoModel.from_pretrained, folder, config=config, **SAFE_LOAD)
-    return model, AutoTokenizer.from_pretrained(folder, **SAFE_LOAD)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():  # never pytorch_model.bin: unpickling runs code
+        raise TopictoneError(f"{folder}: has no model.safetensors (the only weights read)")
+    shapes, _ = read_header(weights)
+    build = partial(without_pooler, AutoModel.from_config, config)
+    check_network(weights, config, build, shapes, extra_allowed=True)  # e.g. an unused pooler
+    try:
+        model = without_pooler(
+            AutoModel.from_pretrained, folder, config=config, use_safetensors=True, **SAFE_LOAD
+        )
+    except Exception as err:  # weights transformers refuses after all: one line
+        raise TopictoneError(
+            f"{weights}: not usable weights ({type(err).__name__}: {first_line(err)})"
+        ) from None
+    tokenizer = load_tokenizer(folder, **SAFE_LOAD)
+    check_vocabulary(folder, tokenizer, config)
+    return model, tokenizer
 
 
 def load_encoder(folder: str | Path, dtype: str = "float32", **settings: Any) -> SentenceEncoder:
@@ -240,7 +282,7 @@ def load_encoder(folder: str | Path, dtype: str = "float32", **settings: Any) ->
         raise TopictoneError(f"{folder}: encoder folder not found")
     if (folder / LAYOUT).is_file():
         try:
-            layout = json.loads((folder / LAYOUT).read_text(encoding="utf-8"))
+            layout = read_json(folder / LAYOUT)
             tensors = load_file(folder / DENSE)
             dense = [
                 (
@@ -251,14 +293,23 @@ def load_encoder(folder: str | Path, dtype: str = "float32", **settings: Any) ->
                 for i, d in enumerate(layout["dense"])
             ]
             prompt, normalize = str(layout["prompt"]), bool(layout["normalize"])
-        except (KeyError, TypeError, ValueError, OSError) as err:
-            raise TopictoneError(f"{folder / LAYOUT}: malformed encoder layout ({err!r})") from None
+        except (KeyError, TypeError, ValueError, OSError, AttributeError, SafetensorError) as err:
+            raise TopictoneError(
+                f"{folder / LAYOUT}: malformed encoder layout ({type(err).__name__}: "
+                f"{first_line(err)})"
+            ) from None
         if any(activation == 0 for *_, activation in dense):
             raise TopictoneError(f"{folder / LAYOUT}: unsupported dense activation")
         model, tokenizer = _hf_model(folder, dtype)
         settings.setdefault("prompt", prompt)
     elif (folder / "modules.json").is_file():
-        model, tokenizer, dense, normalize, prompts = _sentence_transformers(folder, dtype)
+        try:
+            model, tokenizer, dense, normalize, prompts = _sentence_transformers(folder, dtype)
+        except (KeyError, TypeError, ValueError, AttributeError, OSError, SafetensorError) as err:
+            raise TopictoneError(
+                f"{folder}: malformed sentence-transformers modules ({type(err).__name__}: "
+                f"{first_line(err)})"
+            ) from None
         prompt_name = settings.pop("prompt_name", None)
         if prompt_name is not None:
             if prompt_name not in prompts:
@@ -275,7 +326,7 @@ def load_encoder(folder: str | Path, dtype: str = "float32", **settings: Any) ->
 
 def _sentence_transformers(folder: Path, dtype: str) -> tuple:
     """Read a sentence-transformers folder's modules as data (no imports by name)."""
-    modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    modules = read_json(folder / "modules.json")
     dense: list[tuple[torch.Tensor, torch.Tensor | None, str | None]] = []
     normalize, model, tokenizer = False, None, None
     for module in modules:
@@ -286,13 +337,13 @@ def _sentence_transformers(folder: Path, dtype: str) -> tuple:
         if kind.endswith("Transformer"):
             model, tokenizer = _hf_model(path, dtype)
         elif kind.endswith("Pooling"):
-            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            config = read_json(path / "config.json")
             if not config.get("pooling_mode_mean_tokens") or any(
                 config.get(k) for k in config if k.startswith("pooling_mode_") and "mean" not in k
             ):
                 raise TopictoneError(f"{path}: only mean pooling is supported")
         elif kind.endswith("Dense"):
-            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            config = read_json(path / "config.json")
             activation = config.get("activation_function", "torch.nn.modules.linear.Identity")
             if activation not in ACTIVATIONS:
                 raise TopictoneError(f"{path}: unsupported dense activation {activation!r}")
@@ -305,11 +356,7 @@ def _sentence_transformers(folder: Path, dtype: str) -> tuple:
     if model is None:
         raise TopictoneError(f"{folder}/modules.json: no Transformer module")
     st_config = folder / "config_sentence_transformers.json"
-    prompts = (
-        json.loads(st_config.read_text(encoding="utf-8")).get("prompts", {})
-        if st_config.is_file()
-        else {}
-    )
+    prompts = read_json(st_config).get("prompts", {}) if st_config.is_file() else {}
     return model, tokenizer, dense, normalize, prompts
 
 

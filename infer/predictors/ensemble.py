@@ -8,8 +8,10 @@ complete model folder under ``members/<name>/``; the ensemble's own thresholds d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import replace
+from numbers import Real
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,14 +49,8 @@ class EnsemblePredictor(Predictor):
                     f"ensemble member '{name}' has labels {member.schema.to_dict()}, "
                     f"the ensemble {schema.to_dict()}"
                 )
-        weights = dict(weights or dict.fromkeys(members, 1.0))
-        if set(weights) != set(members) or min(weights.values()) < 0 or not sum(weights.values()):
-            raise TopictoneError(
-                f"ensemble weights {weights} must be >= 0, not all 0, one per member "
-                f"({', '.join(members)})"
-            )
         self.members = dict(members)
-        self.weights = {name: float(weights[name]) / sum(weights.values()) for name in members}
+        self.weights = normalised_weights(weights or dict.fromkeys(members, 1.0), members)
 
     @property
     def requirements(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -122,10 +118,49 @@ class EnsemblePredictor(Predictor):
                 raise TopictoneError(f"{folder}: ensemble member {name!r} is not a plain name")
             if not inside(folder, f"{MEMBERS}/{name}", "member").is_dir():
                 raise TopictoneError(f"{folder}: ensemble member {name!r} is not a subfolder")
+        weights = {}
+        for name, spec in members.items():
+            if not isinstance(spec, dict) or not isinstance(spec.get("kind", ""), str):
+                raise TopictoneError(
+                    f"{folder}: ensemble member {name!r:.60} must be an object with a weight "
+                    f"and a kind, got {spec!r:.60}"
+                )
+            weights[name] = spec.get("weight")
+        normalised_weights(weights, members)  # refused before any member loads
+        loaded = {name: load(folder / MEMBERS / name, **options) for name in members}
+        for name, member in loaded.items():
+            if members[name].get("kind", member.kind) != member.kind:
+                raise TopictoneError(
+                    f"{folder}: ensemble member {name!r} is a '{member.kind}' model, the "
+                    f"manifest says '{members[name]['kind']:.40}'"
+                )
         return cls(
             manifest.schema,
-            {name: load(folder / MEMBERS / name, **options) for name in members},
-            {name: spec["weight"] for name, spec in members.items()},
+            loaded,
+            weights,
             thresholds=manifest.thresholds,
             calibration=manifest.calibration,
         )
+
+
+def normalised_weights(weights: Mapping[str, Any], members: Mapping[str, Any]) -> dict[str, float]:
+    """Member weights summing to 1: one finite number >= 0 per member, not all 0. The sum
+    must stay finite too (two weights of 1e308 overflow it and every score turns NaN)."""
+    numbers = {}
+    for name, value in weights.items():
+        ok = isinstance(value, Real) and not isinstance(value, bool)
+        numbers[name] = float(value) if ok else math.nan
+    total = sum(numbers.values())  # inf where it overflows: refused below
+    scaled = {name: numbers[name] / total for name in numbers} if total > 0 else {}
+    if (
+        set(weights) != set(members)
+        or not all(math.isfinite(v) and v >= 0 for v in numbers.values())
+        or not math.isfinite(total)
+        or total <= 0
+        or not all(math.isfinite(v) for v in scaled.values())
+    ):
+        raise TopictoneError(
+            f"ensemble weights {dict(weights)!r:.200} must be finite numbers >= 0, not all 0, "
+            f"one per member ({', '.join(members)})"
+        )
+    return {name: scaled[name] for name in members}

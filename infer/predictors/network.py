@@ -26,6 +26,7 @@ from infer.predictors.hf_config import (
     encoder_config,
     topictone_config,
 )
+from infer.predictors.tensors import check_network, read_header
 from infer.predictors.windows import DTYPES, POOLING, pad_windows
 
 
@@ -217,14 +218,21 @@ def load_network(
         except (RuntimeError, TypeError) as err:
             raise TopictoneError(f"option device: {err}") from None
     settings = manifest.settings
-    model = TopicToneModel(
-        without_pooler(AutoModel.from_config, encoder_config(config)),
-        len(manifest.schema.topics),
-        len(manifest.schema.tones),
-        topic_pooling=settings.get("topic_pooling", "max"),
-        tone_pooling=settings.get("tone_pooling", "mean"),
-    )
-    # Weights under the Hugging Face model's names; older folders without the prefix.
+
+    def build() -> TopicToneModel:
+        return TopicToneModel(
+            without_pooler(AutoModel.from_config, encoder_config(config)),
+            len(manifest.schema.topics),
+            len(manifest.schema.tones),
+            topic_pooling=settings.get("topic_pooling", "max"),
+            tone_pooling=settings.get("tone_pooling", "mean"),
+        )
+
+    # The network config.json describes must be the one the weights hold, shape for
+    # shape, before a byte of it is allocated (older folders name weights unprefixed).
+    shapes, _ = read_header(folder / WEIGHTS)
+    check_network(folder / WEIGHTS, encoder_config(config), build, shapes, prefixes=(PREFIX,))
+    model = build()
     state = {k.removeprefix(PREFIX): v for k, v in load_file(folder / WEIGHTS).items()}
     try:
         model.load_state_dict(state)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import struct
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -49,6 +51,15 @@ TRUSTED_NODES = frozenset(
 OBJECTS = ("vectorizer", "topics", "tone")
 MAX_SCHEMA_BYTES = 64 << 20  # the object tree of a skops file (weights are separate arrays)
 MAX_VOCABULARY_BYTES = 256 << 20  # the gold preset's vocabularies take 9 MiB
+# A skops file is a zip archive: what its members inflate to is bounded before any is
+# read. skops stores members uncompressed (ratio 1); a deflated one may shrink a few
+# times, never a hundred (1.6 MB of zeros inflated to 2.3 GB of "weights").
+MAX_UNPACKED_BYTES = 1 << 30  # all members together (the folder cap of a TF-IDF model)
+MAX_RATIO = 20  # inflated / stored, for members above SMALL_MEMBER
+SMALL_MEMBER = 1 << 20
+MAX_DIRECTORY_BYTES = 4 << 20  # the zip's central directory: ours holds a few dozen entries
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+EOCD = struct.Struct("<4s4H2LH")  # zip's end-of-central-directory record
 
 
 class TfidfPredictor(Predictor):
@@ -205,7 +216,7 @@ class TfidfPredictor(Predictor):
         columns = getattr(objects["tone"], "n_features_in_", None)
         for name, terms in read_vocabularies(folder / VOCABULARY, vectorizers, columns).items():
             vectorizers[name].vocabulary_ = {term: i for i, term in enumerate(terms)}
-        return cls(
+        predictor = cls(
             manifest.schema,
             objects["vectorizer"],
             objects["topics"],
@@ -214,6 +225,40 @@ class TfidfPredictor(Predictor):
             calibration=manifest.calibration,
             lead_vectorizer=objects.get("lead"),
             lead_chars=lead_chars,
+        )
+        check_predicts(path, predictor)
+        return predictor
+
+
+# Latin, Devanagari and digits: both vectorisers' paths, word and character n-grams.
+PROBE = "Army tests a new missile near the border; सेना ने नई मिसाइल का परीक्षण किया (2024)."
+
+
+def check_predicts(path: Path, predictor: TfidfPredictor) -> None:
+    """One prediction before the model is handed out. The skops types are checked, the
+    objects' attributes are not: a crafted tree (an estimator without coefficients, NaN
+    weights) fails here in one line, rather than on a user's text or silently."""
+    try:
+        topics, tones = (np.asarray(s, dtype=np.float64) for s in predictor.predict_scores([PROBE]))
+    except TopictoneError:
+        raise
+    except Exception as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        raise TopictoneError(
+            f"{path}: the objects load but cannot predict ({type(err).__name__}: {first})"
+        ) from None
+    schema = predictor.schema
+    if not (
+        topics.shape == (1, len(schema.topics))
+        and tones.shape == (1, len(schema.tones))
+        and np.isfinite(topics).all()
+        and np.isfinite(tones).all()
+        and ((topics >= 0) & (topics <= 1)).all()
+        and ((tones >= 0) & (tones <= 1)).all()
+        and abs(tones.sum() - 1) < 1e-6
+    ):
+        raise TopictoneError(
+            f"{path}: the objects give no valid scores (NaN, infinite, out of [0, 1] or misshapen)"
         )
 
 
@@ -249,7 +294,7 @@ def read_vocabularies(path: Path, vectorizers: dict[str, Any], columns: Any) -> 
     try:
         with path.open(encoding="utf-8") as handle:
             terms = json.load(handle)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise TopictoneError(f"{path}: not JSON ({type(err).__name__})") from None
     if not isinstance(terms, dict) or set(terms) != set(vectorizers):
         raise TopictoneError(f"{path}: not the vocabularies of this model")
@@ -273,14 +318,15 @@ def read_vocabularies(path: Path, vectorizers: dict[str, Any], columns: Any) -> 
 
 def skops_contents(path: Path) -> tuple[set[str], set[str]]:
     """Every type (module.name) and node kind named anywhere in a skops file's object tree."""
+    check_directory(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo("schema.json")
-            if info.file_size > MAX_SCHEMA_BYTES:
-                raise TopictoneError(f"{path}: object tree of {info.file_size} bytes is too large")
-            tree = json.loads(archive.read(info))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
+            check_members(path, archive.infolist())
+            tree = json.loads(archive.read("schema.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, zlib.error) as err:
         raise TopictoneError(f"{path}: not a skops file ({type(err).__name__})") from None
+    except RecursionError:
+        raise TopictoneError(f"{path}: object tree nested too deeply") from None
     types: set[str] = set()
     nodes: set[str] = set()
     stack = [tree]
@@ -295,6 +341,51 @@ def skops_contents(path: Path) -> tuple[set[str], set[str]]:
         elif isinstance(node, list):
             stack.extend(node)
     return types, nodes
+
+
+def check_directory(path: Path) -> None:
+    """Bound the zip's central directory before ``zipfile`` reads it whole into memory:
+    a plain end record (no zip64, which may claim any size) naming a small directory."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(0, size - EOCD.size - 0xFFFF))  # the record, then its comment
+        tail = handle.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < EOCD.size:
+        raise TopictoneError(f"{path}: not a skops file (no zip directory)")
+    *_, entries, directory, _offset, _comment = EOCD.unpack_from(tail, at)
+    if (
+        entries == 0xFFFF
+        or directory == 0xFFFFFFFF
+        or tail[max(0, at - 20) : at][:4] == b"PK\x06\x07"
+    ):
+        raise TopictoneError(f"{path}: a zip64 archive; topictone saves plain zip files")
+    if directory > MAX_DIRECTORY_BYTES:
+        raise TopictoneError(f"{path}: zip directory of {directory} bytes is too large")
+
+
+def check_members(path: Path, members: list[zipfile.ZipInfo]) -> None:
+    """What the members declare they inflate to, bounded in all and against what each
+    takes in the file; zipfile never returns more than the declared size."""
+    total = 0
+    for info in members:
+        if info.flag_bits & 0x1:
+            raise TopictoneError(f"{path}: member {info.filename!r:.60} is encrypted")
+        if info.compress_type not in ZIP_METHODS:
+            raise TopictoneError(
+                f"{path}: member {info.filename!r:.60} uses an unknown compression"
+            )
+        if info.file_size > max(MAX_RATIO * info.compress_size, SMALL_MEMBER):
+            raise TopictoneError(
+                f"{path}: member {info.filename!r:.60} inflates {info.compress_size} bytes to "
+                f"{info.file_size}; refused"
+            )
+        total += info.file_size
+    if total > MAX_UNPACKED_BYTES:
+        raise TopictoneError(f"{path}: members inflate to {total} bytes, over {MAX_UNPACKED_BYTES}")
+    schema = next((i for i in members if i.filename == "schema.json"), None)
+    if schema is not None and schema.file_size > MAX_SCHEMA_BYTES:
+        raise TopictoneError(f"{path}: object tree of {schema.file_size} bytes is too large")
 
 
 def _vectorizers(vectorizer: Any, lead_vectorizer: Any = None) -> dict[str, Any]:

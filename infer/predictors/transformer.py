@@ -11,7 +11,6 @@ where torch is not installed.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from importlib.util import find_spec
@@ -19,8 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from safetensors import safe_open
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig
 
 from infer.artifact import Manifest, check_stored_schema
 from infer.decision import Calibration
@@ -34,6 +32,8 @@ from infer.predictors.base import (
     scores_from_logits,
 )
 from infer.predictors.hf_config import config_labels, encoder_config  # registers the type
+from infer.predictors.hf_files import check_config_file, check_vocabulary, load_tokenizer
+from infer.predictors.tensors import stored_metadata
 from infer.predictors.windows import (
     DTYPES,
     POOLING,
@@ -237,10 +237,11 @@ class TransformerPredictor(Predictor):
             raise TopictoneError(
                 f"unknown option(s) {', '.join(unknown)} (known: {', '.join(LOAD_OPTIONS)})"
             )
+        check_config_file(folder)
         try:  # config.json is untrusted: a crafted one is one line, never a traceback
             config = AutoConfig.from_pretrained(folder, **SAFE_LOAD)
             labels = config_labels(config)
-        except (ValueError, TypeError, KeyError, AttributeError, OSError) as err:
+        except Exception as err:  # reading config.json runs no code: any failure is its content
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
             raise TopictoneError(
                 f"{folder}/config.json: not a usable config ({type(err).__name__}: {first})"
@@ -255,7 +256,8 @@ class TransformerPredictor(Predictor):
                 f"{folder}/config.json: labels {labels} differ from the manifest's "
                 f"{[list(manifest.schema.topics), list(manifest.schema.tones)]}"
             )
-        tokenizer = AutoTokenizer.from_pretrained(folder, **SAFE_LOAD)
+        tokenizer = load_tokenizer(folder, **SAFE_LOAD)
+        check_vocabulary(folder, tokenizer, encoder_config(config))
         # Options override the saved settings: more windows than in training is fine,
         # since pooling is per element; the window length and prefix should not change.
         merged = {**{k: settings.get(k) for k in WINDOW_SETTINGS}, **options}
@@ -380,11 +382,6 @@ def make_runner(
 
 
 def stored_schema(path: Path) -> Any:
-    """The label schema saved in a safetensors file's metadata (None if absent)."""
-    try:
-        with safe_open(path, "np") as handle:
-            return json.loads((handle.metadata() or {}).get("schema", "null"))
-    except Exception as err:  # SafetensorError is no OSError: any failure is one line
-        raise TopictoneError(
-            f"{path}: unreadable safetensors file ({type(err).__name__})"
-        ) from None
+    """The label schema saved in a safetensors file's metadata (None if absent), read
+    from its checked header (:mod:`infer.predictors.tensors`)."""
+    return stored_metadata(path, "schema")

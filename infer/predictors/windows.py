@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from infer.predictors.hf_files import tokenizer_errors
+
 DTYPES = ("float32", "bfloat16")  # what the torch runtime computes in
 POOLING = ("max", "mean", "first")  # how a text's windows combine, per head
 
@@ -28,14 +30,15 @@ def encode_windows(
     ``stride`` is the overlap between consecutive windows; at most ``max_windows``
     windows per text (the first ones) bound the cost of very long articles.
     """
-    encoded = tokenizer(
-        [prefix + t for t in texts],
-        max_length=max_length,
-        truncation=True,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_attention_mask=False,
-    )
+    with tokenizer_errors("tokenizer"):
+        encoded = tokenizer(
+            [prefix + t for t in texts],
+            max_length=max_length,
+            truncation=True,
+            stride=stride,
+            return_overflowing_tokens=True,
+            return_attention_mask=False,
+        )
     windows: list[list[list[int]]] = [[] for _ in texts]
     for ids, doc in zip(encoded["input_ids"], encoded["overflow_to_sample_mapping"], strict=True):
         if len(windows[doc]) < max_windows:
