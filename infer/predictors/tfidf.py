@@ -239,7 +239,9 @@ def check_predicts(path: Path, predictor: TfidfPredictor) -> None:
     objects' attributes are not: a crafted tree (an estimator without coefficients, NaN
     weights) fails here in one line, rather than on a user's text or silently."""
     try:
-        topics, tones = (np.asarray(s, dtype=np.float64) for s in predictor.predict_scores([PROBE]))
+        topics, tones = (
+            np.asarray(s, dtype=np.float64) for s in predictor.predict_scores_clean([PROBE])
+        )
     except TopictoneError:
         raise
     except Exception as err:
