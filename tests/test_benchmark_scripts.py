@@ -27,18 +27,35 @@ def compare(*runs) -> subprocess.CompletedProcess:
 
 
 def test_compare_runs_prints_each_run_against_the_first(fitted_run, tmp_path):
+    """A copy of the run whose cross-fitted decisions gain one topic on one text: the
+    second row is that copy's own macro-F1, and its delta the difference."""
+    import shutil
+
+    from sklearn.metrics import f1_score
+
     other = tmp_path / "other"
-    train_run([*FAST_TFIDF, "model.topic_C=0.05", *FITTED], other)
+    shutil.copytree(fitted_run, other)
+    path = other / "predictions" / "dev_crossfit.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    topics = ["defence", "counterterrorism", "technology"]
+    changed = next(r for r in rows if "technology" not in r["prediction"]["topics"])
+    changed["prediction"]["topics"].append("technology")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    def macro(run_rows: list[dict]) -> float:
+        truth = [[t in r["topics"] for t in topics] for r in run_rows]
+        decided = [[t in r["prediction"]["topics"] for t in topics] for r in run_rows]
+        return f1_score(truth, decided, average="macro", zero_division=0)
+
+    first = json.loads((fitted_run / "metrics.json").read_text())["dev_crossfit"]
     done = compare(fitted_run, other)
     assert done.returncode == 0, done.stderr
-    rows = [line.split(" | ") for line in done.stdout.splitlines()[2:]]
-    honest = [
-        json.loads((run / "metrics.json").read_text())["dev_crossfit"]["topics/macro_f1"]
-        for run in (fitted_run, other)
+    printed = [line.split(" | ") for line in done.stdout.splitlines()[2:]]
+    assert [float(row[1]) for row in printed] == [round(first["topics/macro_f1"], 3)] + [
+        round(macro(rows), 3)
     ]
-    assert [float(row[1]) for row in rows] == [round(h, 3) for h in honest]
-    delta = float(rows[1][4].split(" [")[0])
-    assert delta == pytest.approx(honest[1] - honest[0], abs=1e-3) and delta != 0
+    delta = float(printed[1][4].split(" [")[0])
+    assert delta == pytest.approx(macro(rows) - first["topics/macro_f1"], abs=1e-3) and delta
 
 
 @pytest.mark.parametrize(

@@ -171,6 +171,7 @@ def test_ray_errors_are_one_line_and_leave_nothing(ray_session, tfidf_run, shard
     assert (other / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.slow  # 35 s; the rules themselves are the CLI's, tested there in seconds
 def test_ray_reads_and_writes_as_the_cli_does(ray_session, tfidf_run, tmp_path, cli):
     """Duplicate keys and a lone surrogate text are the CLI's one line; a JSONL line is
     kept as written; a nested key appearing late in a shard is kept in Parquet; nothing
