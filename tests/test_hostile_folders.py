@@ -551,3 +551,40 @@ def test_tfidf_objects_that_cannot_predict_are_refused(tfidf_run, tmp_path, brea
     sio.dump(objects, folder / WEIGHTS)
     reseal(folder)
     refused(folder, message)
+
+
+def _add_token(folder: Path, content: str, special: bool) -> None:
+    """An added token one id past the embedding's rows, as embeddinggemma's tokenizer has
+    (``<image_soft_token>``, id 262144 of 262144 rows)."""
+    path = folder / "tokenizer.json"
+    tokenizer = json.loads(path.read_text(encoding="utf-8"))
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    rows = config.get("encoder", config).get("vocab_size") or config["vocab_size"]
+    tokenizer["added_tokens"].append(
+        {
+            "id": rows,
+            "content": content,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": special,
+        }
+    )
+    path.write_text(json.dumps(tokenizer), encoding="utf-8")
+    reseal(folder)
+
+
+def test_a_special_token_past_the_embedding_is_read_as_text(transformer_run, tmp_path):
+    folder = copy_model(transformer_run / "model", tmp_path)
+    _add_token(folder, "<soft>", special=True)
+    predictor = infer.load(folder, runtime="torch")
+    [spelled, plain] = predictor.predict(["army <soft> drill", "army drill"])
+    assert spelled.tone in predictor.schema.tones and plain.tone in predictor.schema.tones
+
+
+def test_a_spellable_token_past_the_embedding_is_refused(transformer_run, tmp_path):
+    folder = copy_model(transformer_run / "model", tmp_path)
+    _add_token(folder, "soft", special=False)
+    with pytest.raises(TopictoneError, match=r"can give token id \d+, the encoder embeds"):
+        infer.load(folder, runtime="torch")

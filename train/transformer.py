@@ -29,6 +29,7 @@ from transformers import (
 
 import infer
 from infer.errors import TopictoneError
+from infer.predictors.hf_files import SPECIAL_AS_TEXT
 from infer.predictors.network import TopicToneModel, TorchRunner, collate_windows, without_pooler
 from infer.predictors.precision import effective_dtype
 from infer.predictors.transformer import TransformerPredictor
@@ -188,7 +189,7 @@ class TransformerFitter:
             return previous.model.encoder, previous.tokenizer, str(self.init_from), previous.model
         source = resolve_backbone(self.backbone, self.cache_dir)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
+            tokenizer = AutoTokenizer.from_pretrained(source, **SPECIAL_AS_TEXT)
             encoder = without_pooler(AutoModel.from_pretrained, source)
         except OSError as err:
             raise TopictoneError(

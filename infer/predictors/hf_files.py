@@ -30,6 +30,7 @@ MAX_DEPTH = 64  # JSON nesting: tokenizers refuse deeper, Python's json may over
 # (literal "String" patterns only, which are matched as text). Add a backbone's pattern
 # here once it is known to run in linear time.
 ALLOWED_REGEXES = frozenset({" {2,}"})
+PIPELINE = ("normalizer", "pre_tokenizer", "post_processor", "decoder")
 # Tokenizer classes that read tokenizer.json and nothing else; any other may read other
 # vocabulary files with parsers of their own.
 TOKENIZER_CLASSES = frozenset(
@@ -92,7 +93,9 @@ def check_tokenizer_files(folder: Path) -> None:
     tokenizer = read_json(path, MAX_TOKENIZER_BYTES)
     if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("model"), dict):
         raise TopictoneError(f"{path}: not a tokenizer (no model object)")
-    stack: list[Any] = [tokenizer]
+    # Only the pipeline's parts run expressions; the model's vocabulary is data (a token
+    # may well be the word "Regex").
+    stack: list[Any] = [tokenizer.get(part) for part in PIPELINE]
     while stack:
         node = stack.pop()
         if isinstance(node, dict) and "Regex" in node:
@@ -131,6 +134,11 @@ def check_config_file(folder: Path) -> None:
         read_json(folder / "config.json")
 
 
+# A special token spelled inside a text ("<eos>", gemma's "<image_soft_token>", whose id is
+# past the embedding's rows) is read as text: a text never steers the model's framing.
+SPECIAL_AS_TEXT = {"split_special_tokens": True}
+
+
 def load_tokenizer(folder: Path, **safe_load: Any) -> Any:
     """``AutoTokenizer`` on a checked folder; any failure is one line."""
     from transformers import AutoTokenizer
@@ -138,7 +146,7 @@ def load_tokenizer(folder: Path, **safe_load: Any) -> Any:
     check_tokenizer_files(folder)
     with tokenizer_errors(folder / TOKENIZER):
         try:
-            tokenizer = AutoTokenizer.from_pretrained(folder, **safe_load)
+            tokenizer = AutoTokenizer.from_pretrained(folder, **SPECIAL_AS_TEXT, **safe_load)
             size, pad = len(tokenizer), tokenizer.pad_token_id
         except Exception as err:
             raise TopictoneError(
@@ -151,11 +159,19 @@ def load_tokenizer(folder: Path, **safe_load: Any) -> Any:
 
 
 def check_vocabulary(folder: Path, tokenizer: Any, config: Any) -> None:
-    """No token id the tokenizer gives may be past the encoder's embedding rows."""
+    """No token id the tokenizer can give may be past the encoder's embedding rows: its
+    vocabulary, its added tokens that a text can spell (special ones cannot: they are
+    read as text) and the special tokens it adds around every text."""
     rows = getattr(config, "vocab_size", None)
-    if isinstance(rows, int) and len(tokenizer) > rows:
+    if not isinstance(rows, int):
+        return
+    vocabulary = tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False).values()
+    spelled = [i for i, token in tokenizer.added_tokens_decoder.items() if not token.special]
+    framing = [*tokenizer("")["input_ids"], tokenizer.pad_token_id]
+    highest = max([*vocabulary, *spelled, *framing], default=-1)
+    if highest >= rows:
         raise TopictoneError(
-            f"{folder}: the tokenizer has {len(tokenizer)} tokens, the encoder embeds {rows}"
+            f"{folder}: the tokenizer can give token id {highest}, the encoder embeds {rows}"
         )
 
 
