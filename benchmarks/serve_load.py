@@ -61,7 +61,6 @@ COLUMNS = (
     "vs one at a time",
 )
 POISON_COLUMNS = ("good failed", "poisoned 422")
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni")
 # JSON escapes, as a client may send them: a lone surrogate, then only invisible space.
 POISONS = (
     b'{"texts": ["Army tests new missile", "\\ud800 cut in half"]}',
@@ -92,18 +91,10 @@ def request_bodies(count: int, poison_every: int = 0) -> list[Body]:
 
 
 def cpu_line() -> str:
-    """The CPU's name, cores and vector flags (what the model's numeric kernels may use)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "CPU: unknown (no /proc/cpuinfo)"
-    # The last processor's fields win: all processors are alike.
-    pairs = (line.split(":", 1) for line in info.splitlines() if ":" in line)
-    fields = {key.strip(): value for key, value in pairs}
-    name = fields.get("model name", "unknown").strip()
-    flags = set(fields.get("flags", "").split())
-    present = " ".join(f"{flag}={'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS)
-    return f"CPU: {name}, {os.cpu_count()} logical cores; flags: {present}"
+    """The CPU's name, cores and the flags its numeric kernels may use."""
+    from infer.machine import describe
+
+    return f"CPU: {describe()}"
 
 
 def max_size_bodies() -> dict[str, bytes]:
