@@ -20,6 +20,18 @@ from infer.batch import predict_file
 from infer.errors import InputError, TopictoneError
 
 
+def predict_cli(cli, run, source, out, *args: str):
+    """``python -m infer`` with the run's model, quietly."""
+    return cli(
+        "infer",
+        f"model={run / 'model'}",
+        f"input={source}",
+        f"output={out}",
+        "progress=false",
+        *args,
+    )
+
+
 @pytest.fixture(scope="module")
 def predictor(tfidf_run):
     return infer.load(tfidf_run / "model")
@@ -206,13 +218,7 @@ def test_nested_duplicate_keys_are_refused_for_every_output(predictor, tmp_path)
 def test_a_lone_surrogate_text_is_one_line_at_its_row(tfidf_run, tmp_path, cli):
     source = write_jsonl(tmp_path / "in.jsonl", ['{"text": "ok"}', '{"text": "abc \\ud800 def"}'])
     out = tmp_path / "out.jsonl"
-    result = cli(
-        "infer",
-        f"model={tfidf_run / 'model'}",
-        f"input={source}",
-        f"output={out}",
-        "progress=false",
-    )
+    result = predict_cli(cli, tfidf_run, source, out)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: {source}:2: field 'text': ")
@@ -310,13 +316,7 @@ def test_progress_counts_rows_written_with_an_estimated_total(predictor, tmp_pat
 def test_the_cli_ends_with_counts_and_time(tfidf_run, tmp_path, cli):
     source = write_jsonl(tmp_path / "in.jsonl", ['{"text": "a"}', '{"text": "b"}'])
     out = tmp_path / "out.jsonl"
-    result = cli(
-        "infer",
-        f"model={tfidf_run / 'model'}",
-        f"input={source}",
-        f"output={out}",
-        "progress=false",
-    )
+    result = predict_cli(cli, tfidf_run, source, out)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
         rf"wrote 2 predictions to {re.escape(str(out))} in \d+\.\d s \(\d+\.\d rows/s\)\n",

@@ -21,6 +21,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the HTTP service needs topictone[serve]")
 import httpx
 from fastapi import FastAPI
+from test_serve import HEADLINES
 
 import infer
 import infer.batching
@@ -28,14 +29,6 @@ from infer.batching import CANARY
 from infer.errors import TopictoneError
 from infer.service import MODEL_FAILED, ServiceSettings, create_app
 
-HEADLINES = [
-    "Army tests new missile",
-    "आतंकी हमले में जवान शहीद",
-    "Startup unveils AI chip for drones",
-    "Monsoon session of parliament begins",
-    "सेना ने सीमा पर ड्रोन मार गिराया",
-    "Cyber attack hits power grid",
-]
 POISON = "POISON-headline-do-not-echo"
 PATIENCE = 10.0  # seconds a test waits for what must happen; old code would hang instead
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from infer.artifact import nests_deeper
 from infer.errors import TopictoneError
 
 TOKENIZER = "tokenizer.json"
@@ -63,20 +64,9 @@ def read_json(path: Path, cap: int = MAX_JSON_BYTES) -> Any:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, ValueError, RecursionError) as err:
         raise TopictoneError(f"{path}: not JSON ({type(err).__name__})") from None
-    if deeper_than(data, MAX_DEPTH):
+    if nests_deeper(data, MAX_DEPTH):
         raise TopictoneError(f"{path}: nested more than {MAX_DEPTH} deep")
     return data
-
-
-def deeper_than(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, (dict, list)):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in iter_children(node))
-    return False
 
 
 def iter_children(node: dict | list) -> Iterator[Any]:
