@@ -48,8 +48,32 @@ def model_card(manifest: Manifest, info: dict[str, Any] | None = None) -> str:
         model_name=f"topictone-{manifest.kind}",
         eval_results=_eval_results(manifest) or None,
     )
-    schema = manifest.schema
     body = [
+        *_usage_section(manifest),
+        *_training_section(info),
+        *_metrics_section(manifest),
+        *_buckets_section(info),
+        "## Intended use",
+        "",
+        INTENDED_USE,
+        "",
+        "## Limitations",
+        "",
+        LIMITATIONS,
+        "",
+        "## Versions",
+        "",
+        ", ".join(f"{k} {v}" for k, v in manifest.versions.items()),
+        "",
+    ]
+    card = ModelCard("---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body))
+    return str(card)
+
+
+def _usage_section(manifest: Manifest) -> list[str]:
+    """What the model labels, how to run it, and how it decides."""
+    schema = manifest.schema
+    return [
         f"# topictone {manifest.kind} model",
         "",
         "Labels news texts by topic (multi-label: "
@@ -77,6 +101,11 @@ def model_card(manifest: Manifest, info: dict[str, Any] | None = None) -> str:
         f"- text normalisation: v{manifest.normalization_version}",
         "",
     ]
+
+
+def _training_section(info: dict[str, Any]) -> list[str]:
+    """Training files with their hashes, examples per label, hyper-parameters (from train)."""
+    body: list[str] = []
     if info.get("training_data"):
         body += ["## Training data", "", "| file | SHA-256 |", "|---|---|"]
         files = info["training_data"].items()
@@ -91,37 +120,26 @@ def model_card(manifest: Manifest, info: dict[str, Any] | None = None) -> str:
         body += ["## Hyper-parameters", "", "```json"]
         body += [json.dumps(info["hyperparameters"], indent=2, ensure_ascii=False, default=str)]
         body += ["```", ""]
-    body += _metrics_section(manifest)
-    if info.get("buckets"):
-        body += [
-            "### Per language and text length",
-            "",
-            "| split | field | bucket | n | topics macro-F1 | tone macro-F1 |",
-            "|---|---|---|---|---|---|",
-        ]
-        for split, rows in info["buckets"].items():
-            body += [
-                f"| {split} | {r['field']} | {r['bucket']} | {r['n']} | "
-                f"{r['topics/macro_f1']:.3f} | {r['tone/macro_f1']:.3f} |"
-                for r in rows
-            ]
-        body.append("")
-    body += [
-        "## Intended use",
+    return body
+
+
+def _buckets_section(info: dict[str, Any]) -> list[str]:
+    """Figures per language and text length, where training measured them."""
+    if not info.get("buckets"):
+        return []
+    body = [
+        "### Per language and text length",
         "",
-        INTENDED_USE,
-        "",
-        "## Limitations",
-        "",
-        LIMITATIONS,
-        "",
-        "## Versions",
-        "",
-        ", ".join(f"{k} {v}" for k, v in manifest.versions.items()),
-        "",
+        "| split | field | bucket | n | topics macro-F1 | tone macro-F1 |",
+        "|---|---|---|---|---|---|",
     ]
-    card = ModelCard("---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body))
-    return str(card)
+    for split, rows in info["buckets"].items():
+        body += [
+            f"| {split} | {r['field']} | {r['bucket']} | {r['n']} | "
+            f"{r['topics/macro_f1']:.3f} | {r['tone/macro_f1']:.3f} |"
+            for r in rows
+        ]
+    return [*body, ""]
 
 
 def _metrics_section(manifest: Manifest) -> list[str]:

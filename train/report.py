@@ -334,6 +334,97 @@ def fitting_note(
     return [*lines, ""]
 
 
+def split_section(
+    folder: Path,
+    name: str,
+    split: Any,
+    schema: LabelSchema,
+    thresholds: dict[str, float],
+    fitting: Mapping[str, Mapping[str, Any]] | None,
+    fitted_on: str,
+    decision: Mapping[str, Any] | None,
+) -> list[str]:
+    """One split's section: its table, the fitting note, breakdowns and figures."""
+    (topic_scores, tone_probs), (topic_true, tone_true) = split.scores, split.truth
+    metrics = compute_metrics(schema, topic_scores, tone_probs, topic_true, tone_true, thresholds)
+    metrics.update(calibration_errors(schema, (topic_scores, tone_probs), topic_true, tone_true))
+    figures = split_figures(folder, name, split, schema, thresholds, metrics)
+    lines = split_table(name, schema, metrics, average_precisions(schema, topic_true, topic_scores))
+    if name == fitted_on and fitting:
+        lines += fitting_note(fitting, name, schema, metrics, thresholds, decision)
+    lines += breakdown_rows(split.dataset, schema, split.scores, split.truth, thresholds, metrics)
+    lines.append("")
+    for file, figure_title, caption in figures:
+        lines += [f"![{figure_title}]({file})", "", f"*{caption}*", ""]
+    return lines
+
+
+def split_figures(
+    folder: Path,
+    name: str,
+    split: Any,
+    schema: LabelSchema,
+    thresholds: dict[str, float],
+    metrics: dict[str, Any],
+) -> list[tuple]:
+    """The split's four figures, drawn into ``folder``: (file, title, caption) each."""
+    (topic_scores, tone_probs), (topic_true, tone_true) = split.scores, split.truth
+    topic_pred = decisions(topic_scores, schema, thresholds)
+    tone_pred = tone_probs.argmax(axis=1)
+    return [
+        figure_per_topic(metrics, schema, name, folder / f"{name}-per-topic.png"),
+        figure_confusions(
+            schema,
+            topic_true,
+            topic_pred,
+            tone_true,
+            tone_pred,
+            name,
+            folder / f"{name}-confusion.png",
+        ),
+        figure_pr_curves(
+            schema, topic_true, topic_scores, metrics, name, folder / f"{name}-pr.png"
+        ),
+        figure_reliability(
+            topic_true,
+            topic_scores,
+            tone_pred == tone_true,
+            tone_probs.max(axis=1),
+            metrics,
+            name,
+            folder / f"{name}-reliability.png",
+        ),
+    ]
+
+
+def split_table(
+    name: str, schema: LabelSchema, metrics: dict[str, Any], ap: dict[str, float]
+) -> list[str]:
+    """The per-topic table and the split's summary line."""
+    lines = [
+        f"## {name} ({metrics['n']} texts)",
+        "",
+        "| topic | precision | recall | F1 | average precision | support |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t} | {metrics[f'topics/{t}_precision']:.3f} | {metrics[f'topics/{t}_recall']:.3f} "
+        f"| {metrics[f'topics/{t}_f1']:.3f} | {f'{ap[t]:.3f}' if t in ap else '–'} "
+        f"| {metrics[f'topics/{t}_support']} |"
+        for t in schema.topics
+    ]
+    return [
+        *lines,
+        "",
+        f"Topics: micro-F1 {metrics['topics/micro_f1']:.3f}, macro-F1 "
+        f"{metrics['topics/macro_f1']:.3f}, "
+        f"subset accuracy {metrics['topics/subset_accuracy']:.3f}, "
+        f"ECE {metrics['topics_ece']:.3f}. Tone: accuracy {metrics['tone/accuracy']:.3f}, "
+        f"macro-F1 {metrics['tone/macro_f1']:.3f}, ECE {metrics['tone_ece']:.3f}.",
+        "",
+    ]
+
+
 def write_report(
     folder: Path,
     title: str,
@@ -363,69 +454,9 @@ def write_report(
     for name, labels in (never_predicted or {}).items():
         lines += [f"**Warning: on {name} the model never predicts {', '.join(labels)}.**", ""]
     for name, split in splits.items():
-        (topic_scores, tone_probs), (topic_true, tone_true) = split.scores, split.truth
-        metrics = compute_metrics(
-            schema, topic_scores, tone_probs, topic_true, tone_true, thresholds
+        lines += split_section(
+            folder, name, split, schema, thresholds, fitting, fitted_on, decision
         )
-        metrics.update(
-            calibration_errors(schema, (topic_scores, tone_probs), topic_true, tone_true)
-        )
-        topic_pred = decisions(topic_scores, schema, thresholds)
-        tone_pred = tone_probs.argmax(axis=1)
-        ap = average_precisions(schema, topic_true, topic_scores)
-        figures = [
-            figure_per_topic(metrics, schema, name, folder / f"{name}-per-topic.png"),
-            figure_confusions(
-                schema,
-                topic_true,
-                topic_pred,
-                tone_true,
-                tone_pred,
-                name,
-                folder / f"{name}-confusion.png",
-            ),
-            figure_pr_curves(
-                schema, topic_true, topic_scores, metrics, name, folder / f"{name}-pr.png"
-            ),
-            figure_reliability(
-                topic_true,
-                topic_scores,
-                tone_pred == tone_true,
-                tone_probs.max(axis=1),
-                metrics,
-                name,
-                folder / f"{name}-reliability.png",
-            ),
-        ]
-        lines += [
-            f"## {name} ({metrics['n']} texts)",
-            "",
-            "| topic | precision | recall | F1 | average precision | support |",
-            "|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {t} | {metrics[f'topics/{t}_precision']:.3f} | {metrics[f'topics/{t}_recall']:.3f} "
-            f"| {metrics[f'topics/{t}_f1']:.3f} | {f'{ap[t]:.3f}' if t in ap else '–'} "
-            f"| {metrics[f'topics/{t}_support']} |"
-            for t in schema.topics
-        ]
-        lines += [
-            "",
-            f"Topics: micro-F1 {metrics['topics/micro_f1']:.3f}, macro-F1 "
-            f"{metrics['topics/macro_f1']:.3f}, "
-            f"subset accuracy {metrics['topics/subset_accuracy']:.3f}, "
-            f"ECE {metrics['topics_ece']:.3f}. Tone: accuracy {metrics['tone/accuracy']:.3f}, "
-            f"macro-F1 {metrics['tone/macro_f1']:.3f}, ECE {metrics['tone_ece']:.3f}.",
-            "",
-        ]
-        if name == fitted_on and fitting:
-            lines += fitting_note(fitting, name, schema, metrics, thresholds, decision)
-        lines += breakdown_rows(
-            split.dataset, schema, split.scores, split.truth, thresholds, metrics
-        )
-        lines.append("")
-        for file, figure_title, caption in figures:
-            lines += [f"![{figure_title}]({file})", "", f"*{caption}*", ""]
     path = folder / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

@@ -331,6 +331,56 @@ def never_predicted(predictor: Predictor, evaluations: dict[str, Evaluation]) ->
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train, evaluate and save everything a run needs to be reproduced; return the metrics."""
+    check_decision_settings(cfg)
+    print(f"machine: {describe()}", flush=True)  # stdout, beside the table: stderr is errors
+    seed_everything(cfg.seed)
+    schema = LabelSchema.from_dict(cfg.labels)
+    splits, held, overlap = training_data(cfg, schema, run_dir)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)  # nested members too
+    fitter = fit_model(cfg, model_cfg, splits, schema, held is not None, run_dir)
+    predictor: Predictor = fitter.predictor_
+    decision = OmegaConf.to_container(cfg.decision, resolve=True, enum_to_str=True)
+    fitted = decide(cfg, model_cfg, predictor, splits, held, decision, run_dir)
+    metrics = fitted.metrics
+    evaluations = evaluate_splits(predictor, splits, schema, run_dir)
+    metrics.update({name: e.metrics for name, e in evaluations.items()})
+    silent = warn_never_predicted(predictor, evaluations)
+    if cfg.report and evaluations:
+        write_report(
+            run_dir / "report",
+            f"{cfg.model.kind} on {cfg.data.name}",
+            evaluations,
+            schema,
+            predictor.thresholds,
+            fitting=metrics,
+            never_predicted=silent,
+            decision=decision,
+        )
+    data_hashes = data_files_sha256(cfg, splits)
+    evaluated = card_evaluations(predictor, evaluations, fitted.crossfit, schema)
+    train_files = {f: data_hashes[f] for f in split_files(cfg.data.train)}
+    card = card_info(cfg.data, model_cfg, decision, splits["train"], schema, train_files, evaluated)
+    save_model(predictor, run_dir / "model", metrics, card)
+    manifest = write_run_files(cfg, run_dir, metrics, fitter, silent, overlap, data_hashes)
+    tags = {
+        "git_commit": manifest["git_commit"],
+        "model.kind": cfg.model.kind,
+        **{f"data.sha256.{name}": digest for name, digest in data_hashes.items()},
+    }
+    instantiate(cfg.tracking).log_run(
+        run_dir,
+        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        metrics=metrics,
+        history=getattr(fitter, "history_", None),
+        tags=tags,
+    )
+    print(f"\n{cfg.model.kind} on {cfg.data.name} — run folder {run_dir}\n")
+    print(format_table(metrics, schema))
+    return metrics
+
+
+def check_decision_settings(cfg: DictConfig) -> None:
+    """Refuse, before any work, decision settings that contradict each other."""
     if not cfg.decision.use_dev and not (cfg.decision.oof_folds or cfg.decision.holdout):
         raise TopictoneError(
             "decision.use_dev=false fits the decisions on train texts the model did not "
@@ -341,9 +391,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "decision.oof_folds and decision.holdout are two ways to score unseen train "
             "texts: set one of them to 0"
         )
-    print(f"machine: {describe()}", flush=True)  # stdout, beside the table: stderr is errors
-    seed_everything(cfg.seed)
-    schema = LabelSchema.from_dict(cfg.labels)
+
+
+def training_data(cfg: DictConfig, schema: LabelSchema, run_dir: Path) -> tuple[dict, Any, dict]:
+    """The checked splits (train with its held-out slice taken out and weak or distilled
+    rows mixed in), the held-out slice (or None) and the texts dev and test share with train."""
     splits = load_splits(cfg.data, schema)
     overlap = train_overlap(splits, cfg.checks.max_overlap)
     if any(overlap.values()):
@@ -361,9 +413,20 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         splits["train"] = mix_distilled(
             splits["train"], distill, schema, every_text, cfg.seed, run_dir
         )
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)  # nested members too
+    return splits, held, overlap
+
+
+def fit_model(
+    cfg: DictConfig,
+    model_cfg: Any,
+    splits: dict,
+    schema: LabelSchema,
+    holds_out: bool,
+    run_dir: Path,
+) -> Any:
+    """The configured fitter, fitted on train (dev for per-epoch figures)."""
     fitter = instantiate({k: v for k, v in model_cfg.items() if k != "kind"})
-    if (cfg.decision.oof_folds or held is not None) and not getattr(fitter, "refits", True):
+    if (cfg.decision.oof_folds or holds_out) and not getattr(fitter, "refits", True):
         raise TopictoneError(
             "decision.oof_folds and decision.holdout: every part of the model must be "
             "trained in this run (a member loaded from a folder has seen all of train)"
@@ -377,8 +440,21 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         fitter.fit(splits["train"], schema, dev=splits.get("dev"), workdir=run_dir / "checkpoints")
     except InvalidParameterError as err:  # a mistyped model.* override, found by scikit-learn
         raise TopictoneError(f"model settings: {err}") from None
-    predictor: Predictor = fitter.predictor_
+    return fitter
 
+
+def decide(
+    cfg: DictConfig,
+    model_cfg: Any,
+    predictor: Predictor,
+    splits: dict,
+    held: Any,
+    decision: Any,
+    run_dir: Path,
+) -> Any:
+    """Calibration and thresholds fitted on dev and unseen train scores; the cross-fitted
+    dev decisions written beside the others."""
+    schema = predictor.schema
     oof, source = None, "oof"
     if cfg.decision.oof_folds:
         oof = out_of_fold(
@@ -386,9 +462,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         )
     if held is not None:
         oof, source = holdout_scores(predictor, held, run_dir / "holdout"), "holdout"
-    decision = OmegaConf.to_container(cfg.decision, resolve=True, enum_to_str=True)
     fitted = fit_decisions(predictor, splits.get("dev"), decision, oof, source)
-    metrics = fitted.metrics
     if fitted.crossfit is not None:
         write_predictions(
             run_dir / "predictions" / "dev_crossfit.jsonl",
@@ -396,17 +470,28 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             crossfit_predictions(schema, fitted.crossfit),
             schema,
         )
+    return fitted
+
+
+def evaluate_splits(
+    predictor: Predictor, splits: dict, schema: LabelSchema, run_dir: Path
+) -> dict[str, Any]:
+    """Dev and test evaluated with the saved decisions, their predictions written."""
     evaluations = {
         name: evaluate_split(predictor, splits[name]) for name in ("dev", "test") if name in splits
     }
     for name, evaluation in evaluations.items():
-        metrics[name] = evaluation.metrics
         write_predictions(
             run_dir / "predictions" / f"{name}.jsonl",
             evaluation.dataset,
             evaluation.predictions,
             schema,
         )
+    return evaluations
+
+
+def warn_never_predicted(predictor: Predictor, evaluations: dict[str, Any]) -> dict:
+    """Per split, the labels the model never outputs, each said loudly."""
     silent = never_predicted(predictor, evaluations)
     for name, labels in silent.items():
         print(
@@ -415,35 +500,44 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             file=sys.stderr,
             flush=True,
         )
-    if cfg.report and evaluations:
-        write_report(
-            run_dir / "report",
-            f"{cfg.model.kind} on {cfg.data.name}",
-            evaluations,
-            schema,
-            predictor.thresholds,
-            fitting=metrics,
-            never_predicted=silent,
-            decision=decision,
-        )
-    data_hashes = {
+    return silent
+
+
+def data_files_sha256(cfg: DictConfig, splits: dict) -> dict[str, str]:
+    """SHA-256 of every data file the run read: splits, weak sources, distillation pools."""
+    return {
         **{f: sha256(Path(f)) for s in splits for f in split_files(cfg.data[s])},
         **{str(w.path): sha256(Path(w.path)) for w in cfg.weak.sources},
         **{str(w.path): sha256(Path(w.path)) for w in cfg.distill.pool or []},
     }
+
+
+def card_evaluations(
+    predictor: Predictor, evaluations: dict[str, Any], crossfit: Any, schema: LabelSchema
+) -> dict[str, tuple]:
+    """What the model card reports per split; dev as cross-fitted where it was."""
     evaluated = {
         name: (e.dataset, e.scores, e.truth, predictor.thresholds)
         for name, e in evaluations.items()
     }
-    if fitted.crossfit is not None:  # the honest dev figures, not the dev-fitted ones
-        decided, (_, tone) = fitted.crossfit
+    if crossfit is not None:  # the honest dev figures, not the dev-fitted ones
+        decided, (_, tone) = crossfit
         half = dict.fromkeys(schema.topics, 0.5)
         dev = evaluated.pop("dev")
         evaluated = {"dev_crossfit": (dev[0], (decided, tone), dev[2], half), **evaluated}
-    train_files = {f: data_hashes[f] for f in split_files(cfg.data.train)}
-    card = card_info(cfg.data, model_cfg, decision, splits["train"], schema, train_files, evaluated)
-    save_model(predictor, run_dir / "model", metrics, card)
+    return evaluated
 
+
+def write_run_files(
+    cfg: DictConfig,
+    run_dir: Path,
+    metrics: dict,
+    fitter: Any,
+    silent: dict,
+    overlap: dict,
+    data_hashes: dict[str, str],
+) -> dict[str, Any]:
+    """config.yaml, metrics.json, history.json and manifest.json; the manifest returned."""
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     if getattr(fitter, "history_", None):  # per-step losses and per-epoch dev figures
@@ -461,18 +555,4 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "teacher": teacher_identity(cfg.distill.teacher),
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    tags = {
-        "git_commit": manifest["git_commit"],
-        "model.kind": cfg.model.kind,
-        **{f"data.sha256.{name}": digest for name, digest in data_hashes.items()},
-    }
-    instantiate(cfg.tracking).log_run(
-        run_dir,
-        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-        metrics=metrics,
-        history=getattr(fitter, "history_", None),
-        tags=tags,
-    )
-    print(f"\n{cfg.model.kind} on {cfg.data.name} — run folder {run_dir}\n")
-    print(format_table(metrics, schema))
-    return metrics
+    return manifest

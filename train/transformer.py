@@ -306,6 +306,40 @@ class TransformerFitter:
         # bf16 autocast only where it pays; inference then computes as training did.
         self.dtype_ = effective_dtype("bfloat16" if self.bf16 else "float32", "model.bf16")
         encoder, tokenizer, source, previous = self._backbone(schema)
+        self._check_windows(encoder, tokenizer)
+        model = self._network(encoder, schema, train, previous)
+
+        workdir = Path(workdir or "checkpoints")
+        # Fewer windows per article in training than at inference: cheaper steps; the
+        # pooling is per element, so more windows later read more of the text.
+        train_set = self._encode(train, tokenizer, self.train_max_windows)
+        frozen = None
+        if self.cache_frozen:
+            frozen, train_set = self._cache_frozen(
+                encoder, train_set, tokenizer.pad_token_id, source
+            )
+        trainer = self._trainer(model, frozen, train_set, tokenizer, schema, dev, workdir, train)
+        trainer.train()
+        shutil.rmtree(workdir, ignore_errors=True)  # checkpoints are hundreds of MB each
+        self.history_ = trainer.state.log_history
+        self.backbone_source_ = source
+        self.predictor_ = TransformerPredictor(
+            schema,
+            TorchRunner(model.cpu(), dtype=self.dtype_),
+            tokenizer,
+            max_length=self.max_length,
+            stride=self.stride,
+            max_windows=self.max_windows,
+            prefix=self.prefix,
+            topic_pooling=model.topic_pooling,
+            tone_pooling=model.tone_pooling,
+            batch_size=self.eval_batch_size,
+            dtype=self.dtype_,
+        )
+        return self
+
+    def _check_windows(self, encoder: torch.nn.Module, tokenizer: Any) -> None:
+        """Windows the backbone can read, with room between their overlaps."""
         limit = backbone_limit(encoder.config, tokenizer)
         if self.max_length > limit:
             raise TopictoneError(
@@ -313,6 +347,16 @@ class TransformerFitter:
             )
         if self.stride >= self.max_length - 2:
             raise TopictoneError("model.stride must be smaller than model.max_length - 2")
+
+    def _network(
+        self,
+        encoder: torch.nn.Module,
+        schema: LabelSchema,
+        train: datasets.Dataset,
+        previous: Any,
+    ) -> TopicToneModel:
+        """The encoder with both heads (a previous model's heads where it continues one),
+        the configured layers frozen."""
         pos_weight, class_weight = self._loss_weights(train)
         model = TopicToneModel(
             encoder,
@@ -333,19 +377,23 @@ class TransformerFitter:
             encoder.get_input_embeddings().weight.requires_grad_(False)
         if self.freeze_layers:
             freeze_bottom_layers(encoder, self.freeze_layers, self.freeze_embeddings)
+        return model
 
-        workdir = Path(workdir or "checkpoints")
-        # Fewer windows per article in training than at inference: cheaper steps; the
-        # pooling is per element, so more windows later read more of the text.
-        train_set = self._encode(train, tokenizer, self.train_max_windows)
-        frozen = None
-        if self.cache_frozen:
-            frozen, train_set = self._cache_frozen(
-                encoder, train_set, tokenizer.pad_token_id, source
-            )
+    def _trainer(
+        self,
+        model: TopicToneModel,
+        frozen: Any,
+        train_set: datasets.Dataset,
+        tokenizer: Any,
+        schema: LabelSchema,
+        dev: datasets.Dataset | None,
+        workdir: Path,
+        train: datasets.Dataset,
+    ) -> Trainer:
+        """The Hugging Face Trainer over the encoded windows (replaying frozen layers)."""
         # Dev scored after each epoch (the best epoch kept), unless evaluate_epochs is off.
         epoch_dev = dev if self.evaluate_epochs else None
-        trainer = Trainer(
+        return Trainer(
             model=model if frozen is None else ReplayingModel(model, frozen),
             args=self._args(workdir, epoch_dev is not None, len(train)),
             data_collator=WindowCollator(tokenizer.pad_token_id, frozen),
@@ -357,24 +405,6 @@ class TransformerFitter:
             if epoch_dev is not None and self.early_stopping_patience
             else None,
         )
-        trainer.train()
-        shutil.rmtree(workdir, ignore_errors=True)  # checkpoints are hundreds of MB each
-        self.history_ = trainer.state.log_history
-        self.backbone_source_ = source
-        self.predictor_ = TransformerPredictor(
-            schema,
-            TorchRunner(model.cpu(), dtype=self.dtype_),
-            tokenizer,
-            max_length=self.max_length,
-            stride=self.stride,
-            max_windows=self.max_windows,
-            prefix=self.prefix,
-            topic_pooling=model.topic_pooling,
-            tone_pooling=model.tone_pooling,
-            batch_size=self.eval_batch_size,
-            dtype=self.dtype_,
-        )
-        return self
 
     def _cache_frozen(
         self, encoder: torch.nn.Module, train_set: datasets.Dataset, pad_id: int, source: str
