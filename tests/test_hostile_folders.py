@@ -321,24 +321,47 @@ def with_split(tokenizer: dict, pattern: str) -> None:
     }
 
 
+TOKENIZER, TOKENIZER_CONFIG = "tokenizer.json", "tokenizer_config.json"
+
+
 @pytest.mark.parametrize(
-    ("edit", "message"),
+    ("file", "edit", "message"),
     [
-        (lambda t: with_split(t, SLOW), "regular expression .* is not one"),
+        (TOKENIZER, lambda t: with_split(t, SLOW), "regular expression .* is not one"),
         (
+            TOKENIZER,
             lambda t: t.update(normalizer={"type": "Replace", "pattern": {"Regex": "a+a+b"}}),
             "regular expression 'a\\+a\\+b'",
         ),
-        (lambda t: t.update(model=[]), "not a tokenizer"),
-        (lambda t: t["model"].update(vocab="many"), "not a usable tokenizer"),
-        (lambda t: t.update(normalizer={"type": "NoSuchNormalizer"}), "not a usable tokenizer"),
+        (TOKENIZER, lambda t: t.update(model=[]), "not a tokenizer"),
+        (TOKENIZER, lambda t: t["model"].update(vocab="many"), "not a usable tokenizer"),
+        (
+            TOKENIZER,
+            lambda t: t.update(normalizer={"type": "NoSuchNormalizer"}),
+            "not a usable tokenizer",
+        ),
+        (
+            TOKENIZER_CONFIG,
+            lambda c: c.update(tokenizer_class="LlamaTokenizer"),
+            "tokenizer_class 'LlamaTokenizer'",
+        ),
+        (
+            TOKENIZER_CONFIG,
+            lambda c: c.update(tokenizer_file="/etc/hostname"),
+            "'tokenizer_file' names files",
+        ),
+        (
+            TOKENIZER_CONFIG,
+            lambda c: c.update(auto_map={"AutoTokenizer": "x.Y"}),
+            "'auto_map' names files or code",
+        ),
     ],
 )
 def test_tokenizers_outside_what_our_backbones_use_are_one_line(
-    transformer_run, tmp_path, edit, message
+    transformer_run, tmp_path, file, edit, message
 ):
     folder = copy_model(transformer_run / "model", tmp_path)
-    edit_json(folder / "tokenizer.json", edit)
+    edit_json(folder / file, edit)
     reseal(folder)
     refused(folder, message)
 
@@ -353,23 +376,6 @@ def test_tokenizers_outside_what_our_backbones_use_are_one_line(
 def test_a_malformed_tokenizer_file_is_one_line(transformer_run, tmp_path, content, message):
     folder = copy_model(transformer_run / "model", tmp_path)
     (folder / "tokenizer.json").write_bytes(content)
-    reseal(folder)
-    refused(folder, message)
-
-
-@pytest.mark.parametrize(
-    ("edit", "message"),
-    [
-        (lambda c: c.update(tokenizer_class="LlamaTokenizer"), "tokenizer_class 'LlamaTokenizer'"),
-        (lambda c: c.update(tokenizer_file="/etc/hostname"), "'tokenizer_file' names files"),
-        (lambda c: c.update(auto_map={"AutoTokenizer": "x.Y"}), "'auto_map' names files or code"),
-    ],
-)
-def test_tokenizer_configs_naming_other_files_or_classes_are_refused(
-    transformer_run, tmp_path, edit, message
-):
-    folder = copy_model(transformer_run / "model", tmp_path)
-    edit_json(folder / "tokenizer_config.json", edit)
     reseal(folder)
     refused(folder, message)
 

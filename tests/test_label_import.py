@@ -212,3 +212,18 @@ def test_bad_exports_and_outputs(tmp_path, cli, content, output, message):
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / output).exists()
+
+
+def test_an_export_too_large_or_too_deep_is_one_line(tmp_path, monkeypatch):
+    from infer.errors import InputError
+    from train.label import ingest
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(InputError, match="nested too deeply"):
+        ingest.read_export(str(deep))
+    monkeypatch.setattr(ingest, "MAX_EXPORT_BYTES", 10)
+    big = tmp_path / "big.json"
+    big.write_text("[" + "{}, " * 10 + "{}]", encoding="utf-8")
+    with pytest.raises(InputError, match="larger than 10 bytes"):
+        ingest.read_export(str(big))

@@ -251,6 +251,7 @@ def test_without_ray_the_engine_is_one_line_and_the_core_never_imports_it(
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow  # 19 s: a whole sweep through the joblib launcher (the scale extra)
 def test_a_sweep_fans_out_through_the_joblib_launcher(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs topictone[scale]")
     sweep = tmp_path / "sweep"

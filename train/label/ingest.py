@@ -169,13 +169,21 @@ class Importer:
         }
 
 
+# An export is read whole: a bound keeps a hostile or mistaken file from taking the memory.
+MAX_EXPORT_BYTES = 256 << 20
+
+
 def read_export(path: str) -> list[Any]:
     """The tasks of a Label Studio JSON export (a list)."""
     file = Path(path)
     if not file.is_file():
         raise InputError("no such file", file)
+    if file.stat().st_size > MAX_EXPORT_BYTES:
+        raise InputError(f"larger than {MAX_EXPORT_BYTES} bytes; export in parts", file)
     try:
         tasks = json.loads(file.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise InputError("not valid JSON (nested too deeply)", file) from None
     except json.JSONDecodeError as err:
         raise InputError(
             f"not valid JSON ({err.msg}, column {err.colno})", file, err.lineno
