@@ -260,7 +260,7 @@ def mutate_file(data: st.DataObject, path: Path) -> None:
     elif action == "json":
         try:
             value = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # an earlier mutation may have nested it deep
             return
         raw = dumps(mutate_json(data, value)).encode()
     elif action in ("skops", "header"):
