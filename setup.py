@@ -1,19 +1,28 @@
 """Package layout; everything else is in pyproject.toml.
 
-An installed wheel has no repository root, so the root's ``conf/`` (Hydra configs) and
-``data/demo/`` (the demo corpus) install inside the ``infer`` package, as ``infer/conf``
-and ``infer/demo``, where ``infer.resources`` finds them. pyproject.toml cannot map a
-folder into a package while also discovering the packages, hence this file.
+The repository keeps ``infer/``, ``train/``, ``conf/`` and ``data/demo/`` at its root; the
+wheel installs them as one import package, ``topictone`` (``topictone.infer``,
+``topictone.train``, the Hydra configs as ``topictone/conf`` and the demo corpus as
+``topictone/demo``, where ``topictone.infer.resources`` finds them). Nothing else lands at
+the top level of site-packages. pyproject.toml cannot map folders into a package while
+also discovering the packages, hence this file.
 """
 
 from setuptools import find_packages, setup
 
+CODE = ["infer", "train"]
+PACKAGES = [f"topictone.{name}" for name in find_packages(include=[f"{c}*" for c in CODE])]
+
 setup(
-    packages=[*find_packages(include=["infer*", "train*"]), "infer.conf", "infer.demo"],
-    package_dir={"infer.conf": "conf", "infer.demo": "data/demo"},
+    packages=[*PACKAGES, "topictone.conf", "topictone.demo"],
+    package_dir={
+        **{f"topictone.{c}": c for c in CODE},
+        "topictone.conf": "conf",
+        "topictone.demo": "data/demo",
+    },
     package_data={
-        "infer.conf": ["*.yaml", "**/*.yaml"],
-        "infer.demo": ["*.jsonl"],
-        "train": ["metrics/*/*.py"],
+        "topictone.conf": ["*.yaml", "**/*.yaml"],
+        "topictone.demo": ["*.jsonl"],
+        "topictone.train": ["metrics/*/*.py"],
     },
 )

@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from infer.artifact import Manifest, read_manifest, save_model
-from infer.errors import InputError, TextError, TopictoneError
-from infer.limits import TextLimits
-from infer.predictors import predictor_class
-from infer.predictors.base import Predictor
-from infer.schema import LabelSchema, Prediction
-from infer.text import normalize
+from topictone.infer.artifact import Manifest, read_manifest, save_model
+from topictone.infer.errors import InputError, TextError, TopictoneError
+from topictone.infer.limits import TextLimits
+from topictone.infer.predictors import predictor_class
+from topictone.infer.predictors.base import Predictor
+from topictone.infer.schema import LabelSchema, Prediction
+from topictone.infer.text import normalize
 
 __all__ = [
     "InputError",

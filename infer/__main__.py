@@ -1,6 +1,7 @@
-"""``python -m infer model=<dir> input=<file> output=<file>``: batch prediction.
+"""``python -m topictone.infer model=<dir> input=<file> output=<file>``: batch prediction.
 
-``engine=ray`` runs it on Ray Data instead (:mod:`infer.ray_engine`, imported only then).
+``engine=ray`` runs it on Ray Data instead (:mod:`topictone.infer.batch.ray_engine`, imported only
+then).
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-import infer
-from infer.artifact import MANIFEST, sha256
-from infer.batch import predict_file
-from infer.cli import CONF_DIR, command
-from infer.io import check_output
+from topictone import infer
+from topictone.infer.artifact import MANIFEST, sha256
+from topictone.infer.batch.local import predict_file
+from topictone.infer.cli import CONF_DIR, command
+from topictone.infer.io.formats import check_output
 
 
 @command(f"{CONF_DIR}/inference", "infer")
@@ -30,7 +31,7 @@ def main(cfg: DictConfig) -> None:
     if pinned is not None:  # the folder must be the one whose topictone.json has this digest
         load_args["model_sha256"] = pinned
     if OmegaConf.select(cfg, "engine.name", default="local") == "ray":
-        from infer import ray_engine  # Ray is imported here and only here
+        from topictone.infer.batch import ray_engine  # Ray is imported here and only here
 
         rows, shards = ray_engine.run(cfg, load_args)
         print(summary(rows, f"{cfg.output} ({shards} shards)", start), file=sys.stderr)

@@ -20,14 +20,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infer.decision import Calibration
-from infer.errors import TopictoneError
-from infer.paths import check_plain, follow_umask, inside, open_plain, read_plain
-from infer.schema import LabelSchema
-from infer.text import NORMALIZATION_VERSION
+from topictone.infer.decision import Calibration
+from topictone.infer.errors import TopictoneError
+from topictone.infer.paths import check_plain, follow_umask, inside, open_plain, read_plain
+from topictone.infer.schema import LabelSchema
+from topictone.infer.text import NORMALIZATION_VERSION
 
 if TYPE_CHECKING:
-    from infer.predictors.base import Predictor
+    from topictone.infer.predictors.base import Predictor
 
 MANIFEST = "topictone.json"
 FORMAT = "topictone-model"
@@ -216,8 +216,8 @@ def save_model(
 ) -> Path:
     """Write a complete model folder, atomically: a crash never leaves half a model.
 
-    ``card`` adds what only training knows to the model card (``infer.card``)."""
-    from infer.card import model_card  # huggingface_hub: only when saving
+    ``card`` adds what only training knows to the model card (``topictone.infer.card``)."""
+    from topictone.infer.card import model_card  # huggingface_hub: only when saving
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

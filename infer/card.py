@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 if TYPE_CHECKING:
-    from infer.artifact import Manifest
+    from topictone.infer.artifact import Manifest
 
 INTENDED_USE = (
     "Routing and monitoring Hindi and English news: flag texts about defence, "
@@ -90,9 +90,9 @@ def _usage_section(manifest: Manifest) -> list[str]:
         'print(model.predict(["<a news text>"])[0])',
         "```",
         "",
-        "Batch: `python -m infer model=<this folder> input=<file> output=<file>`; HTTP: "
-        "`python -m infer.serve model=<this folder>`. A generic Hugging Face `pipeline` "
-        "cannot run it: the labels, windows and heads are topictone's.",
+        "Batch: `python -m topictone.infer model=<this folder> input=<file> output=<file>`; "
+        "HTTP: `python -m topictone.infer.service model=<this folder>`. A generic Hugging Face "
+        "`pipeline` cannot run it: the labels, windows and heads are topictone's.",
         "",
         "## Decisions",
         "",

@@ -20,10 +20,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from infer.errors import TopictoneError
-from infer.resources import conf_dir
+from topictone.infer.errors import TopictoneError
+from topictone.infer.resources import conf_dir
 
-# Absolute, so that `python -m infer`, the console scripts and in-process calls agree; the
+# Absolute, so that `python -m topictone.infer`, the console scripts and in-process calls agree; the
 # checkout's conf/, or the copy an installed wheel ships (infer/resources.py).
 CONF_DIR = str(conf_dir())
 
@@ -40,6 +40,9 @@ def one_line(err: BaseException) -> str:
 
 
 def fail(err: BaseException) -> None:
+    if isinstance(err, BrokenPipeError):  # the reader left (`... | head`): end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + 13)  # as a shell reports SIGPIPE
     print(f"error: {one_line(err)}", file=sys.stderr)
     sys.exit(2)
 

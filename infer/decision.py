@@ -2,7 +2,7 @@
 
 Predictors return raw scores (topic probabilities, tone distributions); a ``Calibration``
 maps them to calibrated ones the same way for TF-IDF, encoder, transformer and ensemble,
-so a new kind needs no decision code of its own. ``train.decision`` fits it from
+so a new kind needs no decision code of its own. ``topictone.train.decisions.fitting`` fits it from
 (scores, truth); the topic thresholds then apply to the calibrated scores.
 
 Topics: Platt scaling on the score's logit, ``sigmoid(a · logit(p) + b)`` per topic
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from infer.errors import TopictoneError
-from infer.schema import LabelSchema
+from topictone.infer.errors import TopictoneError
+from topictone.infer.schema import LabelSchema
 
 EPS = 1e-7  # scores are clipped to [EPS, 1 - EPS] before taking logs
 MAX_PARAM = 1e4  # a manifest's numbers are untrusted: huge scales are refused

@@ -1,4 +1,5 @@
-"""``python -m infer.export model=<dir> [quantize=int8]``: an ONNX graph of the transformer.
+"""``python -m topictone.infer.export model=<dir> [quantize=int8]``: an ONNX graph of the
+transformer.
 
 The graph holds the encoder and both heads and maps a batch of token windows (dynamic
 batch and sequence axes) to per-window topic and tone logits; cutting texts into
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from infer.artifact import (
+from topictone.infer.artifact import (
     CARD,
     MANIFEST,
     Manifest,
@@ -40,10 +41,10 @@ from infer.artifact import (
     record_sizes,
     sha256,
 )
-from infer.cli import CONF_DIR, command
-from infer.errors import TopictoneError
-from infer.paths import follow_umask
-from infer.predictors.windows import pad_windows
+from topictone.infer.cli import CONF_DIR, command
+from topictone.infer.errors import TopictoneError
+from topictone.infer.paths import follow_umask
+from topictone.infer.predictors.windows import pad_windows
 
 GRAPH_NAMES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 QUANTIZE = ("none", "int8")
@@ -68,7 +69,7 @@ def export(
 
     The fp32 graph must match torch within ``tolerance`` on the check texts, or nothing
     is written; the int8 graph's gap is reported (the benchmark measures its F1)."""
-    import infer
+    from topictone import infer
 
     if quantize not in QUANTIZE:
         raise TopictoneError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
@@ -172,7 +173,7 @@ def quantize_int8(source: Path, target: Path, method: str, block_size: int) -> N
 
 def logit_gap(predictor: object, graph: Path) -> float:
     """Largest absolute difference between torch's and the graph's window logits."""
-    from infer.predictors.onnx_runner import OnnxRunner
+    from topictone.infer.predictors.onnx_runner import OnnxRunner
 
     runner = OnnxRunner(graph, predictor.schema, "check")
     inputs = pad_windows(predictor.encode(list(CHECK_TEXTS)), predictor.tokenizer.pad_token_id)
@@ -214,7 +215,7 @@ def add_graph(
         if (folder / CARD).is_file():  # the card training wrote stays (a copy: appended to)
             shutil.copyfile(folder / CARD, staging / CARD)
         else:
-            from infer.card import model_card
+            from topictone.infer.card import model_card
 
             (staging / CARD).write_text(model_card(manifest), encoding="utf-8")
         with (staging / CARD).open("a", encoding="utf-8") as card:

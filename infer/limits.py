@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from infer.errors import TopictoneError
+from topictone.infer.errors import TopictoneError
 
 ON_LONG_TEXT = ("error", "truncate")
 

@@ -1,7 +1,7 @@
 """The CPU a run or a benchmark ran on: a speed figure means little without it.
 
 The same preset trains in 14 minutes on a CPU with bfloat16 kernels and takes hours in
-bfloat16 on one without (``infer.predictors.precision`` then computes in float32), and
+bfloat16 on one without (``topictone.infer.predictors.precision`` then computes in float32), and
 int8 pays only with VNNI; so every run and every speed benchmark records these flags.
 Read from ``/proc/cpuinfo`` (Linux); elsewhere the flags are unknown, never guessed.
 """

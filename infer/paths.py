@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from infer.errors import TopictoneError
+from topictone.infer.errors import TopictoneError
 
 
 def inside(folder: Path, name: object, what: str = "path") -> Path:

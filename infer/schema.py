@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from infer.errors import TopictoneError
+from topictone.infer.errors import TopictoneError
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import infer.resources  # noqa: F401  (the ${topictone.demo:...} resolver of conf/data/demo.yaml)
-import train  # noqa: F401  (the typed schemas conf/ starts from: train/schema.py)
+import topictone.infer.resources  # noqa: F401  (the ${topictone.demo:...} resolver of conf/data/demo.yaml)
+from topictone import train  # noqa: F401  (the typed schemas conf/ starts from: train/schema.py)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,19 +28,19 @@ FAST_TFIDF = ["model.char_ngram_range=[2,4]", "model.min_df=2"]
 
 
 def compose_train(overrides: list[str]) -> DictConfig:
-    """The training config as `python -m train <overrides>` would see it."""
+    """The training config as `python -m topictone.train <overrides>` would see it."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=overrides)
 
 
 def train_run(overrides: list[str], run_dir: Path) -> dict:
-    """Compose, then run exactly what `python -m train` runs, from the repo root."""
+    """Compose, then run exactly what `python -m topictone.train` runs, from the repo root."""
     return run_config(compose_train(overrides), run_dir)
 
 
 def run_config(cfg: DictConfig, run_dir: Path) -> dict:
     """Run a composed (possibly edited) training config from the repo root."""
-    from train.run import run
+    from topictone.train.run import run
 
     cwd = Path.cwd()
     os.chdir(ROOT)
@@ -77,18 +77,30 @@ def tfidf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
-def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """Run `python -m <args>` in a fresh interpreter, exactly as a user would."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+def entry(module: str) -> str:
+    """``infer`` or ``train.label`` as the installed module: ``topictone.infer``, ..."""
+    return module if module.startswith("topictone.") else f"topictone.{module}"
+
+
+def run_cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run `python -m topictone.<module> <args>` in a fresh interpreter, as a user would."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", entry(module), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def call_main(
     module: str, *args: str, capsys: pytest.CaptureFixture
 ) -> subprocess.CompletedProcess:
-    """Run a `python -m <module>` entry point in this process (no start-up cost), same argv."""
+    """Run a `python -m topictone.<module>` entry point in this process (no start-up
+    cost), same argv."""
+    module = entry(module)
     target = importlib.import_module(module)
     main = getattr(target, "main", None) or importlib.import_module(f"{module}.__main__").main
     cwd = Path.cwd()
@@ -107,7 +119,8 @@ def call_main(
 
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture) -> Callable[..., subprocess.CompletedProcess]:
-    """`cli("infer", "model=...")`: the real entry point, its exit code and output."""
+    """`cli("infer", "model=...")`: the real entry point (``topictone.infer``), its exit code
+    and output."""
     return lambda module, *args: call_main(module, *args, capsys=capsys)
 
 

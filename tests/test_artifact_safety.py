@@ -14,10 +14,10 @@ import pytest
 import skops.io as sio
 from conftest import FAST_TFIDF, train_run
 
-import infer
-from infer.artifact import MANIFEST, sha256
-from infer.errors import TopictoneError
-from infer.predictors.tfidf import TRUSTED_NODES, TRUSTED_TYPES, WEIGHTS, skops_contents
+from topictone import infer
+from topictone.infer.artifact import MANIFEST, sha256
+from topictone.infer.errors import TopictoneError
+from topictone.infer.predictors.tfidf import TRUSTED_NODES, TRUSTED_TYPES, WEIGHTS, skops_contents
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_vocabularies_out_of_step_with_the_weights_are_refused(tfidf_run, tmp_pa
 def test_crafted_weights_under_the_vocabulary_are_one_line(tfidf_run, tmp_path, monkeypatch):
     """A vectoriser without an IDF, or a tone model whose column count is not an integer,
     gets a one-line refusal rather than a traceback."""
-    import infer.predictors.tfidf as tfidf
+    import topictone.infer.predictors.tfidf as tfidf
 
     folder = copy_model(tfidf_run / "model", tmp_path)
     real = tfidf.read_vocabularies
@@ -218,7 +218,7 @@ def test_crafted_weights_under_the_vocabulary_are_one_line(tfidf_run, tmp_path, 
 
 
 def test_an_oversized_vocabulary_is_refused_before_it_is_read(tfidf_run, tmp_path, monkeypatch):
-    import infer.predictors.tfidf as tfidf
+    import topictone.infer.predictors.tfidf as tfidf
 
     folder = copy_model(tfidf_run / "model", tmp_path)
     monkeypatch.setattr(tfidf, "MAX_VOCABULARY_BYTES", 100)
@@ -240,8 +240,8 @@ def test_unlisted_files_and_links_are_refused(tfidf_run, tmp_path):
 
 
 def test_ensemble_members_must_be_subfolders(tfidf_run, tmp_path):
-    from infer.artifact import save_model
-    from infer.predictors.ensemble import EnsemblePredictor
+    from topictone.infer.artifact import save_model
+    from topictone.infer.predictors.ensemble import EnsemblePredictor
 
     member = infer.load(tfidf_run / "model")
     folder = save_model(EnsemblePredictor(member.schema, {"a": member}), tmp_path / "ensemble")

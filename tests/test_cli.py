@@ -154,12 +154,17 @@ def test_readme_path_in_a_fresh_interpreter(tfidf_run, tmp_path):
 
     out = tmp_path / "pred.jsonl"
     result = run_cli(
-        "infer", f"model={tfidf_run / 'model'}", f"input={DEMO / 'dev.jsonl'}", f"output={out}"
+        "topictone.infer",
+        f"model={tfidf_run / 'model'}",
+        f"input={DEMO / 'dev.jsonl'}",
+        f"output={out}",
     )
     assert result.returncode == 0, result.stderr
     assert "wrote 60 predictions" in result.stderr
     assert sum(1 for _ in out.open()) == 60
-    bad = run_cli("infer", f"model={tmp_path}", f"input={DEMO / 'dev.jsonl'}", f"output={out}.2")
+    bad = run_cli(
+        "topictone.infer", f"model={tmp_path}", f"input={DEMO / 'dev.jsonl'}", f"output={out}.2"
+    )
     assert (
         bad.returncode == 2
         and bad.stderr.strip() == f"error: {tmp_path}: not a topictone model (no topictone.json)"

@@ -1,11 +1,13 @@
 """Every preset under conf/experiment/ composes and builds its fitter (no training)."""
 
+import importlib
 from pathlib import Path
 
 import pytest
 from conftest import CONF, compose_train
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from sklearn.base import clone
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
@@ -13,10 +15,22 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_preset_composes_and_instantiates(name):
     cfg = compose_train([f"experiment={name}"])
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    fitter = instantiate({k: v for k, v in model.items() if k != "kind"})
-    assert fitter.kind == cfg.model.kind
+    fitter = instantiate(OmegaConf.to_container(cfg.model, resolve=True))
+    assert fitter.kind == cfg.model_kind
     assert Path(cfg.data.train).suffix == ".jsonl"
+    copy = clone(fitter)  # what out-of-fold scoring fits, once per fold
+    assert type(copy) is type(fitter) and copy is not fitter
+    assert copy.get_params(deep=False).keys() == fitter.get_params(deep=False).keys()
+
+
+def test_every_fitter_kind_has_the_predictor_that_loads_it():
+    """A kind is declared once per side, on the fitter and on the predictor class."""
+    from topictone.infer.predictors import REGISTRY
+    from topictone.train.schema import fitters
+
+    assert set(fitters()) == set(REGISTRY)
+    for kind, (module, name) in fitters().items():
+        assert getattr(importlib.import_module(module), name).kind == kind
 
 
 def test_gold_presets_train_on_gold_and_tune_honestly():
@@ -51,7 +65,7 @@ def test_every_config_file_composes_and_instantiates(group, name):
     cfg = compose_train([f"{group}={name}"])
     node = OmegaConf.to_container(cfg[group], resolve=True, enum_to_str=True)
     if isinstance(node, dict) and "_target_" in node:
-        built = instantiate({k: v for k, v in node.items() if k != "kind"})
+        built = instantiate(node)
         assert type(built).__name__ == node["_target_"].rsplit(".", 1)[1]
 
 
@@ -70,7 +84,7 @@ def test_the_inference_configs_compose(name):
         ("model.topic_C=abc", "could not be converted to Float"),
         ("model.topic_cc=3", "Key 'topic_cc' not in 'TfidfFitterSchema'"),
         ("decision.calibrate=maybe", "is not a valid bool"),
-        ("decision.thresholds=magic", "expected one of \\[fixed, f1, precision, auto\\]"),
+        ("decision.thresholds=magic", "expected one of \\[fixed, f1, precision\\]"),
         ("seed=1.5", "could not be converted to Integer"),
         ("model=transformer model.freeze_layers=some", "could not be converted to Integer"),
         ("checks.typo=1", "Key 'typo' not in 'ChecksConfig'"),
@@ -83,5 +97,5 @@ def test_a_wrong_type_or_unknown_key_fails_at_compose_time(override, message):
 
     with pytest.raises(ConfigCompositionException) as caught:
         compose_train(override.split())
-    # What `python -m train` prints in its one line: the error and its cause.
+    # What `python -m topictone.train` prints in its one line: the error and its cause.
     assert re.search(message, f"{caught.value} {caught.value.__cause__}")

@@ -2,12 +2,11 @@
 
 import json
 
-import numpy as np
 import pytest
 
-from infer.errors import InputError
-from infer.schema import LabelSchema
-from train.data import read_labelled, targets
+from topictone.infer.errors import InputError
+from topictone.infer.schema import LabelSchema
+from topictone.train.data.labelled import read_labelled, targets
 
 SCHEMA = LabelSchema(
     topics=("defence", "counterterrorism", "technology"), tones=("positive", "neutral", "negative")
@@ -112,42 +111,3 @@ def unit_rows(units):
         {"text": f"text {i}", "topics": [], "tone": "neutral", "unit": unit}
         for i, unit in enumerate(units)
     ]
-
-
-@pytest.mark.parametrize(
-    ("power", "expected"),
-    # 6 headlines, 3 title + leads, 1 article: shares 0.6, 0.3, 0.1
-    [
-        (0.0, [1.0, 1.0, 1.0]),
-        (1.0, [1 / 0.6, 1 / 0.3, 1 / 0.1]),
-        (0.5, [0.6**-0.5, 0.3**-0.5, 0.1**-0.5]),
-    ],
-)
-def test_unit_balance_weights_each_unit_by_its_share(tmp_path, power, expected):
-    from train.data import balance_units, load_splits, partial_labels
-
-    path = write_jsonl(tmp_path / "t.jsonl", unit_rows(["h"] * 6 + ["tl"] * 3 + ["a"]))
-    cfg = {**CFG, "keep": ["unit"], "train": str(path), "unit_balance": power}
-    train = load_splits(cfg, SCHEMA)["train"]
-    known_topics, known_tone, weight = partial_labels(train)
-    assert known_topics.all() and known_tone.all()
-    expected = np.array([expected[0]] * 6 + [expected[1]] * 3 + [expected[2]])
-    np.testing.assert_allclose(weight, expected / expected.mean())
-    # weights already there (weak rows at 0.5) are multiplied, not replaced
-    weak = train.select_columns(["text", "topics", "tone", "unit"])
-    for name, values in (("topics_known", [True] * 10), ("tone_known", [True] * 10)):
-        weak = weak.add_column(name, values)
-    again = balance_units(weak.add_column("weight", [0.5] * 10), power)
-    np.testing.assert_allclose(partial_labels(again)[2], 0.5 * expected / expected.mean())
-
-
-def test_unit_balance_without_units_is_one_line(tmp_path):
-    from train.data import load_splits
-
-    path = write_jsonl(tmp_path / "t.jsonl", unit_rows(["h", "a"]))
-    cfg = {**CFG, "train": str(path), "unit_balance": 0.5}  # keep: lang only
-    with pytest.raises(InputError, match=r"data.unit_balance needs each train row's 'unit'"):
-        load_splits(cfg, SCHEMA)
-    assert "weight" not in load_splits({**cfg, "unit_balance": 0.0}, SCHEMA)["train"].column_names
-    with pytest.raises(InputError, match=r"data.unit_balance must be >= 0, got -1.0"):
-        load_splits({**cfg, "keep": ["unit"], "unit_balance": -1.0}, SCHEMA)

@@ -1,17 +1,14 @@
 import numpy as np
 import pytest
 
-from infer.decision import Calibration, softmax
-from infer.errors import TopictoneError
-from infer.schema import LabelSchema
-from train.decision import (
-    ScoreTree,
-    _softmax_nll,
-    crossfit_decisions,
-    expected_calibration_error,
-    fit_calibration,
-    tune_thresholds,
-)
+from topictone.infer.decision import Calibration, softmax
+from topictone.infer.errors import TopictoneError
+from topictone.infer.schema import LabelSchema
+from topictone.train.decisions.calibration import _softmax_nll, fit_calibration
+from topictone.train.decisions.fitting import choose_methods, crossfit_estimate, fit_decision
+from topictone.train.decisions.scores import Scored, ScoreTree
+from topictone.train.decisions.thresholds import ThresholdRule
+from topictone.train.metrics.compute import expected_calibration_error
 
 SCHEMA = LabelSchema(topics=("a", "b"), tones=("x", "y"))
 
@@ -19,7 +16,7 @@ SCHEMA = LabelSchema(topics=("a", "b"), tones=("x", "y"))
 def test_f1_thresholds_separate_what_can_be_separated():
     scores = np.array([[0.9, 0.1], [0.35, 0.2], [0.3, 0.8], [0.1, 0.6]])
     truth = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
-    thresholds = tune_thresholds(SCHEMA, scores, truth, "f1")
+    thresholds = ThresholdRule("f1").tune(SCHEMA, scores, truth)
     decided = scores >= np.array([thresholds["a"], thresholds["b"]])
     assert (decided == truth.astype(bool)).all()
 
@@ -27,12 +24,14 @@ def test_f1_thresholds_separate_what_can_be_separated():
 def test_precision_rule_and_fallbacks():
     scores = np.array([[0.9, 0.5], [0.6, 0.4], [0.5, 0.3], [0.2, 0.2]])
     truth = np.array([[1, 0], [0, 0], [1, 0], [0, 0]])
-    thresholds = tune_thresholds(SCHEMA, scores, truth, "precision", target_precision=1.0)
+    thresholds = ThresholdRule("precision", target_precision=1.0).tune(SCHEMA, scores, truth)
     assert thresholds["a"] == pytest.approx(0.75)  # the lowest cut with precision 1.0 is 0.9,
     # placed halfway down to the next score (0.6): the same decisions, with a margin
     assert thresholds["b"] == 0.5  # no positives: the fixed threshold
     with pytest.raises(TopictoneError, match="must be one of"):
-        tune_thresholds(SCHEMA, scores, truth, "magic")
+        ThresholdRule("magic")
+    with pytest.raises(TopictoneError, match="must be one of"):
+        ThresholdRule("auto")  # no rule that measured no gain
 
 
 def test_expected_calibration_error():
@@ -118,18 +117,29 @@ def test_a_malformed_calibration_is_one_line(data, message):
         Calibration.from_dict(data, SCHEMA, "model/topictone.json")
 
 
+def crossfit_topics(topic_scores: np.ndarray, topic_true: np.ndarray) -> np.ndarray:
+    """Topic decisions cross-fitted with F1 thresholds and no calibration."""
+    n = len(topic_true)
+    tones = np.tile([0.5, 0.5], (n, 1))
+    scored = Scored(ScoreTree((topic_scores, tones)), (topic_true, np.zeros(n, dtype=int)))
+    decided, _ = crossfit_estimate(
+        ScoresOnly(), scored, np.arange(n), None, ThresholdRule("f1"), always=np.zeros(0, int)
+    )
+    return decided
+
+
 def test_crossfit_keeps_what_transfers_and_exposes_what_does_not():
     rng = np.random.default_rng(0)
     truth = (rng.random((200, 2)) < 0.3).astype(int)
     # Separable with one cut per topic (not 0.5): every held-out fold is decided right.
     separable = np.where(truth == 1, 0.3 + 0.1 * rng.random((200, 2)), 0.2 * rng.random((200, 2)))
-    assert (crossfit_decisions(SCHEMA, separable, truth) == truth).all()
+    assert (crossfit_topics(separable, truth) == truth).all()
     # Scores unrelated to the labels: tuning in-sample still finds a cut that looks useful;
     # cross-fitted decisions show it does not carry over.
     noise = rng.random((200, 2))
-    thresholds = tune_thresholds(SCHEMA, noise, truth, "f1")
+    thresholds = ThresholdRule("f1").tune(SCHEMA, noise, truth)
     in_sample = (noise >= np.array([thresholds["a"], thresholds["b"]])).astype(int)
-    crossfit = crossfit_decisions(SCHEMA, noise, truth)
+    crossfit = crossfit_topics(noise, truth)
 
     def f1(decided: np.ndarray) -> float:
         hits = (decided & truth).sum()
@@ -138,35 +148,10 @@ def test_crossfit_keeps_what_transfers_and_exposes_what_does_not():
     assert f1(crossfit) < f1(in_sample)
 
 
-def test_shrink_pulls_thin_evidence_toward_the_fixed_cut():
-    scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.8], [0.1, 0.6]])
-    truth = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
-    tuned = tune_thresholds(SCHEMA, scores, truth, "f1")
-    half = tune_thresholds(SCHEMA, scores, truth, "f1", shrink=2.0)  # 2 positives: halfway
-    for topic in SCHEMA.topics:
-        assert half[topic] == pytest.approx(0.5 + (tuned[topic] - 0.5) / 2)
-    assert tune_thresholds(SCHEMA, scores, truth, "f1", shrink=float("inf")) == {"a": 0.5, "b": 0.5}
-
-
-def test_auto_chooses_a_shrink_per_topic_by_cross_fitted_f1():
-    from train.decision import choose_shrink
-
-    rng = np.random.default_rng(0)
-    truth = (rng.random((300, 2)) < 0.3).astype(int)
-    # Topic a separates at 0.3-0.35 (positives all below 0.5): a tuned cut must win over
-    # the fixed one; ties go to the stronger shrink that still separates.
-    a = np.where(truth[:, 0] == 1, 0.35 + 0.1 * rng.random(300), 0.3 * rng.random(300))
-    scores = np.stack([a, rng.random(300)], axis=1)
-    shrinks = choose_shrink(SCHEMA, scores, truth)
-    assert shrinks["a"] < float("inf") and shrinks["b"] in (0.0, 10.0, 30.0, 100.0, float("inf"))
-    decided = crossfit_decisions(SCHEMA, scores, truth, "auto")  # nested: honest
-    assert (decided[:, 0] == truth[:, 0]).mean() > 0.97
-
-
 def test_out_of_fold_train_scores_join_the_fit_and_the_honest_estimate(tmp_path):
     import json
 
-    from tests.conftest import DEMO, FAST_TFIDF, train_run
+    from conftest import DEMO, FAST_TFIDF, train_run
 
     fit = ["decision.calibrate=true", "decision.thresholds=f1"]
     metrics = train_run([*FAST_TFIDF, *fit, "decision.oof_folds=3"], tmp_path / "oof")
@@ -223,7 +208,7 @@ def test_score_trees_flatten_by_part():
 def test_decisions_fitted_on_out_of_fold_train_alone_leave_dev_to_measure(tmp_path):
     import json
 
-    from tests.conftest import FAST_TFIDF, train_run
+    from conftest import FAST_TFIDF, train_run
 
     fit = ["decision.calibrate=true", "decision.thresholds=f1", "decision.oof_folds=3"]
     metrics = train_run([*FAST_TFIDF, *fit, "decision.use_dev=false"], tmp_path / "oof")
@@ -240,96 +225,25 @@ def test_decisions_fitted_on_out_of_fold_train_alone_leave_dev_to_measure(tmp_pa
 
 
 def test_decisions_without_dev_need_out_of_fold_scores(tmp_path):
-    from tests.conftest import FAST_TFIDF, train_run
+    from conftest import FAST_TFIDF, train_run
 
     with pytest.raises(TopictoneError, match=r"set decision\.oof_folds too"):
         train_run([*FAST_TFIDF, "decision.use_dev=false"], tmp_path)
 
 
 def test_out_of_fold_needs_models_it_can_train_again(tmp_path):
-    from tests.conftest import FAST_TFIDF, train_run
+    from conftest import FAST_TFIDF, train_run
 
     with pytest.raises(TopictoneError, match="out-of-fold scores are for gold train only"):
         train_run([*FAST_TFIDF, "weak=public", "decision.oof_folds=3"], tmp_path)
 
 
-def test_a_held_out_slice_of_train_joins_the_fit_without_training_again(tmp_path):
-    import json
-    from collections import Counter
-
-    from tests.conftest import DEMO, FAST_TFIDF, train_run
-
-    fit = ["decision.calibrate=true", "decision.thresholds=f1", "decision.holdout=0.25"]
-    metrics = train_run([*FAST_TFIDF, *fit], tmp_path / "held")
-    honest = metrics["dev_crossfit"]
-    assert honest["fitted_with_holdout_train_texts"] == 60 and honest["fitted_with_dev"] is True
-    rows = {r["id"]: r for r in map(json.loads, (DEMO / "train.jsonl").open())}
-    with np.load(tmp_path / "held/holdout/scores.npz") as scores:
-        held = [str(i) for i in scores["id"]]
-        assert scores["topic"].shape == (60, 3) and len(set(held)) == 60 and set(held) <= set(rows)
-    # The model trained on the other 180: its card counts them, and every unit is held out
-    # in proportion.
-    card = (tmp_path / "held/model/README.md").read_text(encoding="utf-8").splitlines()
-    tones = [
-        int(line.split("|")[2])
-        for line in card
-        if line.split("|")[1:2] in ([" positive "], [" neutral "], [" negative "])
-    ]
-    assert sum(tones) == 180, tones
-    units = Counter(r["unit"] for r in rows.values())
-    held_units = Counter(rows[i]["unit"] for i in held)
-    assert all(abs(held_units[u] - n / 4) <= 1 for u, n in units.items()), (held_units, units)
-    # Fitted on the held-out texts alone, the decisions leave dev to measure them.
-    alone = train_run([*FAST_TFIDF, *fit, "decision.use_dev=false"], tmp_path / "alone")
-    assert alone["dev_crossfit"]["fitted_with_dev"] is False
-    assert alone["dev_crossfit"]["topics/macro_f1"] == pytest.approx(
-        alone["dev"]["topics/macro_f1"]
-    )
-
-
-def test_held_out_texts_never_come_back_through_a_weak_source(tmp_path, capsys):
-    import csv
-    import json
-
-    from tests.conftest import DEMO, FAST_TFIDF, compose_train, run_config, with_toy_weak_source
-
-    # A weak source repeating every gold train text, held out or not, and one new text.
-    texts = [json.loads(line)["text"] for line in (DEMO / "train.jsonl").open()]
-    source = tmp_path / "weak.csv"
-    with source.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["headline", "section"])
-        writer.writerows([[t, "tech"] for t in [*texts, "New chip doubles phone battery life"]])
-    overrides = [*FAST_TFIDF, "decision.calibrate=true", "decision.holdout=0.25"]
-    cfg = with_toy_weak_source(compose_train(overrides), source)
-    metrics = run_config(cfg, tmp_path / "run")
-    assert "weak source toy: 1 rows mixed in, 0 with unmapped categories and 240 repeating" in (
-        capsys.readouterr().out
-    )
-    assert metrics["dev_crossfit"]["fitted_with_holdout_train_texts"] == 60
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        (["decision.holdout=1.5"], "decision.holdout must lie between 0 and 1"),
-        (["decision.holdout=0.2", "decision.oof_folds=3"], "set one of them to 0"),
-    ],
-)
-def test_holdout_settings_that_cannot_work(overrides, message, tmp_path):
-    from tests.conftest import FAST_TFIDF, train_run
-
-    with pytest.raises(TopictoneError, match=message):
-        train_run([*FAST_TFIDF, *overrides], tmp_path)
-
-
 def test_decisions_on_unseen_train_texts_need_every_member_trained_here(tfidf_run, tmp_path):
-    from tests.conftest import train_run
+    from conftest import train_run
 
     loaded = ["model=ensemble", f"model.members.tfidf={tfidf_run / 'model'}"]
-    for extra in ("decision.holdout=0.2", "decision.oof_folds=3"):
-        with pytest.raises(TopictoneError, match="a member loaded from a folder"):
-            train_run([*loaded, extra], tmp_path)  # refused before any member trains
+    with pytest.raises(TopictoneError, match="a member loaded from a folder"):
+        train_run([*loaded, "decision.oof_folds=3"], tmp_path)  # refused before any training
 
 
 class ScoresOnly:
@@ -345,8 +259,6 @@ class ScoresOnly:
 
 
 def test_auto_calibration_chooses_each_head_by_cross_fitted_f1():
-    from train.decision import ScoreTree, choose_methods, crossfit_decision, fit_decision
-
     rng = np.random.default_rng(0)
     n = 600
     (topics, _), topic_true, tone_true = overconfident_scores(n)
@@ -355,50 +267,27 @@ def test_auto_calibration_chooses_each_head_by_cross_fitted_f1():
     evidence[np.arange(n), tone_true] += 1.5
     evidence[:, 1] += 2.0
     raw = (topics, softmax(evidence))
-    tree, truth, rows = ScoreTree(raw), (topic_true, tone_true), np.arange(n)
-    decision = {"calibrate": True, "calibration": "auto", "thresholds": "f1", "fixed": 0.5}
-    decision["target_precision"] = 0.8
+    scored, rows, rule = (
+        Scored(ScoreTree(raw), (topic_true, tone_true)),
+        np.arange(n),
+        ThresholdRule(),
+    )
     # Topic decisions are the same under both (monotone per topic, F1 thresholds): the
     # tie goes to temperature; tone needs the bias.
-    assert choose_methods(ScoresOnly(), tree, truth, rows, decision) == ("temperature", "platt")
-    calibrations, _, scores = fit_decision(ScoresOnly(), tree, truth, rows, decision)
+    assert choose_methods(ScoresOnly(), scored, rows, rule) == ("temperature", "platt")
+    calibrations, _, scores = fit_decision(ScoresOnly(), scored, rows, "auto", rule)
     assert calibrations[()].topic_shift == (0.0, 0.0) and calibrations[()].tone_shift != (0, 0)
     assert (scores[1].argmax(axis=1) == tone_true).mean() > (
         raw[1].argmax(axis=1) == tone_true
     ).mean()
-    decided, _ = crossfit_decision(ScoresOnly(), tree, truth, rows, decision)  # nested
+    decided, _ = crossfit_estimate(ScoresOnly(), scored, rows, "auto", rule)  # nested
     assert decided.shape == topic_true.shape
 
 
 def test_auto_calibration_in_a_run(tmp_path, capfd):
-    from tests.conftest import FAST_TFIDF, train_run
+    from conftest import FAST_TFIDF, train_run
 
     fit = ["decision.calibrate=true", "decision.thresholds=f1", "decision.calibration=auto"]
     metrics = train_run([*FAST_TFIDF, *fit], tmp_path)
     assert "decision.calibration=auto chose" in capfd.readouterr().err
     assert metrics["dev_crossfit"]["n"] == 60
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_the_held_out_slice_holds_a_rare_topic_in_proportion(seed):
-    import datasets
-
-    from train.run import split_holdout
-
-    # 200 headlines and 50 articles; the rare topic in 10 of each, half of them negative.
-    n = 250
-    rare = {*range(0, 10), *range(200, 210)}
-    train = datasets.Dataset.from_dict(
-        {
-            "text": [f"text {i}" for i in range(n)],
-            "unit": ["headline"] * 200 + ["article"] * 50,
-            "topics": [[int(i in rare), int(i % 3 == 0), 0] for i in range(n)],
-            "tone": [i % 2 if i in rare else i % 3 for i in range(n)],
-        }
-    )
-    kept, held = split_holdout(train, 0.2, seed)
-    assert len(held) == 50 and len(kept) == 200
-    assert not set(kept["text"]) & set(held["text"])
-    positives = [row[0] for row in held["topics"]]
-    assert sum(positives) == 4, positives  # a fifth of the 20, never left to chance
-    assert abs(held["unit"].count("article") - 10) <= 1  # strata are rounded one by one

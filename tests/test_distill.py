@@ -10,9 +10,9 @@ import pytest
 from conftest import DEMO, FAST_TFIDF, compose_train, run_config, tiny_transformer_overrides
 from omegaconf import open_dict
 
-import infer
-from infer.errors import TopictoneError
-from infer.schema import LabelSchema
+from topictone import infer
+from topictone.infer.errors import TopictoneError
+from topictone.infer.schema import LabelSchema
 
 SCHEMA = LabelSchema(
     ["defence", "counterterrorism", "technology"], ["positive", "neutral", "negative"]
@@ -68,7 +68,7 @@ def write_pool(folder: Path) -> list[dict]:
 
 
 def test_pool_is_deduplicated_against_splits_and_itself(tmp_path, capsys):
-    from train.distill import load_pool
+    from topictone.train.data.distill import load_pool
 
     sources = write_pool(tmp_path)
     pool = load_pool(sources, demo_texts("dev"), seed=0)
@@ -91,7 +91,7 @@ def test_pool_is_deduplicated_against_splits_and_itself(tmp_path, capsys):
 
 
 def test_teacher_targets_follow_its_thresholds_and_confidence():
-    from train.distill import pool_rows
+    from topictone.train.data.distill import pool_rows
 
     pool = {"id": ["a", "b", "c"], "text": ["x", "y", "z"], "source": ["s"] * 3}
     topic_p = np.array([[0.95, 0.30, 0.10], [0.50, 0.05, 0.85], [0.45, 0.25, 0.90]])
@@ -118,7 +118,7 @@ def test_teacher_targets_follow_its_thresholds_and_confidence():
 def test_appended_rows_give_labelled_rows_soft_targets_too():
     import datasets
 
-    from train.data import append_rows, partial_labels, targets
+    from topictone.train.data.labelled import append_rows, partial_labels, targets
 
     train = datasets.Dataset.from_dict(
         {
@@ -155,7 +155,7 @@ def test_appended_rows_give_labelled_rows_soft_targets_too():
 
 def test_soft_tone_targets_equal_hard_ones_when_one_hot():
     torch = pytest.importorskip("torch")
-    from infer.predictors.network import TopicToneModel
+    from topictone.infer.predictors.network import TopicToneModel
 
     class Encoder(torch.nn.Module):
         config = type("Config", (), {"hidden_size": 4})()
@@ -191,7 +191,7 @@ def distill_config(overrides: list[str], teacher: Path, sources: list[dict], **s
 
 
 def test_tfidf_student_learns_from_the_teacher(tfidf_run, tmp_path, capsys, monkeypatch):
-    from infer.predictors.base import Predictor
+    from topictone.infer.predictors.base import Predictor
 
     teacher = tfidf_run / "model"
     sources = write_pool(tmp_path / "pool")
@@ -218,7 +218,7 @@ def test_tfidf_student_learns_from_the_teacher(tfidf_run, tmp_path, capsys, monk
     # The teacher's scores are cached: a second run scores no pool text.
     calls.clear()
     run_config(cfg, tmp_path / "again")
-    assert 4 not in calls and calls  # only dev and test were scored
+    assert 4 not in calls  # dev and test are scored through the score tree, the pool not at all
     again = [json.loads(line) for line in (tmp_path / "again/distill/pool.jsonl").open()]
     assert np.allclose([p["topics_soft"] for p in again], [p["topics_soft"] for p in pool])
     assert infer.load(tmp_path / "run/model").predict(["Navy frigate"])[0].topic_scores
@@ -227,7 +227,7 @@ def test_tfidf_student_learns_from_the_teacher(tfidf_run, tmp_path, capsys, monk
 def test_transformer_student_trains_on_soft_targets(
     tfidf_run, tiny_backbone, tmp_path, monkeypatch
 ):
-    from train import transformer
+    from topictone.train.fitters import transformer
 
     seen = []
     original = transformer.WindowCollator.__call__
@@ -260,7 +260,7 @@ def test_distillation_errors(tfidf_run, tmp_path, capsys):
     cfg = distill_config(FAST_TFIDF, tmp_path / "nothing", sources, cache_dir=cache)
     with pytest.raises(TopictoneError, match="not a topictone model folder; train the teacher"):
         run_config(cfg, tmp_path / "a")
-    from train.distill import mix_distilled
+    from topictone.train.data.distill import mix_distilled
 
     other = LabelSchema(SCHEMA.topics, ["negative", "neutral", "positive"])  # tones reordered
     settings = {"teacher": str(tfidf_run / "model"), "pool": sources, "cache_dir": cache}
@@ -276,7 +276,7 @@ def test_distillation_errors(tfidf_run, tmp_path, capsys):
 def test_news_pool_preset_reads_the_raw_news(tmp_path):
     from conftest import SHARED
 
-    from train.distill import load_pool
+    from topictone.train.data.distill import load_pool
 
     cfg = compose_train(["experiment=gold_distilled"])
     assert cfg.distill.teacher == "runs/gold-quality/ensemble/model" and cfg.model.epochs == 2

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import train_run
 
-import infer
-from infer.errors import TopictoneError
+from topictone import infer
+from topictone.infer.errors import TopictoneError
 
 
 def encoder_overrides(backbone: Path, cache: Path) -> list[str]:
@@ -100,7 +100,7 @@ def test_encoder_run_saves_a_folder_that_predicts_the_same(encoder_run):
 
 
 def test_embeddings_are_cached_by_text(tiny_backbone, tmp_path):
-    from train.encoder import EncoderFitter
+    from topictone.train.fitters.encoder import EncoderFitter
 
     fitter = EncoderFitter(
         backbone=str(tiny_backbone),
@@ -122,7 +122,7 @@ def test_embeddings_are_cached_by_text(tiny_backbone, tmp_path):
 
 
 def test_long_texts_become_prompted_windows(tiny_backbone):
-    from infer.predictors.encoder import load_encoder
+    from topictone.infer.predictors.encoder import load_encoder
 
     encoder = load_encoder(tiny_backbone, max_length=16, stride=4, max_windows=3, prompt="q: ")
     long_text = " ".join(["missile"] * 10 + ["cyber"] * 10 + ["terror"] * 30)
@@ -137,7 +137,7 @@ def test_long_texts_become_prompted_windows(tiny_backbone):
 
 
 def test_sentence_transformers_layout_is_read_as_data(tiny_backbone, tmp_path):
-    from infer.predictors.encoder import load_encoder
+    from topictone.infer.predictors.encoder import load_encoder
 
     folder = sentence_transformers_folder(tiny_backbone, tmp_path / "st")
     encoder = load_encoder(folder, prompt_name="Classification", max_length=32, stride=8)
@@ -166,7 +166,7 @@ def test_encoder_trains_on_a_sentence_transformers_folder(tiny_backbone, tmp_pat
 
 
 def test_a_missing_encoder_is_one_line(tmp_path):
-    from train.encoder import resolve_encoder
+    from topictone.train.fitters.encoder import resolve_encoder
 
     with pytest.raises(TopictoneError, match="fetch_embeddinggemma"):
         resolve_encoder("google/embeddinggemma-300m", cache_dir=tmp_path)
@@ -175,8 +175,8 @@ def test_a_missing_encoder_is_one_line(tmp_path):
 def test_labels_never_predicted_are_named(tfidf_run):
     from types import SimpleNamespace
 
-    from infer.schema import Prediction
-    from train.run import never_predicted
+    from topictone.infer.schema import Prediction
+    from topictone.train.metrics.splits import never_predicted
 
     predictor = infer.load(tfidf_run / "model")
 
@@ -196,8 +196,8 @@ def test_labels_never_predicted_are_named(tfidf_run):
 
 
 def test_an_encoder_joins_an_ensemble(encoder_run, tfidf_run, tmp_path):
-    from infer.artifact import save_model
-    from infer.predictors.ensemble import EnsemblePredictor
+    from topictone.infer.artifact import save_model
+    from topictone.infer.predictors.ensemble import EnsemblePredictor
 
     members = {
         "tfidf": infer.load(tfidf_run / "model"),
@@ -215,7 +215,7 @@ def test_an_ensemble_of_trained_folders_embeds_each_text_once(
     encoder_run, tfidf_run, tmp_path, monkeypatch
 ):
     """A loaded encoder member gets the embedding cache: a second run embeds nothing."""
-    from infer.predictors.encoder import SentenceEncoder
+    from topictone.infer.predictors.encoder import SentenceEncoder
 
     monkeypatch.setenv("TOPICTONE_CACHE", str(tmp_path / "cache"))
     overrides = [

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import FAST_TFIDF, compose_train, tiny_transformer_overrides, train_run
 
-import infer
-from infer.errors import TopictoneError
-from infer.predictors.ensemble import EnsemblePredictor
-from infer.schema import LabelSchema
+from topictone import infer
+from topictone.infer.errors import TopictoneError
+from topictone.infer.predictors.ensemble import EnsemblePredictor
+from topictone.infer.schema import LabelSchema
 
 
 def demo_texts(split: str) -> list[str]:
@@ -87,7 +87,9 @@ def test_ensemble_of_trained_folders_with_weights(tfidf_run, transformer_run, tm
     assert len(out.read_text().splitlines()) == 2
     # So does the evaluation command, with the same figures as the run.
     report = tmp_path / "evaluation"
-    result = cli("train.evaluate", f"model={tmp_path / 'model'}", "data=demo", f"out={report}")
+    result = cli(
+        "topictone.train.evaluate", f"model={tmp_path / 'model'}", "data=demo", f"out={report}"
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((report / "metrics.json").read_text())["dev"] == pytest.approx(
         json.loads((tmp_path / "metrics.json").read_text())["dev"]

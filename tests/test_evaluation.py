@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from infer.schema import LabelSchema
-from train.evaluation import compute_metrics
+from topictone.infer.schema import LabelSchema
+from topictone.train.metrics.compute import compute_metrics
 
 SCHEMA = LabelSchema(topics=("a", "b"), tones=("positive", "neutral", "negative"))
 TOPIC_TRUE = np.array([[1, 0], [1, 1], [0, 1], [0, 0]])
@@ -52,3 +52,32 @@ def test_per_topic_thresholds_decide():
     assert m["topics/a_precision"] == 1.0 and m["topics/a_recall"] == 0.5
     assert m["topics/a_f1"] == pytest.approx(2 / 3, abs=1e-12)
     assert m["topics/subset_accuracy"] == 0.75  # row 2 misses a
+
+
+def test_a_split_scored_once_evaluates_as_the_saved_model_predicts(tfidf_run):
+    """The run scores each split once and evaluates from that score tree; the figures must
+    be what the saved model gives the same texts, an ensemble with calibrated parts too."""
+    from conftest import DEMO
+
+    from topictone import infer
+    from topictone.infer.decision import Calibration
+    from topictone.infer.predictors.ensemble import EnsemblePredictor
+    from topictone.train.data.labelled import read_labelled
+    from topictone.train.decisions.scores import score_split
+    from topictone.train.metrics.splits import evaluation
+
+    member = infer.load(tfidf_run / "model")
+    schema = member.schema
+    n, m = len(schema.topics), len(schema.tones)
+    member.calibration = Calibration((1.7,) * n, (-0.3,) * n, 0.8, (0.2, -0.1, -0.1)[:m])
+    other = infer.load(tfidf_run / "model")
+    ensemble = EnsemblePredictor(schema, {"a": member, "b": other}, {"a": 0.7, "b": 0.3})
+    ensemble.calibration = Calibration((1.2,) * n, (0.1,) * n, 1.1, (0.0,) * m)
+    fields = {"id": "id", "text": "text", "topics": "topics", "tone": "tone"}
+    dev = read_labelled(DEMO / "dev.jsonl", {"fields": fields}, schema)
+    for predictor in (member, ensemble):
+        evaluated = evaluation(predictor, dev, score_split(predictor, dev))
+        expected = predictor.predict_scores(dev["text"])
+        np.testing.assert_allclose(evaluated.scores[0], expected[0], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(evaluated.scores[1], expected[1], rtol=0, atol=1e-12)
+        assert evaluated.predictions == predictor.predict(dev["text"])

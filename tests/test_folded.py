@@ -5,16 +5,16 @@ import json
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import DEMO
 from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion
+from test_ngrams import EDGES, SETTINGS, TOKENS
 
-from infer.predictors.folded import folded_scorer
-from infer.text import lead
-from tests.conftest import DEMO
-from tests.test_ngrams import EDGES, SETTINGS, TOKENS
+from topictone.infer.predictors.folded import folded_scorer
+from topictone.infer.text import lead
 
 TOPICS = ["defence", "counterterrorism", "technology"]
 TONES = ["positive", "neutral", "negative"]

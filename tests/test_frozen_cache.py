@@ -11,13 +11,13 @@ torch = pytest.importorskip("torch")
 from conftest import tiny_transformer_overrides, train_run  # noqa: E402
 from tiny_backbone import tiny_gemma  # noqa: E402
 
-from infer.errors import TopictoneError  # noqa: E402
+from topictone.infer.errors import TopictoneError  # noqa: E402
 
 
 def tiny_bert(tiny_backbone) -> torch.nn.Module:
     from transformers import AutoModel
 
-    from infer.predictors.network import without_pooler
+    from topictone.infer.predictors.network import without_pooler
 
     torch.manual_seed(0)
     return without_pooler(AutoModel.from_pretrained, tiny_backbone)
@@ -39,9 +39,9 @@ def loss_and_grads(model, batch, frozen=None, states=None):
 
 @pytest.mark.parametrize("backbone", ["bert", "gemma"])
 def test_replayed_layers_give_the_same_loss_and_gradients(backbone, tiny_backbone):
-    from infer.predictors.network import TopicToneModel, collate_windows
-    from train.frozen_cache import FrozenLayers
-    from train.transformer import encoder_layers, freeze_bottom_layers
+    from topictone.infer.predictors.network import TopicToneModel, collate_windows
+    from topictone.train.fitters.frozen_cache import FrozenLayers
+    from topictone.train.fitters.transformer import encoder_layers, freeze_bottom_layers
 
     encoder = tiny_gemma() if backbone == "gemma" else tiny_bert(tiny_backbone)
     encoder.get_input_embeddings().weight.requires_grad_(False)
@@ -74,8 +74,8 @@ def test_replayed_layers_give_the_same_loss_and_gradients(backbone, tiny_backbon
 
 
 def test_a_backbone_that_cannot_be_replayed_is_refused(monkeypatch):
-    from train.frozen_cache import FrozenLayers
-    from train.transformer import encoder_layers
+    from topictone.train.fitters.frozen_cache import FrozenLayers
+    from topictone.train.fitters.transformer import encoder_layers
 
     encoder = tiny_gemma()
     frozen = FrozenLayers(encoder, encoder_layers(encoder), 2)
@@ -117,9 +117,9 @@ def test_caching_needs_frozen_layers(tiny_backbone, tmp_path, cli):
 
 
 def test_an_output_that_would_not_fit_in_memory_is_refused(monkeypatch):
-    from train import frozen_cache
-    from train.frozen_cache import FrozenLayers
-    from train.transformer import encoder_layers
+    from topictone.train.fitters import frozen_cache
+    from topictone.train.fitters.frozen_cache import FrozenLayers
+    from topictone.train.fitters.transformer import encoder_layers
 
     encoder = tiny_gemma()
     frozen = FrozenLayers(encoder, encoder_layers(encoder), 2)
@@ -133,8 +133,8 @@ def test_an_output_that_would_not_fit_in_memory_is_refused(monkeypatch):
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_the_frozen_output_kept_on_disk_is_read_back_as_computed(bf16, tmp_path):
-    from train.frozen_cache import FrozenLayers, FrozenStore
-    from train.transformer import encoder_layers
+    from topictone.train.fitters.frozen_cache import FrozenLayers, FrozenStore
+    from topictone.train.fitters.transformer import encoder_layers
 
     encoder = tiny_gemma()
     backbone = tmp_path / "backbone"  # the store's identity: the backbone folder's files
@@ -176,7 +176,7 @@ def test_the_frozen_output_kept_on_disk_is_read_back_as_computed(bf16, tmp_path)
 
 
 def test_bfloat16_states_are_stored_bit_for_bit(tmp_path):
-    from train.frozen_cache import FrozenStore
+    from topictone.train.fitters.frozen_cache import FrozenStore
 
     store = FrozenStore(tmp_path / "frozen.sqlite", torch.bfloat16, 4)
     windows = [[2, 7, 3], [2, 8, 3], [2, 9, 9, 3]]

@@ -32,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infer.artifact import MANIFEST, sha256
+from topictone.infer.artifact import MANIFEST, sha256
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -47,9 +47,9 @@ SAMPLE = ["Army tests a new missile near the border", "सेना ने न�
 def worker() -> None:
     """Read folder paths from stdin; answer each with what loading and predicting did."""
     # Imported before the memory limit: their cost is not the folder's.
-    modules = ["infer", "infer.predictors.tfidf"]
+    modules = ["topictone.infer", "topictone.infer.predictors.tfidf"]
     if os.environ.get("FUZZ_TORCH"):
-        modules += ["infer.predictors.transformer", "infer.predictors.network"]
+        modules += ["topictone.infer.predictors.transformer", "topictone.infer.predictors.network"]
     for module in modules:
         importlib.import_module(module)
     limit = address_space() + MEMORY_HEADROOM
@@ -73,7 +73,7 @@ def address_space() -> int:
 
 
 def outcome(folder: Path) -> dict[str, Any]:
-    import infer
+    from topictone import infer
 
     try:
         predictor = infer.load(folder)
@@ -114,7 +114,7 @@ class Worker:
     def start(self) -> subprocess.Popen:
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
+            "PYTHONPATH": str(TESTS),
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
             "FUZZ_TORCH": "1" if self.torch else "",

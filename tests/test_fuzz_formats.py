@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import infer
-from infer.batch import predict_file
-from infer.errors import TopictoneError
+from topictone import infer
+from topictone.infer.batch.local import predict_file
+from topictone.infer.errors import TopictoneError
 
 OUTPUTS = ("jsonl", "csv", "parquet")
 QUICK = settings(
@@ -200,7 +200,7 @@ def attempt(predictor, source: Path, kind: str) -> Path | None:
         predict_file(predictor, source, output, batch_size=2, progress=False)
     except TopictoneError as err:
         message = str(err)
-        # A field name is the input's own text: infer.errors.InputError shows it as is.
+        # A field name is the input's own text: topictone.infer.errors.InputError shows it as is.
         assert "\n" not in message.replace(getattr(err, "field", None) or "", "")
         assert re.match(rf"{re.escape(str(source))}:\d+: ", message), message
         assert [p.name for p in source.parent.iterdir()] == [source.name], "left behind"

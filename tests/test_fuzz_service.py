@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import infer
-from infer.errors import TextError
-from infer.service import create_app
+from topictone import infer
+from topictone.infer.errors import TextError
+from topictone.infer.service.app import create_app
 
 ODD = st.sampled_from(["\ud800", "\udfff", "\u200b", "\x00", "\ufeff", "\u00ad", " ", "\n"])
 TEXTS = st.lists(

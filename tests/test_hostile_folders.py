@@ -20,10 +20,10 @@ import pytest
 from test_artifact_safety import copy_model, edit_manifest, reseal
 from test_encoder import encoder_run  # noqa: F401  (the module fixture: a trained encoder folder)
 
-import infer
-from infer.artifact import MANIFEST, read_manifest
-from infer.errors import TopictoneError
-from infer.predictors.tfidf import WEIGHTS
+from topictone import infer
+from topictone.infer.artifact import MANIFEST, read_manifest
+from topictone.infer.errors import TopictoneError
+from topictone.infer.predictors.tfidf import WEIGHTS
 
 
 @contextlib.contextmanager
@@ -85,7 +85,7 @@ def test_a_hard_link_is_refused(tfidf_run, tmp_path):
 def test_a_fifo_swapped_in_after_the_check_is_refused_by_fstat(tmp_path, monkeypatch):
     """The lstat check passes (a regular file was there); the FIFO opened in its place is
     opened without blocking and refused by fstat."""
-    import infer.paths as paths
+    import topictone.infer.paths as paths
 
     fifo = tmp_path / "swapped"
     os.mkfifo(fifo)
@@ -101,7 +101,7 @@ def test_a_fifo_swapped_in_after_the_check_is_refused_by_fstat(tmp_path, monkeyp
 
 
 def no_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    import infer.artifact as artifact
+    import topictone.infer.artifact as artifact
 
     def hashed(*args: object) -> None:
         raise AssertionError("a file was hashed before its size was checked")
@@ -192,7 +192,7 @@ def test_a_compressed_array_is_refused_before_it_inflates(tfidf_run, tmp_path):
 
 
 def test_skops_members_are_bounded_in_all(tfidf_run, tmp_path, monkeypatch):
-    import infer.predictors.tfidf as tfidf
+    import topictone.infer.predictors.tfidf as tfidf
 
     folder = copy_model(tfidf_run / "model", tmp_path)
     monkeypatch.setattr(tfidf, "MAX_UNPACKED_BYTES", 1000)
@@ -229,7 +229,7 @@ def safetensors_bytes(header: dict, data: bytes) -> bytes:
     ],
 )
 def test_safetensors_headers_are_checked_against_the_file(tmp_path, header, data, message):
-    from infer.predictors.tensors import read_header
+    from topictone.infer.predictors.tensors import read_header
 
     path = tmp_path / "w.safetensors"
     path.write_bytes(safetensors_bytes(header, data))
@@ -278,7 +278,7 @@ def test_a_config_asking_for_another_network_is_refused_unbuilt(
     transformer_run, tmp_path, monkeypatch, edit, message
 ):
     """One edited vocab_size made the loader allocate 2.4 GB before refusing."""
-    import infer.predictors.network as network
+    import topictone.infer.predictors.network as network
 
     folder = copy_model(transformer_run / "model", tmp_path)
     edit_json(folder / "config.json", edit)
@@ -292,7 +292,7 @@ def test_an_encoder_config_asking_for_another_network_is_refused_unbuilt(
     tmp_path,
     monkeypatch,
 ):
-    import infer.predictors.encoder as encoder
+    import topictone.infer.predictors.encoder as encoder
 
     folder = copy_model(encoder_run / "model", tmp_path)
     edit_json(folder / "encoder" / "config.json", lambda c: c.update(vocab_size=75_000_000))
@@ -385,7 +385,7 @@ def test_a_tokenizer_panic_is_one_line(tiny_backbone):
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    from infer.predictors.windows import encode_windows
+    from topictone.infer.predictors.windows import encode_windows
 
     data = json.loads((tiny_backbone / "tokenizer.json").read_text(encoding="utf-8"))
     with_split(data, SLOW)
@@ -401,8 +401,8 @@ def test_a_tokenizer_panic_is_one_line(tiny_backbone):
 
 @pytest.fixture(scope="module")
 def ensemble(tfidf_run, tmp_path_factory) -> Path:
-    from infer.artifact import save_model
-    from infer.predictors.ensemble import EnsemblePredictor
+    from topictone.infer.artifact import save_model
+    from topictone.infer.predictors.ensemble import EnsemblePredictor
 
     member = infer.load(tfidf_run / "model")
     members = {"a": member, "b": member}
@@ -434,7 +434,7 @@ def test_ensemble_weights_that_would_predict_nothing_are_refused(
 
 
 def test_normalised_weights_stay_finite():
-    from infer.predictors.ensemble import normalised_weights
+    from topictone.infer.predictors.ensemble import normalised_weights
 
     weights = normalised_weights({"a": 1e308, "b": 0}, {"a": None, "b": None})
     assert weights == {"a": 1.0, "b": 0.0}
@@ -549,7 +549,7 @@ def test_tfidf_objects_that_cannot_predict_are_refused(tfidf_run, tmp_path, brea
     refuses a tree that would fail (or predict NaN) on every text."""
     import skops.io as sio
 
-    from infer.predictors.tfidf import skops_contents
+    from topictone.infer.predictors.tfidf import skops_contents
 
     folder = copy_model(tfidf_run / "model", tmp_path)
     objects = sio.load(folder / WEIGHTS, trusted=sorted(skops_contents(folder / WEIGHTS)[0]))

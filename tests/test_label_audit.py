@@ -1,4 +1,4 @@
-"""`python -m train.label audit`: planted label errors come out on top."""
+"""`python -m topictone.train.label audit`: planted label errors come out on top."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infer.schema import LabelSchema
-from train.label.audit import LabelAuditor, audit_settings
-from train.label.ingest import DATA_CFG
+from topictone.infer.schema import LabelSchema
+from topictone.train.label.audit import LabelAuditor, audit_settings
+from topictone.train.label.ingest import DATA_CFG
 
 pytest.importorskip("cleanlab", reason="the audit needs topictone[label] (cleanlab)")
 
@@ -75,7 +75,7 @@ def noisy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]]:
 
 
 def test_auditor_ranks_planted_flips_first(noisy):
-    from train.data import read_labelled
+    from topictone.train.data.labelled import read_labelled
 
     path, flipped = noisy
     dataset = read_labelled(path, DATA_CFG, SCHEMA)
@@ -95,7 +95,7 @@ def test_audit_command_writes_review_tasks_and_report(noisy, tmp_path, cli):
     path, flipped = noisy
     out = tmp_path / "review.json"
     result = cli(
-        "train.label", "audit", f"data={path}", f"output={out}", "top=8", "folds=3"
+        "topictone.train.label", "audit", f"data={path}", f"output={out}", "top=8", "folds=3"
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     with (tmp_path / "review.report.csv").open(encoding="utf-8") as handle:
@@ -153,8 +153,8 @@ def test_audit_refuses_too_few_examples(tmp_path, cli):
 
 
 def test_measurement_plants_one_change_per_chosen_row(noisy):
-    from train.data import read_labelled, targets
-    from train.label.measure_audit import found, plant_errors
+    from topictone.train.data.labelled import read_labelled, targets
+    from topictone.train.label.measure_audit import found, plant_errors
 
     dataset = read_labelled(noisy[0], DATA_CFG, SCHEMA)
     planted = plant_errors(dataset, 0.1, seed=4, n_tones=3)

@@ -1,4 +1,4 @@
-"""`python -m train.label import`: a Label Studio export back into training rows."""
+"""`python -m topictone.train.label import`: a Label Studio export back into training rows."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import DEMO
 
-from infer.schema import LabelSchema
-from train.data import read_labelled
+from topictone.infer.schema import LabelSchema
+from topictone.train.data.labelled import read_labelled
 
 SCHEMA = LabelSchema(
     ("defence", "counterterrorism", "technology"), ("positive", "neutral", "negative")
@@ -99,8 +99,8 @@ def test_select_then_import_round_trip(tfidf_run, tmp_path, cli):
         )
     export[0]["annotations"][0]["result"] = [choices("tone", ["negative"])]  # a correction
     out = tmp_path / "labelled.jsonl"
-    done = cli("train.label", "import", f"input={write_json(tmp_path / 'e.json', export)}",
-               f"output={out}")  # fmt: skip
+    exported = write_json(tmp_path / "e.json", export)
+    done = cli("train.label", "import", f"input={exported}", f"output={out}")
     assert done.returncode == 0, done.stderr
     dataset = read_labelled(out, DATA_CFG, SCHEMA)
     assert sorted(dataset["text"]) == sorted(texts)
@@ -157,7 +157,9 @@ def test_unlabelled_and_cancelled_tasks_may_be_skipped(tmp_path, cli):
     export[2]["annotations"] = []
     path = write_json(tmp_path / "export.json", export)
     out = tmp_path / "labelled.jsonl"
-    result = cli("train.label", "import", f"input={path}", f"output={out}", "skip_unlabelled=true")
+    result = cli(
+        "topictone.train.label", "import", f"input={path}", f"output={out}", "skip_unlabelled=true"
+    )
     assert result.returncode == 0, result.stderr
     assert "1 rows" in result.stderr and "2 unlabelled tasks skipped" in result.stderr
     assert [json.loads(x)["id"] for x in out.read_text("utf-8").splitlines()] == ["pool.jsonl:2"]
@@ -215,8 +217,8 @@ def test_bad_exports_and_outputs(tmp_path, cli, content, output, message):
 
 
 def test_an_export_too_large_or_too_deep_is_one_line(tmp_path, monkeypatch):
-    from infer.errors import InputError
-    from train.label import ingest
+    from topictone.infer.errors import InputError
+    from topictone.train.label import ingest
 
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")

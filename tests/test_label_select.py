@@ -1,4 +1,4 @@
-"""`python -m train.label select`: which texts are chosen, and the Label Studio files."""
+"""`python -m topictone.train.label select`: which texts are chosen, and the Label Studio files."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import DEMO
 
-from train.label import studio
-from train.label.selection import (
+from topictone.train.label import studio
+from topictone.train.label.selection import (
     DiverseSampler,
     PoolScores,
     RandomSampler,
@@ -230,7 +230,7 @@ def test_select_writes_n_tasks_and_the_config(tfidf_run, pool, tmp_path, cli, st
     out = tmp_path / "tasks.json"
     model = tfidf_run / "model"
     result = cli(
-        "train.label", "select", f"model={model}", f"pool={pool}", "n=5",
+        "topictone.train.label", "select", f"model={model}", f"pool={pool}", "n=5",
         f"strategy={strategy}", f"output={out}", "candidates=2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -262,7 +262,7 @@ def test_select_writes_n_tasks_and_the_config(tfidf_run, pool, tmp_path, cli, st
 def test_select_with_no_exclusion_offers_the_split_text(tfidf_run, pool, tmp_path, cli):
     out = tmp_path / "tasks.json"
     result = cli(
-        "train.label", "select", f"model={tfidf_run / 'model'}", f"pool={pool}", "n=20",
+        "topictone.train.label", "select", f"model={tfidf_run / 'model'}", f"pool={pool}", "n=20",
         f"output={out}", "exclude=[]",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -273,7 +273,7 @@ def test_select_with_no_exclusion_offers_the_split_text(tfidf_run, pool, tmp_pat
 def test_topic_descriptions_become_hints(tfidf_run, pool, tmp_path, cli):
     out = tmp_path / "tasks.json"
     result = cli(
-        "train.label", "select", f"model={tfidf_run / 'model'}", f"pool={pool}", "n=2",
+        "topictone.train.label", "select", f"model={tfidf_run / 'model'}", f"pool={pool}", "n=2",
         f"output={out}", '+descriptions.defence="Armed forces, weapons & procurement"',
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -300,7 +300,8 @@ def test_select_errors_are_one_line_and_write_nothing(tfidf_run, tmp_path, cli, 
     pool = write_pool(tmp_path / "pool.jsonl", [{"id": "a", "text": "Army parade"}, row])
     out = tmp_path / "tasks.json"
     result = cli(
-        "train.label", "select", f"model={tfidf_run / 'model'}", f"pool={pool}", f"output={out}",
+        "topictone.train.label", "select", f"model={tfidf_run / 'model'}", f"pool={pool}",
+        f"output={out}",
         *args,
     )  # fmt: skip
     assert result.returncode == 2
@@ -312,10 +313,14 @@ def test_select_errors_are_one_line_and_write_nothing(tfidf_run, tmp_path, cli, 
 def test_help_lists_the_subcommands_and_unknown_ones_fail(cli):
     result = cli("train.label", "--help")
     assert result.returncode == 0
-    for name in ("select", "import", "audit"):
-        assert f"  {name} " in result.stdout and f"python -m train.label {name} " in result.stdout
+    for name in ("select", "import", "audit", "push", "pull"):
+        assert (
+            f"  {name} " in result.stdout
+            and f"python -m topictone.train.label {name} " in result.stdout
+        )
     wrong = cli("train.label", "sellect")
     assert wrong.returncode == 2
     assert wrong.stderr.strip() == (
-        "error: unknown subcommand 'sellect' (use select, import, audit; --help lists them)"
+        "error: unknown subcommand 'sellect' "
+        "(use select, import, audit, push, pull; --help lists them)"
     )

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-import infer
-from infer.batch import predict_file
-from infer.errors import InputError, TopictoneError
+from topictone import infer
+from topictone.infer.batch.local import predict_file
+from topictone.infer.errors import InputError, TopictoneError
 
 
 def predict_cli(cli, run, source, out, *args: str):
-    """``python -m infer`` with the run's model, quietly."""
+    """``python -m topictone.infer`` with the run's model, quietly."""
     return cli(
         "infer",
         f"model={run / 'model'}",
@@ -271,7 +271,7 @@ def test_a_failed_run_leaves_no_folder_it_made(predictor, tmp_path, suffix):
 
 
 def test_model_sha256_pins_the_model_folder(tfidf_run, tmp_path, cli):
-    from infer.artifact import sha256
+    from topictone.infer.artifact import sha256
 
     model = tfidf_run / "model"
     source = write_jsonl(tmp_path / "in.jsonl", ['{"text": "army"}'])
@@ -303,7 +303,9 @@ class Bar:
 
 def test_progress_counts_rows_written_with_an_estimated_total(predictor, tmp_path, monkeypatch):
     bars: list[Bar] = []
-    monkeypatch.setattr("infer.batch.tqdm", lambda **kw: bars.append(Bar(**kw)) or bars[-1])
+    monkeypatch.setattr(
+        "topictone.infer.batch.local.tqdm", lambda **kw: bars.append(Bar(**kw)) or bars[-1]
+    )
     source = write_jsonl(tmp_path / "in.jsonl", [json.dumps({"text": f"t{i}"}) for i in range(10)])
     predict_file(predictor, source, tmp_path / "out.jsonl", batch_size=4)
     (bar,) = bars
@@ -338,7 +340,7 @@ class Name(str):
 
 def test_repeated_column_names_are_found_in_linear_time(tmp_path):
     """A CSV header of 80,000 columns took minutes: each name was counted in the header."""
-    from infer.io import _repeated, read_rows
+    from topictone.infer.io.formats import _repeated, read_rows
 
     names = [Name(f"c{i}") for i in range(2_000)]
     Name.compared = 0

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infer import machine
+from topictone.infer import machine
 
 AVX2_ONLY = "processor\t: 0\nmodel name\t: AMD EPYC 7B12\nflags\t\t: fpu sse avx avx2 fma\n\n"
 SAPPHIRE = (

@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import DEMO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
 
-from infer.predictors.ngrams import CharWbNgrams, WordNgrams, fast_transform
-from tests.conftest import DEMO
+from topictone.infer.predictors.ngrams import CharWbNgrams, WordNgrams, fast_transform
 
 EDGES = [
     "",
@@ -86,7 +86,7 @@ def test_unsupported_vectorisers_keep_scikit_learns_path():
 
 
 def test_the_tfidf_predictor_uses_it(tfidf_run):
-    import infer
+    from topictone import infer
 
     predictor = infer.load(tfidf_run / "model")
     texts = corpus()[:50] + EDGES[2:]  # blank texts are refused by preprocess
@@ -101,7 +101,7 @@ def test_the_tfidf_predictor_uses_it(tfidf_run):
 
 def test_long_batches_are_hashed_in_slices(monkeypatch):
     """Memory is bounded by the slice, not the batch; the matrix is the same."""
-    import infer.predictors.ngrams as ngrams
+    import topictone.infer.predictors.ngrams as ngrams
 
     texts = corpus()
     for options in (SETTINGS[0], SETTINGS[3]):
@@ -116,7 +116,7 @@ def test_long_batches_are_hashed_in_slices(monkeypatch):
 
 def test_the_overflow_table_finds_terms_of_shared_slots():
     """Terms whose slot is shared again (low bits alike) are found by binary search."""
-    from infer.predictors.ngrams import Overflow
+    from topictone.infer.predictors.ngrams import Overflow
 
     table = Overflow(np.array([5, 5 + (1 << 10), 7], dtype=np.uint64), np.array([10, 11, 12]))
     grams = np.array([5, 5 + (1 << 10), 7, 8, 5 + (1 << 11), 0], dtype=np.uint64)

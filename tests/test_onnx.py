@@ -15,10 +15,10 @@ pytest.importorskip("torch", reason="the export needs topictone[export]")
 pytest.importorskip("onnxruntime", reason="the ONNX runtime needs topictone[onnx]")
 pytest.importorskip("onnxscript", reason="the export needs topictone[export]")
 
-import infer
-from infer.artifact import MANIFEST, read_manifest
-from infer.errors import TopictoneError
-from infer.export import export
+from topictone import infer
+from topictone.infer.artifact import MANIFEST, read_manifest
+from topictone.infer.errors import TopictoneError
+from topictone.infer.export import export
 
 
 def demo_texts() -> list[str]:
@@ -94,7 +94,7 @@ def test_predicts_without_torch(exported):
         "import infer\n"
         f"p = infer.load({str(exported)!r}, graph='fp32')\n"
         "print(json.dumps(p.predict_scores(['Army tests a new missile'])[0].tolist()))\n"
-        "assert 'infer.predictors.network' not in sys.modules\n"
+        "assert 'topictone.infer.predictors.network' not in sys.modules\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
@@ -207,7 +207,7 @@ def test_export_cli_errors_are_one_line(tfidf_run, cli):
 
 def test_an_ensemble_trains_from_an_exported_member(exported, tmp_path):
     """The ensemble saves its members again: from torch weights, graphs dropped."""
-    from train.ensemble import EnsembleFitter
+    from topictone.train.fitters.ensemble import EnsembleFitter
 
     fitter = EnsembleFitter(members={"t": str(exported)}, weights={"t": 1.0})
     fitter.fit(None, read_manifest(exported).schema)

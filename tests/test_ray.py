@@ -232,11 +232,11 @@ def test_ray_reads_and_writes_as_the_cli_does(ray_session, tfidf_run, tmp_path, 
 def test_without_ray_the_engine_is_one_line_and_the_core_never_imports_it(
     tmp_path, cli, monkeypatch
 ):
-    import infer
+    from topictone import infer
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     monkeypatch.setitem(sys.modules, "ray.data", None)
-    monkeypatch.delitem(sys.modules, "infer.ray_engine", raising=False)
+    monkeypatch.delitem(sys.modules, "topictone.infer.batch.ray_engine", raising=False)
     monkeypatch.delattr(infer, "ray_engine", raising=False)
     result = cli(
         "infer", "engine=ray", f"model={tmp_path}", f"input={tmp_path}", f"output={tmp_path}/o"
@@ -244,7 +244,8 @@ def test_without_ray_the_engine_is_one_line_and_the_core_never_imports_it(
     assert result.returncode == 2
     assert result.stderr.strip() == "error: engine=ray needs Ray: pip install 'topictone[scale]'"
     code = (
-        "import sys, infer, infer.__main__, infer.batch, infer.io, infer.cli; "
+        "import sys, topictone.infer, topictone.infer.__main__, topictone.infer.batch.local, "
+        "topictone.infer.io.formats, topictone.infer.cli; "
         "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')]"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -256,7 +257,7 @@ def test_a_sweep_fans_out_through_the_joblib_launcher(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs topictone[scale]")
     sweep = tmp_path / "sweep"
     result = run_cli(
-        "train",
+        "topictone.train",
         "-m",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",

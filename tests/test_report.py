@@ -9,11 +9,11 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from sklearn.metrics import average_precision_score
 
-from infer.schema import LabelSchema
-from train import report as report_module
-from train.decision import calibration_errors
-from train.evaluation import compute_metrics
-from train.report import fitting_note, write_report
+from topictone.infer.schema import LabelSchema
+from topictone.train import report as report_module
+from topictone.train.decisions.fitting import Fitted
+from topictone.train.metrics.compute import split_metrics as metrics_of
+from topictone.train.report import fitting_note, write_report
 
 SCHEMA = LabelSchema(
     ("defence", "counterterrorism", "technology"), ("positive", "neutral", "negative")
@@ -23,7 +23,8 @@ FIGURES = ("per-topic", "confusion", "pr", "reliability")
 
 
 def synthetic_split(n: int, seed: int, absent: str | None = None) -> SimpleNamespace:
-    """What ``train.run.Evaluation`` gives the report: dataset, (topic, tone) scores, truth."""
+    """What ``topictone.train.metrics.splits.Evaluation`` gives the report: dataset,
+    (topic, tone) scores, truth and the metrics computed once."""
     rng = np.random.default_rng(seed)
     topic_true = (rng.random((n, len(SCHEMA.topics))) < 0.4).astype(int)
     if absent:
@@ -43,16 +44,13 @@ def synthetic_split(n: int, seed: int, absent: str | None = None) -> SimpleNames
             "unit": ["article", "headline"] * (n // 2),
         }
     )
-    return SimpleNamespace(
-        dataset=dataset, scores=(topic_scores, tone_probs), truth=(topic_true, tone_true)
-    )
+    scores, truth = (topic_scores, tone_probs), (topic_true, tone_true)
+    metrics = metrics_of(SCHEMA, scores, truth, THRESHOLDS)
+    return SimpleNamespace(dataset=dataset, scores=scores, truth=truth, metrics=metrics)
 
 
 def split_metrics(split: SimpleNamespace, thresholds: dict[str, float]) -> dict:
-    return {
-        **compute_metrics(SCHEMA, *split.scores, *split.truth, thresholds),
-        **calibration_errors(SCHEMA, split.scores, *split.truth),
-    }
+    return metrics_of(SCHEMA, split.scores, split.truth, thresholds)
 
 
 SPLITS = {"dev": synthetic_split(40, 1), "test": synthetic_split(40, 2, absent="technology")}
@@ -60,7 +58,7 @@ BEFORE = split_metrics(SPLITS["dev"], dict.fromkeys(SCHEMA.topics, 0.5))
 CROSSFIT = split_metrics(SPLITS["dev"], dict.fromkeys(SCHEMA.topics, 0.55))
 
 
-def render(folder, fitting):
+def render(folder, fitted):
     """Write the report, keeping each figure (by file name) for inspection."""
     figures = {}
     save = report_module._save
@@ -71,30 +69,30 @@ def render(folder, fitting):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(report_module, "_save", keep)
-        path = write_report(folder, "synthetic", SPLITS, SCHEMA, THRESHOLDS, fitting=fitting)
+        path = write_report(folder, "synthetic", SPLITS, SCHEMA, THRESHOLDS, fitted)
     return path.read_text(encoding="utf-8"), figures
 
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fitted")
-    fitting = {
-        "dev_before_fitting": BEFORE,
-        "dev_crossfit": {**CROSSFIT, "fitted_with_oof_train_texts": 240},
-        # run.py hands over its whole metrics dict: the split figures come along.
-        "dev": BEFORE,
-        "test": BEFORE,
-    }
-    text, figures = render(folder, fitting)
+    fitted = Fitted(
+        fitted=True,
+        on_dev=True,
+        oof_texts=240,
+        rule="f1",
+        metrics={"dev_before_fitting": BEFORE, "dev_crossfit": CROSSFIT},
+    )
+    text, figures = render(folder, fitted)
     return folder, text, figures
 
 
 def test_nothing_fitted_claims_nothing(tmp_path):
-    # A run with decision.calibrate=false decision.thresholds=fixed hands over only the
-    # split metrics; train.evaluate hands over nothing.
-    for k, fitting in enumerate(({"dev": BEFORE, "test": BEFORE}, {}, None)):
+    # A run with decision.calibrate=false decision.thresholds=fixed fits nothing;
+    # topictone.train.evaluate hands over nothing.
+    for k, fitted in enumerate((Fitted(), None)):
         path = write_report(
-            tmp_path / str(k), "synthetic", {"dev": SPLITS["dev"]}, SCHEMA, THRESHOLDS, fitting
+            tmp_path / str(k), "synthetic", {"dev": SPLITS["dev"]}, SCHEMA, THRESHOLDS, fitted
         )
         text = path.read_text(encoding="utf-8")
         assert "fitted" not in text.lower() and "optimistic" not in text
@@ -103,13 +101,14 @@ def test_nothing_fitted_claims_nothing(tmp_path):
 
 def test_fitting_note_says_what_was_fitted_on_what(fitted):
     _, text, _ = fitted
-    assert text.count("**Fitted on dev + 240 out-of-fold train texts: per-topic thresholds**") == 1
-    # Scores unchanged since before fitting (same ECE): no calibration is claimed.
-    assert "calibration" not in text
+    assert (
+        text.count("**Fitted on dev + 240 out-of-fold train texts: per-topic thresholds (f1)") == 1
+    )
+    assert "calibration" not in text  # none was fitted: none is claimed
     test_section = text[text.index("## test") :]
     assert "fitted" not in test_section.lower() and "| estimate |" not in test_section
     rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
-    honest = rows["thresholds tuned on the other folds (cross-fitted)"]
+    honest = rows["fitted on the other folds (cross-fitted)"]
     assert f"| {CROSSFIT['topics/macro_f1']:.3f} | {CROSSFIT['topics_ece']:.3f} |" in honest
     before = rows["before fitting (fixed thresholds, uncalibrated)"]
     assert f"| {BEFORE['topics/defence_f1']:.3f} |" in before
@@ -118,20 +117,32 @@ def test_fitting_note_says_what_was_fitted_on_what(fitted):
 
 def test_fitting_note_names_calibration_and_kept_thresholds():
     dev_metrics = split_metrics(SPLITS["dev"], THRESHOLDS)
-    fitting = {"dev_before_fitting": BEFORE, "dev_crossfit": CROSSFIT}
-    decision = {"calibrate": True, "calibration": "platt", "thresholds": "fixed"}
-    note = "\n".join(fitting_note(fitting, "dev", SCHEMA, dev_metrics, THRESHOLDS, decision))
+    fitted = Fitted(
+        fitted=True, on_dev=True, methods=("platt", "platt"), rule="fixed",
+        metrics={"dev_before_fitting": BEFORE, "dev_crossfit": CROSSFIT},
+    )  # fmt: skip
+    note = "\n".join(fitting_note(fitted, "dev", SCHEMA, dev_metrics, THRESHOLDS))
     assert (
-        "**Fitted on the dev texts: platt calibration of the scores** (thresholds kept at" in note
+        "**Fitted on the dev texts: platt calibration of the scores and thresholds kept at" in note
     )
-    assert "| calibration fitted on the other folds (cross-fitted) |" in note
-    assert "thresholds tuned" not in note and "per-topic thresholds" not in note
-    # Read off the figures: calibration moved the ECE; thresholds differ between topics.
-    calibrated = {**BEFORE, "topics_ece": BEFORE["topics_ece"] + 0.05}
-    fitting = {"dev_before_fitting": calibrated, "dev_crossfit": CROSSFIT}
-    note = "\n".join(fitting_note(fitting, "dev", SCHEMA, dev_metrics, THRESHOLDS))
-    assert "**Fitted on the dev texts: score calibration and per-topic thresholds**" in note
-    assert fitting_note({"dev": BEFORE}, "dev", SCHEMA, dev_metrics, THRESHOLDS) == []
+    assert "per-topic thresholds" not in note
+    both = Fitted(**{**fitted.__dict__, "methods": ("temperature", "platt"), "rule": "f1"})
+    note = "\n".join(fitting_note(both, "dev", SCHEMA, dev_metrics, THRESHOLDS))
+    assert "temperature (topics) / platt (tone) calibration of the scores and per-topic" in note
+
+
+def test_decisions_fitted_without_dev_leave_its_figures_honest():
+    """As ``experiment=gold_tfidf`` runs (``decision.use_dev=false``, out-of-fold train):
+    the report says dev took no part, never that its figures are optimistic."""
+    dev_metrics = split_metrics(SPLITS["dev"], THRESHOLDS)
+    fitted = Fitted(
+        fitted=True, on_dev=False, oof_texts=4290, methods=("platt", "platt"), rule="f1",
+        metrics={"dev_before_fitting": BEFORE, "dev_crossfit": dev_metrics},
+    )  # fmt: skip
+    note = "\n".join(fitting_note(fitted, "dev", SCHEMA, dev_metrics, THRESHOLDS))
+    assert note.startswith("**Fitted on 4290 out-of-fold train texts: platt calibration")
+    assert "took no part" in note and "honest" in note
+    assert "optimistic" not in note and "dev +" not in note and "| estimate |" not in note
 
 
 def test_every_figure_and_caption_names_its_split(fitted):

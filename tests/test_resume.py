@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import DEMO, ROOT
 
-import infer
-from infer.batch import predict_file
-from infer.errors import TopictoneError
-from infer.resume import resume_files
+from topictone import infer
+from topictone.infer.batch.local import predict_file
+from topictone.infer.errors import TopictoneError
+from topictone.infer.io.resume import resume_files
 
 ROWS = 20_000
 
@@ -35,7 +35,7 @@ def cli_args(model: Path, source: Path, output: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "infer",
+        "topictone.infer",
         f"model={model}",
         f"input={source}",
         f"output={output}",

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import infer
-from infer.batch import predict_file
-from infer.text import text_problem
+from topictone import infer
+from topictone.infer.batch.local import predict_file
+from topictone.infer.text import text_problem
 
 SETTINGS = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

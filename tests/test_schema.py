@@ -1,7 +1,7 @@
 import pytest
 
-from infer.errors import TopictoneError
-from infer.schema import LabelSchema, Prediction
+from topictone.infer.errors import TopictoneError
+from topictone.infer.schema import LabelSchema, Prediction
 
 
 def test_schema_round_trip():

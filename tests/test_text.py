@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infer.text import normalize
+from topictone.infer.text import normalize
 
 
 def test_nfc_composes_devanagari():
@@ -46,7 +46,7 @@ def test_the_shortcuts_change_nothing(text):
     """Clean lines and clean multi-line texts skip rules; every rule applied gives the same."""
     import unicodedata
 
-    from infer.text import _tidy
+    from topictone.infer.text import _tidy
 
     expected = _tidy(unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")))
     assert normalize(text) == expected
@@ -59,7 +59,7 @@ def test_the_nukta_rules_hold_for_every_code_point():
     NFC change anything."""
     import unicodedata
 
-    from infer.text import _NUKTA, _NUKTA_BASES
+    from topictone.infer.text import _NUKTA, _NUKTA_BASES
 
     nfc, ccc = unicodedata.normalize, unicodedata.combining
     chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]

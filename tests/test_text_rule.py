@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import infer
-from infer.errors import TextError
-from infer.text import normalize, unicode_problem
+from topictone import infer
+from topictone.infer.errors import TextError
+from topictone.infer.text import normalize, unicode_problem
 
 # Texts the service called empty while the API and the CLI scored them.
 NOTHING_TO_READ = ["   ", "\x00\x00", "\u200b\u200b", "\n\t \u00ad", "\ufeff"]

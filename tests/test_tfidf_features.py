@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
-import infer
-from infer.errors import TopictoneError
-from infer.text import lead
-from train.tfidf import NaiveBayesScaled, log_count_ratio
+from topictone import infer
+from topictone.infer.errors import TopictoneError
+from topictone.infer.text import lead
+from topictone.train.fitters.tfidf import NaiveBayesScaled, log_count_ratio
 
 NB_LEAD = [*FAST_TFIDF, "model.naive_bayes=true", "model.lead_chars=60"]
 

@@ -8,9 +8,9 @@ import sys
 import pytest
 from conftest import DEMO, FAST_TFIDF, compose_train, train_run
 
-import infer
-from infer.errors import TopictoneError
-from infer.schema import Prediction
+from topictone import infer
+from topictone.infer.errors import TopictoneError
+from topictone.infer.schema import Prediction
 
 
 def test_run_folder_holds_everything_to_reproduce(tfidf_run):
@@ -153,7 +153,7 @@ def test_labels_are_configuration(tmp_path):
     cfg = compose_train(["labels.topics=[defence,technology]"])
     assert list(cfg.labels.topics) == ["defence", "technology"]
     # The demo data uses counterterrorism, which this schema lacks: a located error.
-    from infer.errors import InputError
+    from topictone.infer.errors import InputError
 
     with pytest.raises(InputError, match="unknown topic 'counterterrorism'"):
         train_run(["labels.topics=[defence,technology]", *FAST_TFIDF], tmp_path)
@@ -175,7 +175,7 @@ def test_calibration_and_tuned_thresholds_ship_in_the_model(tfidf_run, tmp_path)
     assert metrics["dev_crossfit"]["n"] == metrics["dev"]["n"]
     report = (tmp_path / "report" / "report.md").read_text()
     honest = f"{metrics['dev_crossfit']['topics/macro_f1']:.3f} |"
-    assert "| thresholds tuned on the other folds (cross-fitted) |" in report and honest in report
+    assert "| fitted on the other folds (cross-fitted) |" in report and honest in report
     predictor = infer.load(tmp_path / "model")
     assert predictor.thresholds == manifest["thresholds"]
     rows = [json.loads(line) for line in (tmp_path / "predictions/dev.jsonl").open()]
@@ -213,7 +213,7 @@ def test_report_renders_with_figures_and_breakdowns(tfidf_run):
 def test_evaluate_entry_point_on_any_model(tfidf_run, tmp_path, cli):
     out = tmp_path / "eval"
     result = cli(
-        "train.evaluate",
+        "topictone.train.evaluate",
         f"model={tfidf_run / 'model'}",
         "data=demo",
         "split=test",
@@ -235,7 +235,7 @@ def test_weak_sources_are_mapped_deduplicated_and_mixed(tmp_path, capsys):
 
     from conftest import ROOT, with_toy_weak_source
 
-    from train.run import run
+    from topictone.train.run import run
 
     dev_text = json.loads((DEMO / "dev.jsonl").open().readline())["text"]
     source = tmp_path / "weak.csv"

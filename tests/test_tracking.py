@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from train.tracking import flatten, numeric_metrics
+from topictone.train.tracking import flatten, numeric_metrics
 
 mlflow = pytest.importorskip("mlflow", reason="tracking=mlflow needs topictone[track]")
 
@@ -114,7 +114,7 @@ def test_a_run_arrives_at_a_real_mlflow_server(tmp_path, cli):
         )
         assert result.returncode == 0, result.stderr
         client, [run] = runs_in(uri, "topictone-demo")
-        assert run.data.params["model.kind"] == "tfidf"
+        assert run.data.params["model_kind"] == "tfidf"
         assert "test/topics/macro_f1" in run.data.metrics
         assert "report" in {a.path for a in client.list_artifacts(run.info.run_id)}
         assert any((tmp_path / "server-artifacts").rglob("report.md"))

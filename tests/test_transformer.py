@@ -12,10 +12,10 @@ from conftest import DEMO, FAST_TFIDF, tiny_transformer_overrides, train_run
 
 torch = pytest.importorskip("torch", reason="the transformer model needs topictone[transformer]")
 
-import infer  # noqa: E402
-from infer.errors import TopictoneError  # noqa: E402
-from infer.predictors.network import pool  # noqa: E402
-from infer.predictors.windows import encode_windows  # noqa: E402
+from topictone import infer  # noqa: E402
+from topictone.infer.errors import TopictoneError  # noqa: E402
+from topictone.infer.predictors.network import pool  # noqa: E402
+from topictone.infer.predictors.windows import encode_windows  # noqa: E402
 
 
 def demo_texts(split="test"):
@@ -198,7 +198,7 @@ def test_occlusion_explanations(transformer_run):
 
 
 def test_weighted_loss_ignores_unknown_labels():
-    from infer.predictors.network import TopicToneModel
+    from topictone.infer.predictors.network import TopicToneModel
 
     class Encoder(torch.nn.Module):
         config = type("Config", (), {"hidden_size": 4})()
@@ -260,7 +260,7 @@ def test_a_manifest_claiming_huge_windows_is_refused(transformer_run, tmp_path):
 def test_huge_texts_are_cut_before_tokenising(transformer_run, monkeypatch):
     """The tokenizer never sees more than the predictor can read, and the prediction is
     that of the prefix it reads: the windows kept are the same."""
-    import infer.predictors.transformer as module
+    import topictone.infer.predictors.transformer as module
 
     predictor = infer.load(transformer_run / "model", limits={"max_chars": 10**7})
     seen: list[int] = []
@@ -308,7 +308,7 @@ def test_gemma_style_layer_stacks_freeze_from_the_bottom():
     """embeddinggemma keeps its layers in ``layers`` (not BERT's ``encoder.layer``)."""
     from tiny_backbone import tiny_gemma
 
-    from train.transformer import freeze_bottom_layers
+    from topictone.train.fitters.transformer import freeze_bottom_layers
 
     encoder = tiny_gemma()
     encoder.get_input_embeddings().weight.requires_grad_(False)
@@ -341,7 +341,9 @@ def test_the_folder_is_a_hugging_face_model(transformer_run):
     import torch
     from transformers import AutoConfig, AutoModel, pipeline
 
-    from infer.hf import TopicTonePreTrainedModel  # registers the auto classes
+    from topictone.infer.predictors.hf_auto import (
+        TopicTonePreTrainedModel,  # registers the auto classes
+    )
 
     folder = transformer_run / "model"
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
@@ -393,7 +395,7 @@ def test_a_crafted_config_json_is_one_line(transformer_run, tmp_path, edit):
 
 
 def test_bfloat16_only_where_this_machine_has_native_kernels(monkeypatch):
-    from infer.predictors import precision
+    from topictone.infer.predictors import precision
 
     monkeypatch.setattr(precision, "native_bfloat16", lambda device=None: False)
     monkeypatch.setattr(precision, "_WARNED", set())
@@ -411,7 +413,7 @@ def test_a_saved_bfloat16_model_computes_in_float32_where_bfloat16_is_slow(
     transformer_run, tmp_path, monkeypatch
 ):
     """The saved dtype is a preference; a dtype passed as an option is honoured."""
-    from infer.predictors import precision
+    from topictone.infer.predictors import precision
 
     folder = shutil.copytree(transformer_run / "model", tmp_path / "model")
     manifest = json.loads((folder / "topictone.json").read_text())

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import DEMO, FAST_TFIDF
 
-import infer
-from infer.errors import TextError, TopictoneError
+from topictone import infer
+from topictone.infer.errors import TextError, TopictoneError
 
 GOOD = '{"id": 1, "text": "Army tests a new missile"}\n'
 
@@ -443,7 +443,7 @@ def test_sigterm_removes_the_temporary_file(tfidf_run, tmp_path):
         [
             sys.executable,
             "-m",
-            "infer",
+            "topictone.infer",
             f"model={tfidf_run / 'model'}",
             f"input={src}",
             f"output={out}",

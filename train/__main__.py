@@ -1,4 +1,4 @@
-"""``python -m train [overrides]``: one training run, a sweep with ``-m``, or an Optuna
+"""``python -m topictone.train [overrides]``: one training run, a sweep with ``-m``, or an Optuna
 search with ``hparams_search=<preset>``."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from infer.cli import CONF_DIR, command
-from train.run import run
-from train.search import honest_score
+from topictone.infer.cli import CONF_DIR, command
+from topictone.train.run import run
+from topictone.train.search import honest_score
 
 
 @command(CONF_DIR, "train")

@@ -6,9 +6,9 @@ from typing import Any
 
 import datasets
 
-from infer.schema import LabelSchema
-from train.data import targets
-from train.evaluation import bucket_metrics
+from topictone.infer.schema import LabelSchema
+from topictone.train.data.labelled import targets
+from topictone.train.metrics.compute import bucket_metrics
 
 
 def base_models(model_cfg: Any) -> list[str]:
@@ -40,7 +40,7 @@ def card_info(
     training_data: dict[str, str],
     evaluated: dict[str, tuple[datasets.Dataset, tuple, tuple, dict[str, float]]],
 ) -> dict[str, Any]:
-    """``infer.card.model_card``'s ``info``; ``evaluated``: per split, (dataset, scores,
+    """``topictone.infer.card.model_card``'s ``info``; ``evaluated``: per split, (dataset, scores,
     truth, thresholds) of the figures to break down by language and length."""
     column = train["lang"] if "lang" in train.column_names else []
     languages = sorted({str(lang) for lang in column if lang})  # weak rows may have none

@@ -1,4 +1,6 @@
-"""``python -m train.evaluate model=<model folder> data=<data config> [split=dev] [out=<dir>]``
+"""Score a saved model on a data set and write its report.
+
+    python -m topictone.train.evaluate model=<folder> data=<data config> [split=dev] [out=<dir>]
 
 Scores any saved model on a configured data set and writes ``report.md`` with figures,
 plus ``metrics.json``. Other ``key=value`` arguments are Hydra overrides of the data
@@ -13,15 +15,18 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-import infer
-from infer.cli import CONF_DIR, user_errors
-from infer.errors import TopictoneError
-from train.data import read_split
-from train.evaluation import format_table
-from train.report import write_report
-from train.run import evaluate_split
+from topictone import infer
+from topictone.infer.cli import CONF_DIR, user_errors
+from topictone.infer.errors import TopictoneError
+from topictone.train.data.labelled import read_split
+from topictone.train.metrics.compute import format_table
+from topictone.train.metrics.splits import evaluate_split
+from topictone.train.report import write_report
 
-USAGE = "usage: python -m train.evaluate model=<dir> data=<config> [split=dev,test] [out=<dir>]"
+USAGE = (
+    "usage: python -m topictone.train.evaluate "
+    "model=<dir> data=<config> [split=dev,test] [out=<dir>]"
+)
 
 
 @user_errors

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from infer.schema import LabelSchema
-from train.decision import calibration_errors
-from train.evaluation import bucket_metrics, compute_metrics, decisions
+from topictone.infer.schema import LabelSchema
+from topictone.train.decisions.fitting import Fitted
+from topictone.train.decisions.thresholds import apply_thresholds
+from topictone.train.metrics.compute import bucket_metrics
+from topictone.train.metrics.splits import Evaluation
 
 Figure = tuple[str, str, str]  # file name, title and caption, both naming the split
 
@@ -249,82 +251,67 @@ def breakdown_rows(
     return lines
 
 
-def what_was_fitted(
-    fitting: Mapping[str, Mapping[str, Any]],
-    split: str,
-    metrics: Mapping[str, Any],
-    thresholds: Mapping[str, float],
-    decision: Mapping[str, Any] | None = None,
-) -> tuple[bool, bool]:
-    """(calibration fitted, thresholds tuned) on ``split``.
-
-    From ``decision`` (the run's ``decision`` config) when given. Otherwise read off the
-    figures: calibration changes the scores, so their ECE differs from before fitting;
-    thresholds count as tuned when they differ between topics, or when nothing else can
-    have been fitted."""
-    if decision is not None:
-        return bool(decision.get("calibrate")), decision.get("thresholds", "fixed") != "fixed"
-    before = fitting.get(f"{split}_before_fitting", {})
-    calibrated = any(
-        not np.isclose(before[k], metrics[k], rtol=0, atol=1e-12)
-        for k in ("topics_ece", "tone_ece")
-        if k in before and k in metrics
-    )
-    tuned = not calibrated or len(set(thresholds.values())) > 1
-    return calibrated, tuned
-
-
 def fitting_note(
-    fitting: Mapping[str, Mapping[str, Any]],
+    fitted: Fitted | None,
     split: str,
     schema: LabelSchema,
     metrics: Mapping[str, Any],
     thresholds: Mapping[str, float],
-    decision: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """What was fitted on ``split`` and on which texts, and the honest figures beside the
-    optimistic ones: nothing at all when nothing was fitted on it."""
-    honest_key, before_key = f"{split}_crossfit", f"{split}_before_fitting"
-    if before_key not in fitting and honest_key not in fitting:
+    """What was fitted, on which texts, as the run did it (``fitted``), and the honest
+    figures beside the optimistic ones. Nothing when nothing was fitted; one sentence when
+    ``split`` took no part (its figures are then honest as they stand)."""
+    if fitted is None or not fitted.fitted:
         return []
-    calibrated, tuned = what_was_fitted(fitting, split, metrics, thresholds, decision)
-    decision = decision or {}
-    parts = []
-    if calibrated:
-        method = decision.get("calibration")
-        parts.append(f"{method} calibration of the scores" if method else "score calibration")
-    if tuned:
-        how = decision.get("thresholds")
-        parts.append(f"per-topic thresholds ({how})" if how else "per-topic thresholds")
-    what = " and ".join(parts)
-    oof = fitting.get(honest_key, {}).get("fitted_with_oof_train_texts")
+    what = what_fitted(fitted, thresholds)
+    oof = fitted.oof_texts
+    if not fitted.on_dev:
+        return [
+            f"**Fitted on {oof} out-of-fold train texts: {what}.** The {split} texts took no "
+            f"part, so the {split} figures above are honest for unseen texts.",
+            "",
+        ]
     on = f"{split} + {oof} out-of-fold train texts" if oof else f"the {split} texts"
-    kept = ", ".join(f"{t} {v:.3f}" for t, v in thresholds.items())
     lines = [
-        f"**Fitted on {on}: {what}**" + ("" if tuned else f" (thresholds kept at {kept})") + ". "
-        f"The {split} figures above are therefore optimistic for unseen texts; honest "
-        "figures from the same texts are below.",
-    ]
-    if honest_key in fitting:
-        lines[0] += (
-            f" Cross-fitted: each {split} text decided with {what} fitted without it, on the "
-            f"other {split} folds" + (f" and the {oof} out-of-fold train texts." if oof else ".")
-        )
-    header = " | ".join(f"{t} F1" for t in schema.topics)
-    lines += [
+        f"**Fitted on {on}: {what}.** The {split} figures above are therefore optimistic "
+        f"for unseen texts; honest figures from the same texts are below. Cross-fitted: each "
+        f"{split} text decided with {what} fitted without it, on the other {split} folds"
+        + (f" and the {oof} out-of-fold train texts." if oof else "."),
         "",
+    ]
+    return lines + estimates_table(fitted, split, schema, metrics)
+
+
+def what_fitted(fitted: Fitted, thresholds: Mapping[str, float]) -> str:
+    """"platt calibration of the scores and per-topic thresholds (f1)", as the run did."""
+    parts = []
+    if fitted.methods is not None:
+        topics, tone = fitted.methods
+        how = topics if topics == tone else f"{topics} (topics) / {tone} (tone)"
+        parts.append(f"{how} calibration of the scores")
+    if fitted.rule != "fixed":
+        parts.append(f"per-topic thresholds ({fitted.rule})")
+    else:
+        kept = ", ".join(f"{t} {v:.3f}" for t, v in thresholds.items())
+        parts.append(f"thresholds kept at {kept}")
+    return " and ".join(parts)
+
+
+def estimates_table(
+    fitted: Fitted, split: str, schema: LabelSchema, metrics: Mapping[str, Any]
+) -> list[str]:
+    """The split's figures as fitted, cross-fitted and before fitting, side by side."""
+    header = " | ".join(f"{t} F1" for t in schema.topics)
+    lines = [
         f"| estimate | {header} | topics macro-F1 | topics ECE | tone ECE |",
         "|---|" + "---|" * (len(schema.topics) + 3),
     ]
-    crossfit = (
-        "thresholds tuned on the other folds (cross-fitted)"
-        if tuned
-        else "calibration fitted on the other folds (cross-fitted)"
-    )
     rows = {
         f"as fitted, on the same {split} texts (optimistic)": metrics,
-        crossfit: fitting.get(honest_key),
-        "before fitting (fixed thresholds, uncalibrated)": fitting.get(before_key),
+        "fitted on the other folds (cross-fitted)": fitted.metrics.get(f"{split}_crossfit"),
+        "before fitting (fixed thresholds, uncalibrated)": fitted.metrics.get(
+            f"{split}_before_fitting"
+        ),
     }
     for label, m in rows.items():
         if m is not None:
@@ -337,21 +324,18 @@ def fitting_note(
 def split_section(
     folder: Path,
     name: str,
-    split: Any,
+    split: Evaluation,
     schema: LabelSchema,
     thresholds: dict[str, float],
-    fitting: Mapping[str, Mapping[str, Any]] | None,
-    fitted_on: str,
-    decision: Mapping[str, Any] | None,
+    fitted: Fitted | None,
 ) -> list[str]:
     """One split's section: its table, the fitting note, breakdowns and figures."""
-    (topic_scores, tone_probs), (topic_true, tone_true) = split.scores, split.truth
-    metrics = compute_metrics(schema, topic_scores, tone_probs, topic_true, tone_true, thresholds)
-    metrics.update(calibration_errors(schema, (topic_scores, tone_probs), topic_true, tone_true))
+    topic_true, topic_scores = split.truth[0], split.scores[0]
+    metrics = split.metrics
     figures = split_figures(folder, name, split, schema, thresholds, metrics)
     lines = split_table(name, schema, metrics, average_precisions(schema, topic_true, topic_scores))
-    if name == fitted_on and fitting:
-        lines += fitting_note(fitting, name, schema, metrics, thresholds, decision)
+    if name == "dev":  # decisions are fitted on dev (and out-of-fold train), never on test
+        lines += fitting_note(fitted, name, schema, metrics, thresholds)
     lines += breakdown_rows(split.dataset, schema, split.scores, split.truth, thresholds, metrics)
     lines.append("")
     for file, figure_title, caption in figures:
@@ -369,7 +353,7 @@ def split_figures(
 ) -> list[tuple]:
     """The split's four figures, drawn into ``folder``: (file, title, caption) each."""
     (topic_scores, tone_probs), (topic_true, tone_true) = split.scores, split.truth
-    topic_pred = decisions(topic_scores, schema, thresholds)
+    topic_pred = apply_thresholds(topic_scores, schema, thresholds)
     tone_pred = tone_probs.argmax(axis=1)
     return [
         figure_per_topic(metrics, schema, name, folder / f"{name}-per-topic.png"),
@@ -428,22 +412,14 @@ def split_table(
 def write_report(
     folder: Path,
     title: str,
-    splits: dict[str, Any],
+    splits: Mapping[str, Evaluation],
     schema: LabelSchema,
     thresholds: dict[str, float],
-    fitting: Mapping[str, Mapping[str, Any]] | None = None,
-    fitted_on: str = "dev",
+    fitted: Fitted | None = None,
     never_predicted: dict[str, list[str]] | None = None,
-    decision: Mapping[str, Any] | None = None,
 ) -> Path:
-    """``splits[name]`` has ``dataset``, ``scores`` (topic, tone) and ``truth`` (topic, tone).
-
-    ``fitting`` holds the metrics of the split that calibration and thresholds were fitted
-    on (``dev_before_fitting``, ``dev_crossfit``), present only when something was fitted;
-    they are shown beside its optimistic figures. Other keys are ignored. ``decision``
-    (the run's ``decision`` config: ``calibrate``, ``calibration``, ``thresholds``) names
-    what was fitted; without it that is read off the figures.
-    """
+    """``report.md`` and its figures from the run's evaluations (their metrics as computed
+    once) and ``fitted``, what fitting the decisions did (None: nothing was fitted)."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
         f"# {title}",
@@ -454,9 +430,7 @@ def write_report(
     for name, labels in (never_predicted or {}).items():
         lines += [f"**Warning: on {name} the model never predicts {', '.join(labels)}.**", ""]
     for name, split in splits.items():
-        lines += split_section(
-            folder, name, split, schema, thresholds, fitting, fitted_on, decision
-        )
+        lines += split_section(folder, name, split, schema, thresholds, fitted)
     path = folder / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

@@ -14,36 +14,38 @@ from __future__ import annotations
 import ast
 import dataclasses
 import enum
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+from topictone.infer.kinds import declared_kinds
 
 
-class Calibration(str, enum.Enum):
+class CalibrationMethod(str, enum.Enum):
     platt = "platt"
     temperature = "temperature"
-    auto = "auto"
+    auto = "auto"  # per head, the method with the better cross-fitted macro-F1
 
 
-class Thresholds(str, enum.Enum):
+class ThresholdMethod(str, enum.Enum):
     fixed = "fixed"
     f1 = "f1"
     precision = "precision"
-    auto = "auto"
 
 
 @dataclass
 class DecisionConfig:
+    """How decisions are fitted after training (``conf/train.yaml``, ``decision:``)."""
+
     calibrate: bool = False
-    calibration: Calibration = Calibration.platt
+    calibration: CalibrationMethod = CalibrationMethod.platt
     oof_folds: int = 0
-    holdout: float = 0.0
     use_dev: bool = True
-    thresholds: Thresholds = Thresholds.fixed
-    shrink: float = 0.0
+    thresholds: ThresholdMethod = ThresholdMethod.fixed
     fixed: float = 0.5
     target_precision: float = 0.8
     crossfit_folds: int = 5
@@ -72,7 +74,6 @@ class DataConfig:
     format: Optional[str] = None  # noqa: UP045 (OmegaConf reads typing.Optional)
     fields: FieldsConfig = field(default_factory=FieldsConfig)
     keep: list[str] = field(default_factory=list)
-    unit_balance: float = 0.0  # train rows weighted by their unit's share ** -unit_balance
     missing_hint: Optional[str] = None  # noqa: UP045
     license: Optional[str] = None  # noqa: UP045
     license_name: Optional[str] = None  # noqa: UP045
@@ -89,6 +90,7 @@ class TrainConfig:
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: Any = None  # typed by the model group's own schema
+    model_kind: str = "${topictone.kind:${model._target_}}"  # derived: the fitter's kind
     weak: Any = None
     distill: Any = None
     tracking: Any = None
@@ -130,16 +132,17 @@ def _omegaconf_type(annotation: ast.expr | None) -> Any:
     return Any
 
 
-def fitter_schema(module: str, name: str, kind: str) -> type:
-    """A dataclass with ``_target_``, ``kind`` and the fitter's ``__init__`` parameters,
+def fitter_schema(module: str, name: str) -> type:
+    """A dataclass with ``_target_`` and the fitter's ``__init__`` parameters,
     read from the fitter's source rather than imported: composing a config never imports
     torch or transformers."""
-    source = (Path(__file__).parent / f"{module.rsplit('.', 1)[1]}.py").read_text()
+    spec = importlib.util.find_spec(module)  # imports the package, not the module
+    assert spec is not None and spec.origin is not None, module
+    source = Path(spec.origin).read_text(encoding="utf-8")
     [cls] = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == name]
     [init] = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
     fields: list[tuple[str, Any, Any]] = [
         ("_target_", str, field(default=f"{module}.{name}")),
-        ("kind", str, field(default=kind)),
         ("_recursive_", bool, field(default=True)),  # an ensemble builds its members itself
     ]
     args = init.args.args[1:]  # without self
@@ -161,17 +164,28 @@ def fitter_schema(module: str, name: str, kind: str) -> type:
     return dataclasses.make_dataclass(f"{name}Schema", fields)
 
 
-FITTERS = {
-    "tfidf": ("train.tfidf", "TfidfFitter"),
-    "encoder": ("train.encoder", "EncoderFitter"),
-    "transformer": ("train.transformer", "TransformerFitter"),
-    "ensemble": ("train.ensemble", "EnsembleFitter"),
-}
+FITTERS_DIR = Path(__file__).parent / "fitters"
+
+
+def fitters() -> dict[str, tuple[str, str]]:
+    """``{kind: (module, class)}``, read from each fitter's ``kind = ...`` (infer/kinds.py)."""
+    found = declared_kinds(FITTERS_DIR, "topictone.train.fitters")
+    return {kind: tuple(where.split(":")) for kind, where in found.items()}  # type: ignore[misc]
+
+
+def kind_of(target: str) -> str:
+    """The model kind a fitter's ``_target_`` trains (the ``model_kind`` of a config)."""
+    for kind, (module, name) in fitters().items():
+        if target == f"{module}.{name}":
+            return kind
+    known = ", ".join(fitters())
+    raise ValueError(f"model._target_={target}: not a topictone fitter (known: {known})")
 
 
 def register() -> None:
     """Store the schemas in Hydra's ConfigStore (idempotent)."""
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
-    for kind, (module, name) in FITTERS.items():
-        store.store(group="schema/model", name=kind, node=fitter_schema(module, name, kind))
+    OmegaConf.register_new_resolver("topictone.kind", kind_of, replace=True)
+    for kind, (module, name) in fitters().items():
+        store.store(group="schema/model", name=kind, node=fitter_schema(module, name))

@@ -1,4 +1,4 @@
-"""Hyper-parameter search with Optuna: ``python -m train hparams_search=tfidf_optuna``.
+"""Hyper-parameter search with Optuna: ``python -m topictone.train hparams_search=tfidf_optuna``.
 
 Each trial is a full training run (its own folder under the search folder, tracked like
 any run), scored by the honest figure: dev topic macro-F1 with decisions cross-fitted
@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from infer.errors import TopictoneError
+from topictone.infer.errors import TopictoneError
 
 KINDS = ("float", "int", "categorical")
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from infer.errors import TopictoneError
+from topictone.infer.errors import TopictoneError
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from infer.errors import TopictoneError
+from topictone.infer.errors import TopictoneError
+from topictone.infer.kinds import declared_kinds
 
 if TYPE_CHECKING:
-    from infer.predictors.base import Predictor
+    from topictone.infer.predictors.base import Predictor
 
-REGISTRY: dict[str, str] = {
-    "tfidf": "infer.predictors.tfidf:TfidfPredictor",
-    "transformer": "infer.predictors.transformer:TransformerPredictor",
-    "ensemble": "infer.predictors.ensemble:EnsemblePredictor",
-    "encoder": "infer.predictors.encoder:EncoderPredictor",
-}
+# kind -> "module:Class", read from each predictor's ``kind = ...`` (infer/kinds.py)
+REGISTRY: dict[str, str] = declared_kinds(Path(__file__).parent, __name__)
 
 
 def predictor_class(kind: str) -> type[Predictor]:

@@ -3,7 +3,7 @@
 Like a Hugging Face pipeline, ``predict`` is ``preprocess`` → ``_forward`` →
 ``postprocess``; the label schema, calibration and thresholds travel with the predictor
 and its saved folder, so a loaded model decides exactly as it did when it was evaluated.
-``_forward`` returns raw scores; the kind-agnostic ``Calibration`` (``infer.decision``)
+``_forward`` returns raw scores; the kind-agnostic ``Calibration`` (``topictone.infer.decision``)
 and the thresholds turn them into decisions the same way for every kind.
 """
 
@@ -18,12 +18,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from infer.artifact import Manifest
-from infer.decision import Calibration, softmax
-from infer.errors import TextError, TopictoneError
-from infer.limits import TextLimits
-from infer.schema import LabelSchema, Prediction
-from infer.text import EMPTY_TEXT, normalize, unicode_problem
+from topictone.infer.artifact import Manifest
+from topictone.infer.decision import Calibration, softmax
+from topictone.infer.errors import TextError, TopictoneError
+from topictone.infer.limits import TextLimits
+from topictone.infer.schema import LabelSchema, Prediction
+from topictone.infer.text import EMPTY_TEXT, normalize, unicode_problem
 
 Scores = tuple[np.ndarray, np.ndarray]
 """Topic probabilities (n × topics) and tone distributions (n × tones)."""
@@ -145,7 +145,8 @@ class Predictor(ABC):
         return self.calibration.apply(self.raw_scores_clean(clean))
 
     def raw_scores_clean(self, clean: list[str]) -> Scores:
-        """Scores before calibration: what ``train.decision`` fits the calibration on."""
+        """Scores before calibration: what ``topictone.train.decisions.fitting`` fits the
+        calibration on."""
         if not clean:
             return np.zeros((0, len(self.schema.topics))), np.zeros((0, len(self.schema.tones)))
         return self._forward(clean)

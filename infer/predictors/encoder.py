@@ -24,19 +24,19 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel
 
-from infer.artifact import Manifest, check_stored_schema
-from infer.decision import Calibration
-from infer.embedding_cache import EmbeddingCache, text_key
-from infer.errors import TopictoneError
-from infer.paths import inside
-from infer.predictors.base import (
+from topictone.infer.artifact import Manifest, check_stored_schema
+from topictone.infer.decision import Calibration
+from topictone.infer.errors import TopictoneError
+from topictone.infer.paths import inside
+from topictone.infer.predictors.base import (
     Predictor,
     Scores,
     checked_sizes,
     readable_prefix,
     scores_from_logits,
 )
-from infer.predictors.hf_files import (
+from topictone.infer.predictors.embedding_cache import EmbeddingCache, text_key
+from topictone.infer.predictors.hf_files import (
     check_config_file,
     check_vocabulary,
     first_line,
@@ -44,11 +44,11 @@ from infer.predictors.hf_files import (
     read_json,
     tokenizer_errors,
 )
-from infer.predictors.network import without_pooler
-from infer.predictors.precision import effective_dtype
-from infer.predictors.tensors import check_network, read_header
-from infer.predictors.transformer import SAFE_LOAD, stored_schema
-from infer.schema import LabelSchema
+from topictone.infer.predictors.network import without_pooler
+from topictone.infer.predictors.precision import effective_dtype
+from topictone.infer.predictors.tensors import check_network, read_header
+from topictone.infer.predictors.transformer import SAFE_LOAD, stored_schema
+from topictone.infer.schema import LabelSchema
 
 ENCODER = "encoder"  # the encoder's own Hugging Face folder, inside the model folder
 HEADS = "heads.safetensors"

@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from infer.artifact import Manifest, save_model
-from infer.decision import Calibration
-from infer.errors import TopictoneError
-from infer.paths import inside
-from infer.predictors.base import Predictor, Scores
-from infer.schema import LabelSchema, Prediction
+from topictone.infer.artifact import Manifest, save_model
+from topictone.infer.decision import Calibration
+from topictone.infer.errors import TopictoneError
+from topictone.infer.paths import inside
+from topictone.infer.predictors.base import Predictor, Scores
+from topictone.infer.schema import LabelSchema, Prediction
 
 MEMBERS = "members"
 
@@ -108,7 +108,9 @@ class EnsemblePredictor(Predictor):
     @classmethod
     def load(cls, folder: Path, manifest: Manifest, **options: Any) -> EnsemblePredictor:
         """Members load with the same options (a TF-IDF member ignores a transformer's)."""
-        from infer import load  # the package's loader: members are model folders themselves
+        from topictone.infer import (
+            load,  # the package's loader: members are model folders themselves
+        )
 
         members = manifest.settings.get("members")
         if not isinstance(members, dict) or not members:

@@ -25,8 +25,8 @@ import numpy as np
 from scipy.special import expit, softmax
 from sklearn.linear_model import LogisticRegression
 
-from infer.predictors.ngrams import HashedNgrams, hashed
-from infer.text import lead
+from topictone.infer.predictors.ngrams import HashedNgrams, hashed
+from topictone.infer.text import lead
 
 
 @dataclass

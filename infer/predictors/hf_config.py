@@ -3,7 +3,7 @@
 for topics, ``tone_id2label`` for tones), the problem types, the windowing and pooling,
 and the encoder's own config nested under ``encoder``.
 
-Importing this module registers the type with ``AutoConfig`` (``infer.predictors.network``
+Importing this module registers the type with ``AutoConfig`` (``topictone.infer.predictors.network``
 registers the torch model with ``AutoModel``): ``from_pretrained`` works on a folder
 without ``trust_remote_code``. No torch here: a folder with an ONNX graph reads it too.
 """
@@ -17,7 +17,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from infer.schema import LabelSchema
+from topictone.infer.schema import LabelSchema
 
 MODEL_TYPE = "topictone"
 PREFIX = "network."  # weight names: TopicTonePreTrainedModel.network.<TopicToneModel keys>

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from infer.artifact import nests_deeper
-from infer.errors import TopictoneError
+from topictone.infer.artifact import nests_deeper
+from topictone.infer.errors import TopictoneError
 
 TOKENIZER = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"

@@ -1,7 +1,7 @@
 """The transformer's network in torch: one encoder, a topic head and a tone head.
 
-Training fits it; the torch runtime of :class:`infer.predictors.transformer.
-TransformerPredictor` runs it; ``python -m infer.export`` turns its per-window part
+Training fits it; the torch runtime of :class:`topictone.infer.predictors.transformer.
+TransformerPredictor` runs it; ``python -m topictone.infer.export`` turns its per-window part
 into an ONNX graph that predicts without torch.
 """
 
@@ -18,16 +18,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, PreTrainedModel
 
-from infer.artifact import Manifest
-from infer.errors import TopictoneError
-from infer.predictors.hf_config import (
+from topictone.infer.artifact import Manifest
+from topictone.infer.errors import TopictoneError
+from topictone.infer.predictors.hf_config import (
     PREFIX,
     TopicToneConfig,
     encoder_config,
     topictone_config,
 )
-from infer.predictors.tensors import check_network, read_header
-from infer.predictors.windows import DTYPES, POOLING, pad_windows
+from topictone.infer.predictors.tensors import check_network, read_header
+from topictone.infer.predictors.windows import DTYPES, POOLING, pad_windows
 
 
 class TopicToneModel(nn.Module):
@@ -192,7 +192,7 @@ def save_network(
 ) -> list[str]:
     """A Hugging Face folder: ``config.json`` (a ``TopicToneConfig``) and the weights under
     ``TopicTonePreTrainedModel``'s names (label order also in their metadata)."""
-    from infer.predictors.transformer import WEIGHTS
+    from topictone.infer.predictors.transformer import WEIGHTS
 
     topictone_config(model.encoder.config, schema, settings).save_pretrained(folder)
     state = {PREFIX + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -210,7 +210,7 @@ def load_network(
     dtype: str = "float32",
 ) -> TorchRunner:
     """The network of a checked model folder, built from its config (no code runs)."""
-    from infer.predictors.transformer import WEIGHTS
+    from topictone.infer.predictors.transformer import WEIGHTS
 
     if device is not None:
         try:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from infer.errors import TopictoneError
-from infer.schema import LabelSchema
+from topictone.infer.errors import TopictoneError
+from topictone.infer.schema import LabelSchema
 
 INPUTS = ("input_ids", "attention_mask")
 OUTPUTS = ("topic_logits", "tone_logits")

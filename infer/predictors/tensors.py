@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from infer.errors import TopictoneError
+from topictone.infer.errors import TopictoneError
 
 MAX_HEADER_BYTES = 16 << 20  # a few thousand tensors take well under 1 MiB
 DTYPE_BYTES = {

@@ -14,14 +14,14 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from infer.artifact import MANIFEST, Manifest, check_stored_schema
-from infer.decision import Calibration
-from infer.errors import TopictoneError
-from infer.predictors.base import Predictor, Scores, checked_sizes
-from infer.predictors.folded import FoldedScorer, folded_scorer
-from infer.predictors.ngrams import fast_transform
-from infer.schema import LabelSchema, Prediction
-from infer.text import lead
+from topictone.infer.artifact import MANIFEST, Manifest, check_stored_schema
+from topictone.infer.decision import Calibration
+from topictone.infer.errors import TopictoneError
+from topictone.infer.predictors.base import Predictor, Scores, checked_sizes
+from topictone.infer.predictors.folded import FoldedScorer, folded_scorer
+from topictone.infer.predictors.ngrams import fast_transform
+from topictone.infer.schema import LabelSchema, Prediction
+from topictone.infer.text import lead
 
 WEIGHTS = "model.skops"
 VOCABULARY = "vocabulary.json"
@@ -97,7 +97,7 @@ class TfidfPredictor(Predictor):
 
     def features(self, texts: list[str]) -> Any:
         """The vectorisers' matrix for ``texts``, by the exact vectorised path where there
-        is one (:mod:`infer.predictors.ngrams`)."""
+        is one (:mod:`topictone.infer.predictors.ngrams`)."""
         if self._transform is None:
             self._transform = fast_transform(self.vectorizer)
         matrix = self._transform(texts)

@@ -1,9 +1,10 @@
 """The fine-tuned multilingual transformer at inference, on torch or on ONNX Runtime.
 
-Long texts are cut into overlapping token windows (:mod:`infer.predictors.windows`);
+Long texts are cut into overlapping token windows (:mod:`topictone.infer.predictors.windows`);
 a runtime turns windows into per-window logits — the torch network
-(:mod:`infer.predictors.network`) or an ONNX graph written by ``python -m infer.export``
-(:mod:`infer.predictors.onnx_runner`) — and the windows pool into one row per text.
+(:mod:`topictone.infer.predictors.network`) or an ONNX graph written by
+``python -m topictone.infer.export`` (:mod:`topictone.infer.predictors.onnx_runner`) —
+and the windows pool into one row per text.
 This module imports neither torch nor onnxruntime: a folder with a graph predicts
 where torch is not installed.
 """
@@ -20,21 +21,21 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from transformers import AutoConfig
 
-from infer.artifact import Manifest, check_stored_schema
-from infer.decision import Calibration
-from infer.errors import TopictoneError
-from infer.paths import inside
-from infer.predictors.base import (
+from topictone.infer.artifact import Manifest, check_stored_schema
+from topictone.infer.decision import Calibration
+from topictone.infer.errors import TopictoneError
+from topictone.infer.paths import inside
+from topictone.infer.predictors.base import (
     Predictor,
     Scores,
     checked_sizes,
     readable_prefix,
     scores_from_logits,
 )
-from infer.predictors.hf_config import config_labels, encoder_config  # registers the type
-from infer.predictors.hf_files import check_config_file, check_vocabulary, load_tokenizer
-from infer.predictors.tensors import stored_metadata
-from infer.predictors.windows import (
+from topictone.infer.predictors.hf_config import config_labels, encoder_config  # registers the type
+from topictone.infer.predictors.hf_files import check_config_file, check_vocabulary, load_tokenizer
+from topictone.infer.predictors.tensors import stored_metadata
+from topictone.infer.predictors.windows import (
     DTYPES,
     POOLING,
     backbone_limit,
@@ -42,7 +43,7 @@ from infer.predictors.windows import (
     pad_windows,
     pool_windows,
 )
-from infer.schema import LabelSchema, Prediction
+from topictone.infer.schema import LabelSchema, Prediction
 
 WEIGHTS = "model.safetensors"
 SAFE_LOAD = {"trust_remote_code": False, "local_files_only": True}  # a model folder runs no code
@@ -221,7 +222,7 @@ class TransformerPredictor(Predictor):
         }
 
     def save_weights(self, folder: Path) -> list[str]:
-        from infer.predictors.network import save_network
+        from topictone.infer.predictors.network import save_network
 
         names = save_network(self.model, self.schema, self.settings(), folder)
         before = set(os.listdir(folder))
@@ -332,7 +333,7 @@ def make_runner(
 ) -> WindowRunner:
     """The runtime asked for; ``auto`` runs an exported graph where onnxruntime is there.
     On torch, a saved bfloat16 (not one ``dtype_asked`` as an option) becomes float32
-    where this machine has no native bfloat16 (:mod:`infer.predictors.precision`)."""
+    where this machine has no native bfloat16 (:mod:`topictone.infer.predictors.precision`)."""
     if runtime not in RUNTIMES:
         raise TopictoneError(f"option runtime must be one of {RUNTIMES}, got {runtime!r}")
     if graph not in GRAPHS:
@@ -345,12 +346,14 @@ def make_runner(
         if runtime == "torch" and find_spec("torch") is None:
             raise TopictoneError(
                 f"{folder}: predicting needs torch (topictone[transformer]) or an ONNX graph "
-                "(python -m infer.export model=<folder>) and onnxruntime (topictone[onnx])"
+                "(python -m topictone.infer.export model=<folder>) "
+                "and onnxruntime (topictone[onnx])"
             )
     if runtime == "onnx":
         if not graphs:
             raise TopictoneError(
-                f"{folder}: has no ONNX graph; write one with python -m infer.export model={folder}"
+                f"{folder}: has no ONNX graph; "
+                f"write one with python -m topictone.infer.export model={folder}"
             )
         if not has_ort:
             raise TopictoneError("runtime=onnx needs onnxruntime: install topictone[onnx]")
@@ -363,15 +366,15 @@ def make_runner(
         if precision not in graphs:
             raise TopictoneError(
                 f"{folder}: has no {precision} graph (has: {', '.join(sorted(graphs))}); "
-                f"write one with python -m infer.export model={folder}"
+                f"write one with python -m topictone.infer.export model={folder}"
                 + (" quantize=int8" if precision == "int8" else "")
             )
-        from infer.predictors.onnx_runner import OnnxRunner
+        from topictone.infer.predictors.onnx_runner import OnnxRunner
 
         return OnnxRunner(folder / graphs[precision], manifest.schema, precision, threads)
     try:
-        from infer.predictors.network import load_network
-        from infer.predictors.precision import effective_dtype
+        from topictone.infer.predictors.network import load_network
+        from topictone.infer.predictors.precision import effective_dtype
     except ImportError as err:
         raise TopictoneError(
             f"runtime=torch needs a missing package ({err.name}); install topictone[transformer]"
@@ -383,5 +386,5 @@ def make_runner(
 
 def stored_schema(path: Path) -> Any:
     """The label schema saved in a safetensors file's metadata (None if absent), read
-    from its checked header (:mod:`infer.predictors.tensors`)."""
+    from its checked header (:mod:`topictone.infer.predictors.tensors`)."""
     return stored_metadata(path, "schema")

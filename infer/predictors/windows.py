@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from infer.predictors.hf_files import tokenizer_errors
+from topictone.infer.predictors.hf_files import tokenizer_errors
 
 DTYPES = ("float32", "bfloat16")  # what the torch runtime computes in
 POOLING = ("max", "mean", "first")  # how a text's windows combine, per head

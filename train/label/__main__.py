@@ -1,8 +1,8 @@
-"""``python -m train.label <subcommand> key=value ...``: the labelling loop's commands.
+"""``python -m topictone.train.label <subcommand> key=value ...``: the labelling loop's commands.
 
 The first word picks the subcommand; the rest goes to that subcommand's Hydra entry
 point (``conf/label/<subcommand>.yaml``), so every key=value override, ``--help`` and
-``--cfg job`` work there as in ``python -m train``.
+``--cfg job`` work there as in ``python -m topictone.train``.
 """
 
 from __future__ import annotations
@@ -13,32 +13,42 @@ import sys
 # name -> (module, what it does, an example)
 SUBCOMMANDS = {
     "select": (
-        "train.label.selection",
+        "topictone.train.label.selection",
         "choose unlabelled texts to label next; write Label Studio tasks and config",
         "select model=runs/x/model pool=news/ n=100 strategy=diverse output=tasks.json",
     ),
     "import": (
-        "train.label.ingest",
+        "topictone.train.label.ingest",
         "turn a Label Studio JSON export into training rows (JSONL)",
         "import input=export.json output=data/labelled.jsonl append=true",
     ),
     "audit": (
-        "train.label.audit",
+        "topictone.train.label.audit",
         "rank training rows whose labels disagree with out-of-fold predictions",
         "audit model=runs/x data=data/train.jsonl top=0.05 output=review.json",
+    ),
+    "push": (
+        "topictone.train.label.push",
+        "send select's tasks to a running Label Studio project (token: $LABEL_STUDIO_API_KEY)",
+        'push url=http://localhost:8080 project="News batch 1" tasks=tasks.json',
+    ),
+    "pull": (
+        "topictone.train.label.pull",
+        "a Label Studio project's annotations into training rows, as import does",
+        'pull url=http://localhost:8080 project="News batch 1" output=data/labelled.jsonl',
     ),
 }
 
 
 def usage() -> str:
     lines = [
-        "usage: python -m train.label <subcommand> [key=value ...]",
-        "       python -m train.label <subcommand> --help   (its settings)",
+        "usage: python -m topictone.train.label <subcommand> [key=value ...]",
+        "       python -m topictone.train.label <subcommand> --help   (its settings)",
         "",
         "subcommands:",
     ]
     for name, (_, what, example) in SUBCOMMANDS.items():
-        lines += [f"  {name:7} {what}", f"          python -m train.label {example}"]
+        lines += [f"  {name:7} {what}", f"          python -m topictone.train.label {example}"]
     lines += ["", "The loop, step by step: docs/labelling.md"]
     return "\n".join(lines)
 

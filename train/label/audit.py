@@ -1,8 +1,8 @@
-"""``python -m train.label audit``: training rows whose labels look wrong, worst first.
+"""``python -m topictone.train.label audit``: training rows whose labels look wrong, worst first.
 
 Each row is scored by a model that never saw it: the file is split into ``folds``, and a
-TF-IDF model (:class:`train.tfidf.TfidfFitter`, with the run's settings where the run is a
-TF-IDF one) fitted on the other folds gives its probabilities. cleanlab rates each given
+TF-IDF model (:class:`topictone.train.fitters.tfidf.TfidfFitter`, with the run's settings where the
+run is a TF-IDF one) fitted on the other folds gives its probabilities. cleanlab rates each given
 label against them: every topic's self-confidence
 (``cleanlab.multilabel_classification.rank.get_label_quality_scores_per_class``) and the
 tone's (``cleanlab.rank.get_label_quality_scores``). One ranking combines them as the odds
@@ -30,17 +30,17 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from sklearn.model_selection import StratifiedKFold
 
-from infer.artifact import MANIFEST, read_manifest
-from infer.cli import CONF_DIR, command
-from infer.errors import InputError, TopictoneError
-from infer.io import check_output, read_rows
-from infer.schema import LabelSchema
-from train.data import read_labelled, targets
-from train.label import studio
-from train.label.texts import label_preset
-from train.tfidf import TfidfFitter
+from topictone.infer.artifact import MANIFEST, read_manifest
+from topictone.infer.cli import CONF_DIR, command
+from topictone.infer.errors import InputError, TopictoneError
+from topictone.infer.io.formats import check_output, read_rows
+from topictone.infer.schema import LabelSchema
+from topictone.train.data.labelled import read_labelled, targets
+from topictone.train.fitters.tfidf import TfidfFitter
+from topictone.train.label import studio
+from topictone.train.label.texts import label_preset
 
-RUN_CONFIG = "config.yaml"  # what `python -m train` writes into a run folder
+RUN_CONFIG = "config.yaml"  # what `python -m topictone.train` writes into a run folder
 
 
 def audit_settings(model: str | None) -> tuple[dict[str, Any], LabelSchema | None, str]:
@@ -61,8 +61,8 @@ def audit_settings(model: str | None) -> tuple[dict[str, Any], LabelSchema | Non
     config = OmegaConf.to_container(OmegaConf.load(run / RUN_CONFIG), resolve=True)
     schema = schema or LabelSchema.from_dict(config["labels"])
     settings = config.get("model") or {}
-    if settings.get("kind") != "tfidf":
-        kind = settings.get("kind")
+    kind = config.get("model_kind")
+    if kind != "tfidf":
         return {}, schema, f"default TF-IDF settings (the run's model is {kind}, not tfidf)"
     # Only TfidfFitter's own parameters (the config also holds Hydra's _target_ and such).
     known = inspect.signature(TfidfFitter).parameters

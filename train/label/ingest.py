@@ -1,8 +1,9 @@
-"""``python -m train.label import``: a finished Label Studio project back into training rows.
+"""``python -m topictone.train.label import``: a finished Label Studio project back into training
+rows.
 
 Reads Label Studio's JSON export (Export → JSON: a list of tasks, each with its
-``annotations``) and writes JSONL rows that ``train.data.read_labelled`` loads: ``id``
-(the task's ``topictone_id``, else ``labelstudio-<task id>``), ``text``, ``topics``,
+``annotations``) and writes JSONL rows that ``topictone.train.data.labelled.read_labelled`` loads:
+``id`` (the task's ``topictone_id``, else ``labelstudio-<task id>``), ``text``, ``topics``,
 ``tone`` and the carried fields (``lang``, ``unit``). Cancelled (skipped) annotations
 are ignored. Every problem is one line naming the task, and nothing is written unless
 every task is valid: an unknown label, a missing tone, two annotations that disagree, a
@@ -23,15 +24,15 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from infer.cli import CONF_DIR, command
-from infer.errors import InputError, TopictoneError
-from infer.io import check_output, output_folder
-from infer.paths import follow_umask
-from infer.schema import LabelSchema
-from infer.text import text_problem
-from train.data import read_labelled
-from train.label.studio import ID_KEY, TEXT, TONE, TOPICS
-from train.label.texts import KnownTexts, as_list, label_preset
+from topictone.infer.cli import CONF_DIR, command
+from topictone.infer.errors import InputError, TopictoneError
+from topictone.infer.io.formats import check_output, output_folder
+from topictone.infer.paths import follow_umask
+from topictone.infer.schema import LabelSchema
+from topictone.infer.text import text_problem
+from topictone.train.data.labelled import read_labelled
+from topictone.train.label.studio import ID_KEY, TEXT, TONE, TOPICS
+from topictone.train.label.texts import KnownTexts, as_list, label_preset
 
 # The training format's fields, as conf/data/demo.yaml names them.
 DATA_CFG: dict[str, Any] = {

@@ -1,10 +1,11 @@
 """Does the audit find label errors? Plant some in gold train and count what it finds.
 
-    python -m train.label.measure_audit [--share 0.05] [--seed 0] [--folds 5] [--preset gold_tfidf]
+    python -m topictone.train.label.measure_audit [--share 0.05] [--seed 0] [--folds 5] [--preset
+    gold_tfidf]
 
 Changes the labels of ``share`` of gold train's rows at random (seeded; each chosen row
 gets one topic flipped or its tone changed to another, with even odds), runs the audit
-(:class:`train.label.audit.LabelAuditor`, the preset's TF-IDF settings, ``folds``
+(:class:`topictone.train.label.audit.LabelAuditor`, the preset's TF-IDF settings, ``folds``
 out-of-fold models) and prints the precision and recall of its top ``share`` at finding
 the changed rows, per kind of change, and those of the rows cleanlab flags. Reads
 ``../shared/data/gold/train.jsonl`` only (never dev, never heldout) and writes nothing.
@@ -25,13 +26,13 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import train  # noqa: F401  (the typed schemas conf/train.yaml starts from)
-from infer.cli import CONF_DIR
-from infer.errors import InputError
-from infer.schema import LabelSchema
-from train.data import read_labelled, targets
-from train.label.audit import LabelAuditor
-from train.tfidf import TfidfFitter
+from topictone import train  # noqa: F401  (the typed schemas conf/train.yaml starts from)
+from topictone.infer.cli import CONF_DIR
+from topictone.infer.errors import InputError
+from topictone.infer.schema import LabelSchema
+from topictone.train.data.labelled import read_labelled, targets
+from topictone.train.fitters.tfidf import TfidfFitter
+from topictone.train.label.audit import LabelAuditor
 
 
 @dataclass

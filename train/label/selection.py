@@ -1,4 +1,4 @@
-"""``python -m train.label select``: which unlabelled texts to label next.
+"""``python -m topictone.train.label select``: which unlabelled texts to label next.
 
 A model scores the pool; the texts it is least sure of teach it most per label. Three
 strategies, each a small object with ``pick(texts, scores, n)``:
@@ -25,14 +25,14 @@ from scipy.stats import rankdata
 from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
 
-import infer
-from infer.cli import CONF_DIR, command
-from infer.errors import TopictoneError
-from infer.io import check_output
-from infer.predictors.base import Predictor
-from infer.text import normalize
-from train.label import studio
-from train.label.texts import KnownTexts, Pool, PoolReader, as_list
+from topictone import infer
+from topictone.infer.cli import CONF_DIR, command
+from topictone.infer.errors import TopictoneError
+from topictone.infer.io.formats import check_output
+from topictone.infer.predictors.base import Predictor
+from topictone.infer.text import normalize
+from topictone.train.label import studio
+from topictone.train.label.texts import KnownTexts, Pool, PoolReader, as_list
 
 STRATEGIES = ("uncertainty", "diverse", "random")
 

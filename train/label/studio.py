@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from infer.artifact import MANIFEST, sha256
-from infer.errors import TopictoneError
-from infer.io import check_output, output_folder
-from infer.paths import follow_umask
-from infer.schema import LabelSchema
+from topictone.infer.artifact import MANIFEST, sha256
+from topictone.infer.errors import TopictoneError
+from topictone.infer.io.formats import check_output, output_folder
+from topictone.infer.paths import follow_umask
+from topictone.infer.schema import LabelSchema
 
 TEXT = "text"  # the <Text> object, and the data key it shows
 TOPICS = "topics"  # the multiple-choice control

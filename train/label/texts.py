@@ -1,7 +1,7 @@
 """Texts in and out of the labelling loop: the unlabelled pool, the labelled splits that
 must not be labelled again, and the key that says two texts are the same.
 
-Two texts are the same when they normalise (:func:`infer.text.normalize`) and casefold to
+Two texts are the same when they normalise (:func:`topictone.infer.text.normalize`) and casefold to
 the same string: a headline scraped twice with other spacing or capitals is one text, so
 it is neither labelled twice nor labelled again after it reached train or dev.
 """
@@ -17,11 +17,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from infer.errors import InputError, TopictoneError
-from infer.io import MAX_LINE_BYTES, input_files, read_rows, require_text
-from infer.limits import TextLimits
-from infer.resources import conf_dir
-from infer.text import normalize, text_problem
+from topictone.infer.errors import InputError, TopictoneError
+from topictone.infer.io.formats import MAX_LINE_BYTES, input_files, read_rows, require_text
+from topictone.infer.limits import TextLimits
+from topictone.infer.resources import conf_dir
+from topictone.infer.text import normalize, text_problem
 
 
 def text_key(text: str) -> str:

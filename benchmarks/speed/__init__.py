@@ -1,0 +1,1 @@
+"""Speed: throughput and training time, each figure printed with the machine's CPU line."""

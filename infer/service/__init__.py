@@ -1,0 +1,1 @@
+"""The HTTP service: ``python -m topictone.infer.service model=<dir>`` (``topictone-serve``)."""

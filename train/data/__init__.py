@@ -1,0 +1,1 @@
+"""Labelled data (read and validated row by row), weak supervision and distillation."""

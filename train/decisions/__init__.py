@@ -1,0 +1,2 @@
+"""Decisions from scores: calibration and per-topic thresholds, fitted on out-of-fold or dev
+scores."""

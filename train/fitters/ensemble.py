@@ -1,0 +1,71 @@
+"""Fitting an ensemble: train each member (or load one already trained), then combine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import datasets
+from hydra.utils import instantiate
+
+from topictone import infer
+from topictone.infer.artifact import read_manifest
+from topictone.infer.errors import TopictoneError
+from topictone.infer.predictors.ensemble import EnsemblePredictor
+from topictone.infer.schema import LabelSchema
+from topictone.train.fitters.base import Fitter
+
+
+class EnsembleFitter(Fitter):
+    """Members are model configs (each with ``_target_`` and ``kind``, as in ``conf/model/``)
+    or paths of trained model folders, which are loaded instead of retrained. Calibration
+    and thresholds are fitted afterwards on the ensemble, like any model's."""
+
+    kind = "ensemble"
+
+    def __init__(
+        self, members: Mapping[str, Any], weights: Mapping[str, float] | None = None
+    ) -> None:
+        self.members = members
+        self.weights = weights
+
+    @property
+    def refits(self) -> bool:
+        """Whether fitting again trains every member (no member is a loaded folder)."""
+        return all(isinstance(spec, Mapping) for spec in self.members.values())
+
+    def fit(
+        self,
+        train: datasets.Dataset,
+        schema: LabelSchema,
+        dev: datasets.Dataset | None = None,
+        workdir: str | Path | None = None,
+        **_: Any,
+    ) -> EnsembleFitter:
+        workdir = Path(workdir or "checkpoints")
+        predictors = {}
+        self.fitters_ = {}
+        for name, spec in self.members.items():
+            if isinstance(spec, (str, Path)):
+                # The ensemble saves its members again: a transformer's torch weights, even
+                # where an exported ONNX graph would be the faster runtime.
+                kind = read_manifest(spec, verify=False).kind
+                options = {"runtime": "torch"} if kind == "transformer" else {}
+                predictors[name] = infer.load(spec, **options)
+                if kind in ("encoder", "ensemble"):  # torch only where an encoder may be
+                    from topictone.train.fitters.encoder import cache_loaded_embeddings
+
+                    cache_loaded_embeddings(predictors[name], spec)
+                continue
+            if not isinstance(spec, Mapping) or "_target_" not in spec:
+                raise TopictoneError(
+                    f"model.members.{name}: give a model config (with _target_) or the path "
+                    "of a trained model folder"
+                )
+            fitter = instantiate(spec)
+            fitter.fit(train, schema, dev=dev, workdir=workdir / name)
+            self.fitters_[name] = fitter
+            predictors[name] = fitter.predictor_
+        self.predictor_ = EnsemblePredictor(schema, predictors, self.weights)
+        return self

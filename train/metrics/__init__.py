@@ -1,0 +1,1 @@
+"""Scores to metrics (the ``evaluate`` modules beside this file) and the printed table."""
