@@ -98,19 +98,13 @@ def crossfit_ensemble(
     return crossfit_estimate(ensemble, Scored(tree, labels), rows, method, rule)
 
 
-def compute_metrics(
-    schema: Any,
-    topic_scores: np.ndarray,
-    tone_probs: np.ndarray,
-    topic_true: np.ndarray,
-    tone_true: np.ndarray,
-    thresholds: dict[str, float],
-) -> dict[str, Any]:
+def compute_metrics(*args: Any) -> dict[str, Any]:
     """The figures metrics.json holds (per-topic F1, macro-F1, tone accuracy...), so a
-    benchmark's figures compare with a run's."""
+    benchmark's figures compare with a run's: ``topictone.train.metrics.compute``'s
+    ``compute_metrics(schema, topic_scores, tone_probs, topic_true, tone_true, thresholds)``."""
     from topictone.train.metrics.compute import compute_metrics as compute
 
-    return compute(schema, topic_scores, tone_probs, topic_true, tone_true, thresholds)
+    return compute(*args)
 
 
 def bootstrap_interval(

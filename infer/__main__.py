@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,8 +23,9 @@ from topictone.infer.io.formats import check_output
 @command(f"{CONF_DIR}/inference", "infer")
 def main(cfg: DictConfig) -> None:
     start = time.perf_counter()
-    options = OmegaConf.to_container(cfg.options, resolve=True) or {}
-    load_args = {
+    # options, limits and thresholds are mappings (conf/inference/infer.yaml)
+    options = cast("dict[str, Any]", OmegaConf.to_container(cfg.options, resolve=True) or {})
+    load_args: dict[str, Any] = {
         "limits": OmegaConf.to_container(cfg.limits, resolve=True),
         **{k: v for k, v in options.items() if v is not None},
     }
@@ -47,7 +49,7 @@ def main(cfg: DictConfig) -> None:
         batch_size=cfg.batch_size,
         input_format=cfg.input_format,
         output_format=cfg.output_format,
-        thresholds=OmegaConf.to_container(cfg.thresholds) or None,
+        thresholds=cast("dict[str, float] | None", OmegaConf.to_container(cfg.thresholds) or None),
         explain=cfg.explain,
         progress=cfg.progress,
         prediction_field=cfg.prediction_field,

@@ -147,7 +147,12 @@ JSON_NAMES = {str: "a string", dict: "an object", int: "an integer", list: "a li
 
 
 def json_type(value: Any) -> str:
-    names = {bool: "a boolean", float: "a number", type(None): "null", **JSON_NAMES}
+    names: dict[type, str] = {
+        bool: "a boolean",
+        float: "a number",
+        type(None): "null",
+        **JSON_NAMES,
+    }
     return names.get(type(value), type(value).__name__)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import hydra
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from topictone.infer.errors import TopictoneError
@@ -28,6 +28,14 @@ from topictone.infer.resources import conf_dir
 CONF_DIR = str(conf_dir())
 
 USER_ERRORS = (TopictoneError, OmegaConfBaseException, HydraException, OSError)
+
+
+def settings_of(node: Any, name: str = "config") -> dict[str, Any]:
+    """A config mapping as a plain dict (interpolations resolved, enums as strings)."""
+    value = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    if not isinstance(value, dict):
+        raise TopictoneError(f"{name} must be a mapping, got {type(value).__name__}")
+    return {str(k): v for k, v in value.items()}
 
 
 def one_line(err: BaseException) -> str:

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import numpy as np
 from omegaconf import DictConfig
@@ -46,6 +47,10 @@ from topictone.infer.errors import TopictoneError
 from topictone.infer.paths import follow_umask
 from topictone.infer.predictors.windows import pad_windows
 
+if TYPE_CHECKING:
+    from topictone.infer.predictors.network import TopicToneModel
+    from topictone.infer.predictors.transformer import TransformerPredictor
+
 GRAPH_NAMES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 QUANTIZE = ("none", "int8")
 INT8_METHODS = ("blockwise", "dynamic")
@@ -58,13 +63,19 @@ CHECK_TEXTS = (
 )
 
 
+class ExportResult(TypedDict):
+    graph: str  # the graph's file name in the folder
+    bytes: int
+    max_logit_gap: float
+
+
 def export(
     folder: str | os.PathLike[str],
     quantize: str = "none",
     tolerance: float = 1e-4,
     int8_method: str = "blockwise",
     block_size: int = 32,
-) -> dict[str, float | str]:
+) -> ExportResult:
     """Add the graph to ``folder``; return its name, size and largest logit gap vs torch.
 
     The fp32 graph must match torch within ``tolerance`` on the check texts, or nothing
@@ -81,7 +92,10 @@ def export(
     manifest = read_manifest(model)
     if manifest.kind != "transformer":
         raise TopictoneError(f"{model}: a '{manifest.kind}' model; only transformers export")
-    predictor = infer.load(model, runtime="torch", device="cpu", dtype="float32")  # as the graph
+    predictor = cast(  # a transformer folder (its kind is checked above)
+        "TransformerPredictor",
+        infer.load(model, runtime="torch", device="cpu", dtype="float32"),  # as the graph
+    )
     precision = "int8" if quantize == "int8" else "fp32"
     name = GRAPH_NAMES[precision]
     with tempfile.TemporaryDirectory(dir=model.parent, prefix=f".{model.name}.onnx.") as tmp:
@@ -102,12 +116,12 @@ def export(
     return {"graph": name, "bytes": (model / name).stat().st_size, "max_logit_gap": gap}
 
 
-def write_graph(network: object, pad_id: int, path: Path) -> None:
+def write_graph(network: TopicToneModel, pad_id: int, path: Path) -> None:
     """Export the network's per-window part with dynamic batch and sequence axes."""
     import torch
 
     class WindowLogits(torch.nn.Module):
-        def __init__(self, network: torch.nn.Module) -> None:
+        def __init__(self, network: TopicToneModel) -> None:
             super().__init__()
             self.network = network
 
@@ -171,7 +185,7 @@ def quantize_int8(source: Path, target: Path, method: str, block_size: int) -> N
     quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
 
 
-def logit_gap(predictor: object, graph: Path) -> float:
+def logit_gap(predictor: TransformerPredictor, graph: Path) -> float:
     """Largest absolute difference between torch's and the graph's window logits."""
     from topictone.infer.predictors.onnx_runner import OnnxRunner
 

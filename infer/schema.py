@@ -49,7 +49,7 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         """Fresh containers, built directly: ``dataclasses.asdict`` deep-copies every float
-        and took about a sixth of the batch CLI's time (benchmarks/tfidf_batch_cli.py)."""
+        and took about a sixth of the batch CLI's time (benchmarks/speed/tfidf_batch_cli.py)."""
         data: dict[str, Any] = {
             "topics": list(self.topics),
             "topic_scores": dict(self.topic_scores),

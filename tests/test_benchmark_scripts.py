@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -27,8 +28,6 @@ def compare(*runs) -> subprocess.CompletedProcess:
 def test_compare_runs_prints_each_run_against_the_first(fitted_run, tmp_path):
     """A copy of the run whose cross-fitted decisions gain one topic on one text: the
     second row is that copy's own macro-F1, and its delta the difference."""
-    import shutil
-
     from sklearn.metrics import f1_score
 
     other = tmp_path / "other"
@@ -67,13 +66,12 @@ def test_compare_runs_reads_a_run_that_fitted_no_decisions(fitted_run, tmp_path)
     first = done.stdout.splitlines()[2].split(" | ")
     assert float(first[1]) == round(dev["topics/macro_f1"], 3)
 
-    (fitted_run / "predictions" / "dev_crossfit.jsonl").rename(tmp_path / "moved.jsonl")
-    try:
-        done = compare(plain, fitted_run)
-    finally:
-        (tmp_path / "moved.jsonl").rename(fitted_run / "predictions" / "dev_crossfit.jsonl")
+    lost = tmp_path / "lost"
+    shutil.copytree(fitted_run, lost)
+    (lost / "predictions" / "dev_crossfit.jsonl").unlink()
+    done = compare(plain, lost)
     assert done.returncode != 0
-    assert done.stderr.startswith(f"error: {fitted_run}: no predictions/dev_crossfit.jsonl")
+    assert done.stderr.startswith(f"error: {lost}: no predictions/dev_crossfit.jsonl")
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
@@ -98,8 +96,6 @@ def test_compare_runs_reads_a_run_that_fitted_no_decisions(fitted_run, tmp_path)
 def test_a_malformed_predictions_file_gets_one_line(
     fitted_run, tmp_path, file, line, edit, message
 ):
-    import shutil
-
     run = tmp_path / "run"
     shutil.copytree(fitted_run, run)
     path = run / "predictions" / file

@@ -232,12 +232,13 @@ def test_ray_reads_and_writes_as_the_cli_does(ray_session, tfidf_run, tmp_path, 
 def test_without_ray_the_engine_is_one_line_and_the_core_never_imports_it(
     tmp_path, cli, monkeypatch
 ):
-    from topictone import infer
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     monkeypatch.setitem(sys.modules, "ray.data", None)
     monkeypatch.delitem(sys.modules, "topictone.infer.batch.ray_engine", raising=False)
-    monkeypatch.delattr(infer, "ray_engine", raising=False)
+    import topictone.infer.batch as batch  # else `from ... import ray_engine` finds it imported
+
+    monkeypatch.delattr(batch, "ray_engine", raising=False)
     result = cli(
         "infer", "engine=ray", f"model={tmp_path}", f"input={tmp_path}", f"output={tmp_path}/o"
     )

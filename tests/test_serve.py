@@ -1,7 +1,7 @@
 """The HTTP service, in process: FastAPI's test client and httpx's ASGI transport (no port).
 
 The real service under load (uvicorn, a port, concurrent clients) is
-``benchmarks/serve_load.py``.
+``benchmarks/speed/serve_load.py``.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class MultirunSummary(Callback):
             key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
         ):
             overrides_file = metrics_file.parent / ".hydra" / "overrides.yaml"
-            overrides = OmegaConf.load(overrides_file) if overrides_file.exists() else []
+            overrides: Any = OmegaConf.load(overrides_file) if overrides_file.exists() else []
             metrics = json.loads(metrics_file.read_text())
             split = metrics.get(self.split, {})
             topic_f1 = {

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         data_cfg = compose("train", overrides=overrides).data
     evaluations = {}
-    for split in ours["split"].split(","):
+    for split in (ours["split"] or "").split(","):
         if data_cfg.get(split):
             dataset = read_split(data_cfg[split], data_cfg, predictor.schema)
             evaluations[split] = evaluate_split(predictor, dataset)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import datasets
 import numpy as np
@@ -55,6 +56,10 @@ def save_scores(workdir: Path, ids: np.ndarray, scored: Scored) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     topic_true, tone_true = scored.truth
     np.savez_compressed(
-        workdir / OOF_SCORES, id=ids, topic_true=topic_true, tone_true=tone_true,
-        **scored.tree.arrays(),
+        workdir / OOF_SCORES,
+        id=ids,
+        topic_true=topic_true,
+        tone_true=tone_true,
+        # Any: mypy would match the arrays against the keyword allow_pickle (a bool)
+        **cast("dict[str, Any]", scored.tree.arrays()),
     )

@@ -283,7 +283,7 @@ def fitting_note(
 
 
 def what_fitted(fitted: Fitted, thresholds: Mapping[str, float]) -> str:
-    """"platt calibration of the scores and per-topic thresholds (f1)", as the run did."""
+    """ "platt calibration of the scores and per-topic thresholds (f1)", as the run did."""
     parts = []
     if fitted.methods is not None:
         topics, tone = fitted.methods

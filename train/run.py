@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.utils._param_validation import InvalidParameterError
 
 from topictone.infer.artifact import package_versions, save_model, sha256
+from topictone.infer.cli import settings_of
 from topictone.infer.errors import TopictoneError
 from topictone.infer.machine import describe, machine
 from topictone.infer.predictors.base import Predictor
@@ -152,7 +153,7 @@ def training_data(cfg: DictConfig, schema: LabelSchema, run_dir: Path) -> tuple[
     if cfg.weak.sources:
         splits["train"] = mix_weak(splits["train"], cfg.weak.sources, schema, every_text, cfg.seed)
     if cfg.distill.teacher:
-        distill = OmegaConf.to_container(cfg.distill, resolve=True)
+        distill = settings_of(cfg.distill, "distill")
         splits["train"] = mix_distilled(
             splits["train"], distill, schema, every_text, cfg.seed, run_dir
         )
@@ -240,7 +241,7 @@ def model_card_info(
         half = dict.fromkeys(schema.topics, 0.5)  # decided is 0/1 already
         evaluated = {"dev_crossfit": (dev[0], (decided, tone), dev[2], half), **evaluated}
     train_files = {f: data_hashes[f] for f in split_files(cfg.data.train)}
-    settings = OmegaConf.to_container(cfg.decision, resolve=True, enum_to_str=True)
+    settings = settings_of(cfg.decision, "decision")
     return card_info(cfg.data, model_cfg, settings, splits["train"], schema, train_files, evaluated)
 
 

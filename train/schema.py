@@ -17,6 +17,7 @@ import enum
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import GenericAlias
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -126,7 +127,7 @@ def _omegaconf_type(annotation: ast.expr | None) -> Any:
             )
             names = {i.id for i in items if isinstance(i, ast.Name)}
             scalar = SCALARS.get(names.pop()) if len(names) == 1 else None
-            return list[scalar] if scalar else list[Any]
+            return GenericAlias(list, (scalar,)) if scalar else list[Any]  # list[scalar]
         if container in ("dict", "Mapping"):
             return dict[str, Any]
     return Any
@@ -149,18 +150,23 @@ def fitter_schema(module: str, name: str) -> type:
     defaults = [None] * (len(args) - len(init.args.defaults)) + list(init.args.defaults)
     for arg, default in zip(args, defaults, strict=True):
         hint = _omegaconf_type(arg.annotation)
+        entry: Any  # a dataclasses.field
         if default is None:  # required: MISSING until the config sets it
-            spec = field(default=MISSING)
+            entry = field(default=MISSING)
         else:
             try:
                 value = ast.literal_eval(default)
             except ValueError:  # a named constant: the config always sets it
                 hint, value = Any, None
             if isinstance(value, (list, tuple, dict)):
-                spec = field(default_factory=lambda v=value: list(v) if isinstance(v, tuple) else v)
+
+                def factory(v: Any = value) -> Any:
+                    return list(v) if isinstance(v, tuple) else v
+
+                entry = field(default_factory=factory)
             else:
-                spec = field(default=value)
-        fields.append((arg.arg, hint, spec))
+                entry = field(default=value)
+        fields.append((arg.arg, hint, entry))
     return dataclasses.make_dataclass(f"{name}Schema", fields)
 
 

@@ -17,7 +17,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -47,7 +47,7 @@ class OptunaSearch:
         params: Mapping[str, Mapping[str, Any]],
         n_trials: int = 20,
         metric: str = "dev_crossfit/topics/macro_f1",
-        direction: str = "maximize",
+        direction: Literal["minimize", "maximize"] = "maximize",
         study_name: str = "topictone",
         storage: str | None = None,
         sampler: Any = None,
@@ -106,12 +106,13 @@ class OptunaSearch:
             load_if_exists=True,
         )
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        base = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        # OmegaConf's stubs have no overloads: a DictConfig gives a dict, a dict a DictConfig
+        base = cast("dict[str, Any]", OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
         base.pop("hparams_search", None)
 
         def objective(trial: optuna.Trial) -> float:
             chosen = self.suggest(trial)
-            trial_cfg = OmegaConf.create(base)
+            trial_cfg = cast(DictConfig, OmegaConf.create(base))
             for key, value in chosen.items():
                 OmegaConf.update(trial_cfg, key, value, force_add=False)
             print(f"trial {trial.number}: {chosen}", file=sys.stderr, flush=True)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tqdm.auto import tqdm
 
@@ -102,6 +102,7 @@ class Plan:
     def merge(self, row: Row, text: str | None, prediction: Prediction) -> Row | Spliced:
         """The output record of a row (``text``: its JSONL line, as read)."""
         if self.splice:
+            assert text is not None, "JSONL to JSONL: every row comes with its line"
             return Spliced(text, self.field, prediction.to_dict())
         if self.flat:
             return {
@@ -434,6 +435,8 @@ def write_located(
 ) -> None:
     """Write output records; one the format cannot hold is an error at its input line."""
     try:
-        writer.write(rows)
+        # Spliced records come only from a JSONL-to-JSONL plan (Plan.splice), so only a
+        # JSONL writer, which takes them, is given any.
+        writer.write(cast(list[Row], rows))
     except RowValueError as err:
         raise InputError(err.reason, source, lines[err.index], err.field) from None

@@ -356,7 +356,7 @@ class Files(Datasource):
                     num_rows=None,
                     size_bytes=os.path.getsize(s.path),
                     exec_stats=None,
-                    input_files=[s.path],
+                    input_files=(s.path,),  # what BlockMetadata stores a list as
                 ),
                 per_task_row_limit=per_task_row_limit,
             )

@@ -26,12 +26,12 @@ import stat
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # public at runtime, not in typeshed
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast, final
 
 import orjson
 
@@ -208,7 +208,9 @@ def json_texts(line: str) -> dict[str, str]:
     """Each top-level value of a JSON object line as its source text: a number as written
     (``1E2``, ``19.999999999999999999``), a nested value with its own spacing and escapes.
     The line must be one the reader decoded."""
-    scan, space = _DECODER.scan_once, _SPACE.match
+    scan = _DECODER.scan_once  # type: ignore[attr-defined]  # set in __init__, not in typeshed
+    # JSON's whitespace pattern matches (perhaps empty) at every position: never None
+    space = cast("Callable[[str, int], re.Match[str]]", _SPACE.match)
     texts: dict[str, str] = {}
     at = space(line, space(line, 0).end() + 1).end()  # past the "{"
     while line[at] == '"':
@@ -271,9 +273,9 @@ def _read_parquet(file: Path) -> Iterator[Record]:
     if repeated := _repeated(parquet.schema_arrow.names):
         raise InputError(f"duplicate column {', '.join(map(repr, repeated))}", file)
     for field in parquet.schema_arrow:  # a row is a dict: one of two names would be lost
-        if repeated := _repeated_inside(field.type):
+        if inside := _repeated_inside(field.type):
             raise InputError(
-                f"duplicate field {repeated!r} inside the column", file, None, field.name
+                f"duplicate field {inside!r} inside the column", file, None, field.name
             )
     number = 0
     for batch in parquet.iter_batches(batch_size=4096):
@@ -355,6 +357,7 @@ class RowValueError(TopictoneError):
         return type(self), (self.index, self.field, self.reason)
 
 
+@final  # no subclasses: writers tell it from a row by ``type(r) is Spliced``
 @dataclass(frozen=True, slots=True)
 class Spliced:
     """A JSONL input line with one field added: the line's own text is kept, so every
@@ -432,7 +435,7 @@ def _json_ok(value: Any) -> bool:
     return True
 
 
-def _write_text(handle: Any, text: str, rows: list[Any]) -> None:
+def _write_text(handle: Any, text: str, rows: Sequence[Any]) -> None:
     """One batch's text in one write: an unencodable character (a lone surrogate in a CSV
     cell, any non-ASCII character on an ASCII terminal) is named by row and field, and
     nothing of the batch is written."""
@@ -472,7 +475,7 @@ class _JsonlWriter:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
 
-    def write(self, rows: list[Row | Spliced]) -> None:
+    def write(self, rows: Sequence[Row | Spliced]) -> None:
         text = "".join(
             _spliced_line(r, i) if type(r) is Spliced else _json_line(r, i)
             for i, r in enumerate(rows)
@@ -714,7 +717,7 @@ class _ParquetWriter:
     ``ROW_GROUP_ROWS`` rows to a row group: with one group per batch of 512 the writer's
     memory grew with the input (BENCHMARKS.md)."""
 
-    ROW_GROUP_ROWS = 4096  # 8 batches of 512 (benchmarks/parquet_row_groups.py)
+    ROW_GROUP_ROWS = 4096  # 8 batches of 512 (benchmarks/memory/parquet_row_groups.py)
 
     def __init__(self, path: str, schema: Any = None, own: Collection[str] = ()) -> None:
         self.path, self.known, self.own = path, schema, frozenset(own)
@@ -808,8 +811,8 @@ def _table(rows: list[Row], schema: Any) -> Any:
 
 def check_output(
     output: str | os.PathLike[str],
-    inputs: tuple[str | os.PathLike[str], ...] = (),
-    protected: tuple[str | os.PathLike[str], ...] = (),
+    inputs: Sequence[str | os.PathLike[str]] = (),
+    protected: Sequence[str | os.PathLike[str]] = (),
 ) -> None:
     """Refuse an output that would destroy data: an input (also through links or hard
     links), a path inside a model folder or one of the ``protected`` model folders' files

@@ -48,6 +48,7 @@ from topictone.infer.predictors.network import without_pooler
 from topictone.infer.predictors.precision import effective_dtype
 from topictone.infer.predictors.tensors import check_network, read_header
 from topictone.infer.predictors.transformer import SAFE_LOAD, stored_schema
+from topictone.infer.predictors.windows import check_dtype, check_pooling, pool_windows
 from topictone.infer.schema import LabelSchema
 
 ENCODER = "encoder"  # the encoder's own Hugging Face folder, inside the model folder
@@ -61,8 +62,6 @@ ST_MODULES = {
     "sentence_transformers.models.Normalize",
 }
 ACTIVATIONS = {"torch.nn.modules.linear.Identity": None, "torch.nn.modules.activation.Tanh": "tanh"}
-POOLING = ("mean", "max", "first")  # how a text's windows combine, per head
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 class SentenceEncoder:
@@ -70,7 +69,7 @@ class SentenceEncoder:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: Any,  # a Hugging Face model: its config and save_pretrained are used
         tokenizer: Any,
         dense: Sequence[tuple[torch.Tensor, torch.Tensor | None, str | None]] = (),
         normalize: bool = False,
@@ -81,9 +80,8 @@ class SentenceEncoder:
         batch_size: int = 16,
         dtype: str = "float32",
     ) -> None:
-        if dtype not in DTYPES:
-            raise TopictoneError(f"encoder dtype must be one of {sorted(DTYPES)}, got '{dtype}'")
-        self.model = model.to(DTYPES[dtype]).eval()
+        check_dtype(dtype)
+        self.model = model.to(getattr(torch, dtype)).eval()
         self.tokenizer, self.dense, self.normalize = tokenizer, list(dense), normalize
         self.prompt, self.max_length, self.stride = prompt, int(max_length), int(stride)
         self.max_windows, self.batch_size, self.dtype = int(max_windows), int(batch_size), dtype
@@ -284,7 +282,7 @@ def load_encoder(folder: str | Path, dtype: str = "float32", **settings: Any) ->
         try:
             layout = read_json(folder / LAYOUT)
             tensors = load_file(folder / DENSE)
-            dense = [
+            dense: list[tuple[Any, Any, Any]] = [
                 (
                     tensors[f"{i}.weight"],
                     tensors.get(f"{i}.bias") if d["bias"] else None,
@@ -377,9 +375,7 @@ class EncoderPredictor(Predictor):
         tone_pooling: str = "mean",
     ) -> None:
         super().__init__(schema, thresholds, calibration)
-        for rule in (topic_pooling, tone_pooling):
-            if rule not in POOLING:
-                raise TopictoneError(f"encoder pooling must be one of {POOLING}, got '{rule}'")
+        check_pooling(topic_pooling, tone_pooling)
         self.topic_pooling, self.tone_pooling = topic_pooling, tone_pooling
         self.encoder = encoder
         self.heads = {k: np.asarray(v, dtype=np.float64) for k, v in heads.items()}
@@ -408,20 +404,16 @@ class EncoderPredictor(Predictor):
         vectors, owner = self.encoder.embed_windows(clean)
         if not len(owner):
             return self.head_logits(np.zeros((0, self.encoder.dimension)))
-        mean_topic, mean_tone = self.head_logits(self.encoder.average(vectors, owner))
+        mean = self.head_logits(self.encoder.average(vectors, owner))
         if {self.topic_pooling, self.tone_pooling} == {"mean"}:
-            return mean_topic, mean_tone
-        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-        window_topic, window_tone = self.head_logits(vectors)
-        pooled = {
-            "max": (
-                np.maximum.reduceat(window_topic, starts),
-                np.maximum.reduceat(window_tone, starts),
-            ),
-            "first": (window_topic[starts], window_tone[starts]),
-            "mean": (mean_topic, mean_tone),
-        }
-        return pooled[self.topic_pooling][0], pooled[self.tone_pooling][1]
+            return mean
+        windows = self.head_logits(vectors)
+        rules = (self.topic_pooling, self.tone_pooling)
+        topic, tone = (
+            mean[head] if rule == "mean" else pool_windows(windows[head], owner, rule)
+            for head, rule in enumerate(rules)
+        )
+        return topic, tone
 
     def _forward(self, texts: list[str]) -> Scores:
         return scores_from_logits(*self.logits_clean(texts))

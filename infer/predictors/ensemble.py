@@ -120,7 +120,7 @@ class EnsemblePredictor(Predictor):
                 raise TopictoneError(f"{folder}: ensemble member {name!r} is not a plain name")
             if not inside(folder, f"{MEMBERS}/{name}", "member").is_dir():
                 raise TopictoneError(f"{folder}: ensemble member {name!r} is not a subfolder")
-        weights = {}
+        weights: dict[str, Any] = {}  # as the manifest holds them: checked just below
         for name, spec in members.items():
             if not isinstance(spec, dict) or not isinstance(spec.get("kind", ""), str):
                 raise TopictoneError(

@@ -19,7 +19,7 @@ cannot reproduce exactly, and the predictor keeps the generic path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy.special import expit, softmax
@@ -126,7 +126,7 @@ def folded_scorer(
             lead_blocks.append(lead_block)
             moved = _moved(vec, lead_vec, lead_block)
             folded = moved is not None
-            blocks.append(moved)
+            blocks.append(cast(Block, moved))  # None only once folded is False: then unread
         main_blocks.append(blocks)
     if leads and not folded:  # every text's lead read by the lead's own n-grams
         lead_blocks, start = [], width
@@ -216,5 +216,8 @@ def _moved(vec: Any, lead_vec: Any, lead_block: Block) -> Block | None:
 def _joined(blocks: list[Block]) -> Block:
     """A main block and its moved lead block as one: the two groups side by side."""
     main, moved = blocks  # alike in sublinear_tf and norm: _moved checked their params
-    squares = None if main.squares is None else np.hstack([main.squares, moved.squares])
+    squares = None
+    if main.squares is not None:
+        assert moved.squares is not None, "_moved checked that both normalise"
+        squares = np.hstack([main.squares, moved.squares])
     return Block(main.ngrams, np.hstack([main.weights, moved.weights]), squares, main.sublinear)

@@ -11,7 +11,7 @@ without ``trust_remote_code``. No torch here: a folder with an ONNX graph reads 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
@@ -65,13 +65,19 @@ def topictone_config(
 
 def encoder_config(config: PreTrainedConfig) -> PreTrainedConfig:
     """The encoder's config: nested in a topictone folder, the whole file in older ones."""
-    return config.encoder if isinstance(config, TopicToneConfig) else config
+    # The field's declared type is what @strict accepts; __post_init__ makes it a config
+    # (the bert default when absent).
+    return cast(PreTrainedConfig, config.encoder) if isinstance(config, TopicToneConfig) else config
 
 
 def config_labels(config: PreTrainedConfig) -> list[list[str]] | None:
     """(topics, tones) as the config names them, or None for an older bare encoder config."""
     if not isinstance(config, TopicToneConfig):
         return None
-    topics = [config.id2label[i] for i in sorted(config.id2label)]
-    tones = [config.tone_id2label[k] for k in sorted(config.tone_id2label, key=int)]
+    # As read from config.json: a crafted file without them fails here (TypeError), which
+    # the caller reports as not a usable config.
+    id2label = cast("dict[int, str]", config.id2label)
+    tone_id2label = cast("dict[str, str]", config.tone_id2label)
+    topics = [id2label[i] for i in sorted(id2label)]
+    tones = [tone_id2label[k] for k in sorted(tone_id2label, key=int)]
     return [topics, tones]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ class TopicToneModel(nn.Module):
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: PreTrainedModel,
         num_topics: int,
         num_tones: int,
         topic_pooling: str = "max",
@@ -143,7 +143,7 @@ def collate_windows(docs: Sequence[list[list[int]]], pad_id: int) -> dict[str, t
     return {k: torch.from_numpy(v) for k, v in pad_windows(docs, pad_id).items()}
 
 
-def without_pooler(factory: Any, *args: Any, **kwargs: Any) -> nn.Module:
+def without_pooler(factory: Any, *args: Any, **kwargs: Any) -> PreTrainedModel:
     """The encoder without BERT's pooler, which mean pooling never uses."""
     try:
         return factory(*args, add_pooling_layer=False, **kwargs)
@@ -257,7 +257,7 @@ class TopicTonePreTrainedModel(PreTrainedModel):
         super().__init__(config)
         self.network = TopicToneModel(
             without_pooler(AutoModel.from_config, config.encoder),
-            len(config.id2label),
+            len(cast("dict[int, str]", config.id2label)),  # PreTrainedConfig always sets it
             len(config.tone_id2label or {}),
             topic_pooling=config.topic_pooling,
             tone_pooling=config.tone_pooling,

@@ -16,6 +16,7 @@ path.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from itertools import chain, repeat
 from typing import Any
 
@@ -72,6 +73,8 @@ def _plain(vectorizer: Any) -> bool:
 
 class HashedNgrams:
     """The vocabulary as hashes; n-gram hashes to columns, then to the TF-IDF matrix."""
+
+    _counts: Callable[[list[str]], sp.csr_matrix]  # each subclass's counting of one slice
 
     def __init__(self, vectorizer: Any, hashes: np.ndarray) -> None:
         self.vectorizer = vectorizer
@@ -139,7 +142,7 @@ class HashedNgrams:
         """:meth:`counted` from each n-gram's column (-1: not a term) instead of its hash."""
         known = column >= 0
         # 32-bit keys where every (document, column) pair fits: they sort twice as fast.
-        kind = np.int32 if docs * self.width < 2**31 else np.int64
+        kind: type[np.signedinteger[Any]] = np.int32 if docs * self.width < 2**31 else np.int64
         key = owner[known].astype(kind) * kind(self.width) + column[known].astype(kind)
         key.sort()
         edge = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else key
@@ -289,6 +292,8 @@ def _ngram_hashes(
     end_of = np.repeat(np.cumsum(lengths), lengths)  # each position: where its unit ends
     owner_of = np.repeat(owner_of_unit, lengths)
     positions = np.arange(len(items))
+    grams: list[np.ndarray]
+    owners: list[np.ndarray]
     grams, owners = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
     hashes = np.zeros(len(items), dtype=np.uint64)
     with np.errstate(over="ignore"):  # the hash wraps modulo 2**64 on purpose

@@ -4,7 +4,7 @@ bfloat16 is a speed choice, not part of what a model means: on CPUs with native
 bfloat16 (AVX512-BF16 or AMX; AVX-512 emulates it) and GPUs that have it, it is faster
 than float32, but on an AVX2-only CPU oneDNN has no bfloat16 kernel and torch falls back
 to slow generic code — embeddinggemma embeds about 6× slower than in float32 there
-(``benchmarks/encoder_speed.py``, BENCHMARKS.md). So a bfloat16 that a config or a saved
+(``benchmarks/speed/encoder_speed.py``, BENCHMARKS.md). So a bfloat16 that a config or a saved
 model asks for is used only where it pays; elsewhere the model computes in float32 and a
 warning says so once. A dtype passed explicitly as an option is always honoured.
 """

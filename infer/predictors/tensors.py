@@ -85,6 +85,8 @@ def tensor_entry(path: Path, name: str, entry: Any) -> tuple[tuple[int, ...], tu
     """One header entry's shape and byte range, checked against its dtype."""
     ok = isinstance(entry, dict) and isinstance(entry.get("dtype"), str)
     ok = ok and entry["dtype"] in DTYPE_BYTES
+    shape: Any  # JSON values, checked below
+    span: Any
     shape, span = (entry.get("shape"), entry.get("data_offsets")) if ok else (None, None)
     ok = ok and isinstance(shape, list) and isinstance(span, list) and len(span) == 2
     ok = ok and all(type(n) is int and n >= 0 for n in [*shape, *span])

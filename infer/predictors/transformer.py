@@ -36,9 +36,9 @@ from topictone.infer.predictors.hf_config import config_labels, encoder_config  
 from topictone.infer.predictors.hf_files import check_config_file, check_vocabulary, load_tokenizer
 from topictone.infer.predictors.tensors import stored_metadata
 from topictone.infer.predictors.windows import (
-    DTYPES,
-    POOLING,
     backbone_limit,
+    check_dtype,
+    check_pooling,
     encode_windows,
     pad_windows,
     pool_windows,
@@ -101,9 +101,7 @@ class TransformerPredictor(Predictor):
         dtype: str = "float32",
     ) -> None:
         super().__init__(schema, thresholds, calibration)
-        for rule in (topic_pooling, tone_pooling):
-            if rule not in POOLING:
-                raise TopictoneError(f"window pooling must be one of {POOLING}, got '{rule}'")
+        check_pooling(topic_pooling, tone_pooling)
         self.runner, self.tokenizer = runner, tokenizer
         self.max_length, self.stride, self.max_windows, self.prefix = (
             max_length,
@@ -280,8 +278,7 @@ class TransformerPredictor(Predictor):
         if not isinstance(merged.get("prefix") or "", str):
             raise TopictoneError(f"{folder}: prefix must be a string")
         dtype = merged.get("dtype") or settings.get("dtype") or "float32"
-        if dtype not in DTYPES:
-            raise TopictoneError(f"option dtype must be one of {DTYPES}, got {dtype!r}")
+        check_dtype(dtype)
         graphs = saved_graphs(folder, settings)
         runner = make_runner(
             folder,
@@ -361,7 +358,7 @@ def make_runner(
             raise TopictoneError(f"runtime=onnx runs on the CPU, not on device {device!r}")
         # auto: fp32 where exported. int8 is opt-in: it moves decisions (dynamic: 0.02
         # topic macro-F1 on gold dev) and, blockwise, is no faster than torch in bf16
-        # (benchmarks/int8_methods.py, benchmarks/inference_speed.py, BENCHMARKS.md).
+        # (benchmarks/speed/int8_methods.py, benchmarks/speed/inference_speed.py, BENCHMARKS.md).
         precision = ("fp32" if "fp32" in graphs else "int8") if graph == "auto" else graph
         if precision not in graphs:
             raise TopictoneError(

@@ -11,10 +11,23 @@ from typing import Any
 
 import numpy as np
 
+from topictone.infer.errors import TopictoneError
 from topictone.infer.predictors.hf_files import tokenizer_errors
 
 DTYPES = ("float32", "bfloat16")  # what the torch runtime computes in
 POOLING = ("max", "mean", "first")  # how a text's windows combine, per head
+
+
+def check_pooling(*rules: str) -> None:
+    """A pooling rule from a config or a model folder: one line if it is not one of ours."""
+    for rule in rules:
+        if rule not in POOLING:
+            raise TopictoneError(f"window pooling must be one of {POOLING}, got '{rule}'")
+
+
+def check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise TopictoneError(f"option dtype must be one of {DTYPES}, got {dtype!r}")
 
 
 def encode_windows(

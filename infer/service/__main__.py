@@ -9,6 +9,8 @@ missing extra is one line, not a traceback.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from omegaconf import DictConfig, OmegaConf
 
 from topictone import infer
@@ -30,9 +32,10 @@ def main(cfg: DictConfig) -> None:
             raise
         raise TopictoneError(SERVE_EXTRA) from None
 
-    options = OmegaConf.to_container(cfg.options, resolve=True) or {}
-    limits = OmegaConf.to_container(cfg.limits, resolve=True) or {}
-    batching = OmegaConf.to_container(cfg.batching, resolve=True) or {}
+    # mappings (conf/inference/serve.yaml)
+    options = cast("dict[str, Any]", OmegaConf.to_container(cfg.options, resolve=True) or {})
+    limits = cast("dict[str, Any]", OmegaConf.to_container(cfg.limits, resolve=True) or {})
+    batching = cast("dict[str, Any]", OmegaConf.to_container(cfg.batching, resolve=True) or {})
     settings = service.ServiceSettings(
         max_body_bytes=cfg.max_body_bytes,
         max_texts=cfg.max_texts,

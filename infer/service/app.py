@@ -93,7 +93,7 @@ def _in_range(name: str, value: object, low: float, high: float, open_low: bool 
 
 # ---- response and request bodies -------------------------------------------------------
 
-EXAMPLE_PREDICTION = {
+EXAMPLE_PREDICTION: dict[str, Any] = {
     "topics": ["defence"],
     "topic_scores": {"defence": 0.91, "counterterrorism": 0.07, "technology": 0.12},
     "tone": "neutral",

@@ -72,7 +72,7 @@ def load_teacher(path: str | Path) -> Predictor:
     if not (folder / "topictone.json").is_file():
         raise TopictoneError(
             f"distill.teacher={path}: not a topictone model folder; train the teacher first "
-            "(the default: python benchmarks/gold_quality.py, which writes "
+            "(the default: python -m benchmarks.quality.gold_quality, which writes "
             "runs/gold-quality/ensemble/model)"
         )
     # Public texts can be longer than a user's: the teacher reads the first 100k characters.

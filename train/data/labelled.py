@@ -210,7 +210,7 @@ def train_overlap(splits: dict[str, datasets.Dataset], max_share: float) -> dict
     from topictone.infer.text import normalize
 
     seen = {normalize(t) for t in splits["train"]["text"]}
-    counts = {}
+    counts: dict[str, int] = {}
     for name in ("dev", "test"):
         if name in splits:
             texts = splits[name]["text"]

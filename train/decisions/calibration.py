@@ -81,7 +81,6 @@ def _minimise(loss: Any, start: list[float], bounds: list[tuple[float, float]]) 
     return [float(v) for v in result.x]
 
 
-
 def calibrate_tree(
     predictor: Predictor,
     tree: ScoreTree,

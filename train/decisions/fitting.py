@@ -56,7 +56,7 @@ def fit_decisions(
     if dev is None or (not config.calibrate and rule.rule == "fixed"):
         return Fitted()
     use_dev = config.use_dev or oof is None  # the config check refuses the latter
-    method = str(config.calibration.value) if config.calibrate else None
+    method: Methods | None = str(config.calibration.value) if config.calibrate else None
     before = split_metrics(
         predictor.schema, current_scores(predictor, dev.tree), dev.truth, predictor.thresholds
     )
@@ -177,7 +177,10 @@ def choose_methods(
         found = {
             "topics": f1_score(topic_true, topics, average="macro", zero_division=0.0),
             "tone": f1_score(
-                tone_true, tone_probs.argmax(axis=1), average="macro", labels=tones,
+                tone_true,
+                tone_probs.argmax(axis=1),
+                average="macro",
+                labels=tones,
                 zero_division=0.0,
             ),
         }

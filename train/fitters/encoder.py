@@ -158,12 +158,12 @@ class EncoderFitter(Fitter):
             "tone_bias": tone_b,
         }
 
-
     def fit(
         self,
         train: datasets.Dataset,
         schema: LabelSchema,
         dev: datasets.Dataset | None = None,
+        workdir: str | Path | None = None,  # nothing to checkpoint
         **_: Any,
     ) -> EncoderFitter:
         encoder = self.encoder()

@@ -51,7 +51,7 @@ class EnsembleFitter(Fitter):
                 # The ensemble saves its members again: a transformer's torch weights, even
                 # where an exported ONNX graph would be the faster runtime.
                 kind = read_manifest(spec, verify=False).kind
-                options = {"runtime": "torch"} if kind == "transformer" else {}
+                options: dict[str, Any] = {"runtime": "torch"} if kind == "transformer" else {}
                 predictors[name] = infer.load(spec, **options)
                 if kind in ("encoder", "ensemble"):  # torch only where an encoder may be
                     from topictone.train.fitters.encoder import cache_loaded_embeddings

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from torch import nn
 from topictone.infer.errors import TopictoneError
 from topictone.infer.predictors.embedding_cache import EmbeddingCache, fingerprint
 from topictone.infer.predictors.network import collate_windows
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class _PassThrough(nn.Module):
@@ -67,7 +70,7 @@ def free_memory() -> int | None:
         return None
 
 
-def _embedding_child(encoder: nn.Module) -> str:
+def _embedding_child(encoder: PreTrainedModel) -> str:
     """The name of the encoder's child whose output the first layer reads: BERT's
     ``embeddings`` (words + positions + layer norm), or the word embeddings (Gemma)."""
     words = encoder.get_input_embeddings()
@@ -81,7 +84,7 @@ def _embedding_child(encoder: nn.Module) -> str:
 class FrozenLayers:
     """Computes, stores and replays the output of ``layers[:count]`` of ``encoder``."""
 
-    def __init__(self, encoder: nn.Module, layers: nn.ModuleList, count: int) -> None:
+    def __init__(self, encoder: PreTrainedModel, layers: nn.ModuleList, count: int) -> None:
         self.encoder, self.layers, self.count = encoder, layers, count
         self.embedding_name = _embedding_child(encoder)
         self.states: list[torch.Tensor] = []  # one (tokens, hidden) tensor per window

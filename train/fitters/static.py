@@ -241,6 +241,7 @@ class StaticFitter(Fitter):
         train: datasets.Dataset,
         schema: LabelSchema,
         dev: datasets.Dataset | None = None,
+        workdir: str | Path | None = None,
         **_: Any,
     ) -> StaticFitter:
         embedder = self.embedder()

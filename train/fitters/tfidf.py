@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -98,12 +99,12 @@ class TfidfFitter(Fitter):
             ]
         )
 
-
     def fit(
         self,
         train: datasets.Dataset,
         schema: LabelSchema,
         dev: datasets.Dataset | None = None,
+        workdir: str | Path | None = None,  # nothing to checkpoint
         **_: Any,
     ) -> TfidfFitter:
         texts = [normalize(t) for t in train["text"]]

@@ -13,7 +13,7 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import datasets
 import numpy as np
@@ -23,6 +23,7 @@ from transformers import (
     AutoTokenizer,
     EarlyStoppingCallback,
     EvalPrediction,
+    PreTrainedModel,
     Trainer,
     TrainingArguments,
 )
@@ -94,7 +95,7 @@ def encoder_layers(encoder: torch.nn.Module) -> torch.nn.ModuleList | None:
     return None
 
 
-def freeze_bottom_layers(encoder: torch.nn.Module, count: int, embeddings_frozen: bool) -> None:
+def freeze_bottom_layers(encoder: PreTrainedModel, count: int, embeddings_frozen: bool) -> None:
     """Freeze the lowest ``count`` encoder layers (and all embeddings, so no gradient flows
     below them): on a CPU this skips their backward pass, the bulk of the training cost."""
     layers = encoder_layers(encoder)
@@ -214,7 +215,7 @@ class TransformerFitter(Fitter):
 
     def _backbone(
         self, schema: LabelSchema
-    ) -> tuple[torch.nn.Module, Any, str, TopicToneModel | None]:
+    ) -> tuple[PreTrainedModel, Any, str, TopicToneModel | None]:
         """Encoder, tokenizer, their source, and the model whose heads to continue (if any)."""
         if self.init_from:
             previous = infer.load(self.init_from, runtime="torch")
@@ -226,6 +227,7 @@ class TransformerFitter(Fitter):
                     f"differs from the configured one {schema.to_dict()}; fine-tune with the same "
                     "labels, or start from a backbone"
                 )
+            assert isinstance(previous, TransformerPredictor), "the transformer kind's class"
             return previous.model.encoder, previous.tokenizer, str(self.init_from), previous.model
         source = resolve_backbone(self.backbone, self.cache_dir)
         try:
@@ -254,7 +256,9 @@ class TransformerFitter(Fitter):
         if class_weight == "balanced":
             counts = np.bincount(tone_true, minlength=tone_true.max() + 1).clip(min=1)
             class_weight = (len(tone_true) / (len(counts) * counts)).tolist()
-        return pos_weight, class_weight
+        # "auto", "sqrt" and "balanced" are resolved above; any other string is a setting
+        # that TopicToneModel's torch.tensor refuses.
+        return cast("list[float] | None", pos_weight), cast("list[float] | None", class_weight)
 
     def _optimizer(self, model: TopicToneModel) -> torch.optim.Optimizer:
         """AdamW: the pretrained encoder at ``learning_rate``, the fresh heads faster."""
@@ -378,7 +382,7 @@ class TransformerFitter(Fitter):
         )
         return self
 
-    def _check_windows(self, encoder: torch.nn.Module, tokenizer: Any) -> None:
+    def _check_windows(self, encoder: PreTrainedModel, tokenizer: Any) -> None:
         """Windows the backbone can read, with room between their overlaps."""
         limit = backbone_limit(encoder.config, tokenizer)
         if self.max_length > limit:
@@ -390,7 +394,7 @@ class TransformerFitter(Fitter):
 
     def _network(
         self,
-        encoder: torch.nn.Module,
+        encoder: PreTrainedModel,
         schema: LabelSchema,
         train: datasets.Dataset,
         previous: Any,
@@ -447,7 +451,7 @@ class TransformerFitter(Fitter):
         )
 
     def _cache_frozen(
-        self, encoder: torch.nn.Module, train_set: datasets.Dataset, pad_id: int, source: str
+        self, encoder: PreTrainedModel, train_set: datasets.Dataset, pad_id: int, source: str
     ) -> tuple[FrozenLayers, datasets.Dataset]:
         """The frozen layers' output for every training window, computed once (or read from
         disk, ``cache_frozen_on_disk``); the rows learn which stored windows are theirs
@@ -456,7 +460,7 @@ class TransformerFitter(Fitter):
         if not self.freeze_layers or layers is None:
             raise TopictoneError("model.cache_frozen needs model.freeze_layers > 0")
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        encoder.to(device)
+        encoder.to(device)  # type: ignore[arg-type]  # transformers' wrapper stub drops self
         autocast = torch.autocast(device, torch.bfloat16, enabled=self.dtype_ == "bfloat16")
         docs = train_set["windows"]
         windows = [w for doc in docs for w in doc]
@@ -482,8 +486,9 @@ class TransformerFitter(Fitter):
     @staticmethod
     def _dev_metrics(prediction: EvalPrediction, schema: LabelSchema) -> dict[str, float]:
         """Dev metrics at 0.5 thresholds; their mean ``macro_f1`` picks the best epoch."""
-        topic_logits, tone_logits = prediction.predictions[:2]
-        topic_true, tone_true = prediction.label_ids
+        # transformers annotates both as tuple[np.ndarray] (one item); they hold two or more
+        topic_logits, tone_logits = prediction.predictions[:2]  # type: ignore[misc]
+        topic_true, tone_true = prediction.label_ids  # type: ignore[misc]
         metrics = compute_metrics(
             schema,
             1 / (1 + np.exp(-topic_logits)),

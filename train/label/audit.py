@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.model_selection import StratifiedKFold
 
 from topictone.infer.artifact import MANIFEST, read_manifest
-from topictone.infer.cli import CONF_DIR, command
+from topictone.infer.cli import CONF_DIR, command, settings_of
 from topictone.infer.errors import InputError, TopictoneError
 from topictone.infer.io.formats import check_output, read_rows
 from topictone.infer.schema import LabelSchema
@@ -58,7 +58,7 @@ def audit_settings(model: str | None) -> tuple[dict[str, Any], LabelSchema | Non
         raise TopictoneError(f"model={model}: neither a run folder nor a model folder")
     if not (run / RUN_CONFIG).is_file():
         return {}, schema, "default TF-IDF settings (no run config beside the model)"
-    config = OmegaConf.to_container(OmegaConf.load(run / RUN_CONFIG), resolve=True)
+    config = settings_of(OmegaConf.load(run / RUN_CONFIG), str(run / RUN_CONFIG))
     schema = schema or LabelSchema.from_dict(config["labels"])
     settings = config.get("model") or {}
     kind = config.get("model_kind")
@@ -262,7 +262,7 @@ def main(cfg: DictConfig) -> None:
     report = Path(cfg.report) if cfg.report else output.with_name(f"{output.stem}.report.csv")
     for target in (output, report):
         check_output(target, [cfg.data])
-    top = OmegaConf.to_container(cfg, resolve=True)["top"]
+    top = settings_of(cfg)["top"]
     check_top(top)  # before minutes of fitting
     settings, schema, origin = audit_settings(cfg.model)
     schema = schema or LabelSchema.from_dict(label_preset(cfg.labels))

@@ -20,6 +20,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
 import datasets
 import numpy as np
@@ -27,7 +28,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from topictone import train  # noqa: F401  (the typed schemas conf/train.yaml starts from)
-from topictone.infer.cli import CONF_DIR
+from topictone.infer.cli import CONF_DIR, settings_of
 from topictone.infer.errors import InputError
 from topictone.infer.schema import LabelSchema
 from topictone.train.data.labelled import read_labelled, targets
@@ -76,10 +77,11 @@ def preset(name: str) -> tuple[dict, LabelSchema, dict]:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         overrides = ["data=gold"] + ([] if name == "none" else [f"experiment={name}"])
         cfg = compose("train", overrides=overrides)
-    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model = settings_of(cfg.model, "model")
     known = inspect.signature(TfidfFitter).parameters
     settings = {k: v for k, v in model.items() if k in known}
-    return settings, LabelSchema.from_dict(cfg.labels), OmegaConf.to_container(cfg.data)
+    data = cast("dict[str, Any]", OmegaConf.to_container(cfg.data))  # paths as written
+    return settings, LabelSchema.from_dict(cfg.labels), data
 
 
 def report(planted: Planted, auditor: LabelAuditor, share: float) -> list[str]:

@@ -10,6 +10,7 @@ starts from ``import.yaml``). Problems name the project instead of a downloaded 
 
 from __future__ import annotations
 
+import inspect
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +24,7 @@ from topictone.train.label.remote import Server
 
 # The import command's own body, without its Hydra wrapper (``command`` keeps it as
 # ``__wrapped__``): pull runs exactly what ``import input=<export>`` runs.
-run_import = ingest.main.__wrapped__
+run_import = inspect.unwrap(ingest.main)
 
 
 @command(f"{CONF_DIR}/label", "pull")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,8 @@ def read_tasks(path: str) -> list[tuple[str, dict]]:
         raise
     if not tasks:
         raise InputError("no task to push (an empty list)", path)
-    keyed, seen = [], {}
+    keyed: list[tuple[str, dict[str, Any]]] = []
+    seen: dict[str, int] = {}
     for index, task in enumerate(tasks):
         key = task_key(task, index, path)
         if key in seen:
@@ -131,8 +133,11 @@ def import_new(server: Server, project: Project, tasks: list[tuple[str, dict]], 
         part = [task for _, task in tasks[start : start + batch]]
         answer = server.call(
             f"import tasks into {project}",
-            lambda part=part: server.client.projects.import_tasks(
-                id=project.id, request=part, request_options={"max_retries": 0}
+            partial(
+                server.client.projects.import_tasks,
+                id=project.id,
+                request=part,
+                request_options={"max_retries": 0},
             ),
         )
         count = getattr(answer, "task_count", None)

@@ -148,8 +148,8 @@ class Server:
         elif isinstance(err, httpx.HTTPError):
             why = f"the connection failed while trying to {doing} ({type(err).__name__}: {err})"
         elif isinstance(err, self.api_error):
-            status = err.status_code
-            said = detail(err.body)
+            status = getattr(err, "status_code", None)
+            said = detail(getattr(err, "body", None))
             if status is not None and status < 400:  # a success that is not JSON
                 why = f"the answer to {doing} is not Label Studio's API ({said})"
             elif status == 401:
@@ -201,7 +201,7 @@ class Server:
         try:
             found = self.client.projects.get(id=ident)
         except Exception as err:
-            if isinstance(err, self.api_error) and err.status_code == 404:
+            if isinstance(err, self.api_error) and getattr(err, "status_code", None) == 404:
                 raise TopictoneError(
                     f"{self.shown}: no project with id {ident} (name a new one by its title)"
                 ) from None

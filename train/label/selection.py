@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from scipy.stats import rankdata
 from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
 
 from topictone import infer
-from topictone.infer.cli import CONF_DIR, command
+from topictone.infer.cli import CONF_DIR, command, settings_of
 from topictone.infer.errors import TopictoneError
 from topictone.infer.io.formats import check_output
 from topictone.infer.predictors.base import Predictor
@@ -206,10 +206,10 @@ def main(cfg: DictConfig) -> None:
     config_file = studio.config_path(output)
     for target in (output, config_file):  # before the model loads: fail fast
         check_output(target, as_list(cfg.pool))
-    predictor = infer.load(cfg.model, limits=OmegaConf.to_container(cfg.limits, resolve=True))
+    predictor = infer.load(cfg.model, limits=settings_of(cfg.limits, "limits"))
     topic = topic_index(predictor, cfg.topic)
     chooser = sampler(cfg.strategy, topic, int(cfg.candidates), int(cfg.seed))
-    descriptions = OmegaConf.to_container(cfg.descriptions, resolve=True)
+    descriptions = settings_of(cfg.descriptions, "descriptions")
     config_xml = studio.labelling_config(predictor.schema, descriptions)
     pool = read_pool(cfg, predictor)
     texts = [row.text for row in pool.rows]

@@ -79,7 +79,7 @@ def label_preset(name: str) -> dict[str, Any]:
     data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     if not isinstance(data, dict) or "topics" not in data or "tones" not in data:
         raise TopictoneError(f"{path}: a label schema needs 'topics' and 'tones'")
-    return data
+    return {str(k): v for k, v in data.items()}
 
 
 @dataclass

@@ -90,7 +90,6 @@ def calibration_errors(
     }
 
 
-
 BUCKET_FIELDS = ("lang", "unit")  # kept data fields that metrics are broken down by
 
 
@@ -164,8 +163,9 @@ def bootstrap_interval(
             f1_score(topic_true[rows], topic_decided[rows], average="macro", zero_division=0)
         )
         tone.append(f1_score(tone_true[rows], tone_pred[rows], average="macro", zero_division=0))
-    low, high = 2.5, 97.5
-    return {
-        "topics/macro_f1": tuple(float(v) for v in np.percentile(topics, [low, high])),
-        "tone/macro_f1": tuple(float(v) for v in np.percentile(tone, [low, high])),
-    }
+
+    def interval(values: list[float]) -> tuple[float, float]:
+        low, high = np.percentile(values, [2.5, 97.5])
+        return float(low), float(high)
+
+    return {"topics/macro_f1": interval(topics), "tone/macro_f1": interval(tone)}
