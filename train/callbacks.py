@@ -61,12 +61,12 @@ class MultirunSummary(Callback):
                 }
             )
         (sweep / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
-        text = summary_table(rows, f"Multirun summary ({self.split}), {sweep}")
+        text = _summary_table(rows, f"Multirun summary ({self.split}), {sweep}")
         (sweep / "summary.md").write_text(text)
         print("\n" + text)
 
 
-def summary_table(rows: list[dict[str, Any]], title: str) -> str:
+def _summary_table(rows: list[dict[str, Any]], title: str) -> str:
     topics = list(dict.fromkeys(t for row in rows for t in row["topic_f1"]))
     names = [name for name, _, _ in COLUMNS if any(row[name] is not None for row in rows)]
     header = ["run", "overrides", *names, *(f"{t} F1" for t in topics)]

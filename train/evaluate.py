@@ -23,7 +23,7 @@ from topictone.train.metrics.compute import format_table
 from topictone.train.metrics.splits import evaluate_split
 from topictone.train.report import write_report
 
-USAGE = (
+_USAGE = (
     "usage: python -m topictone.train.evaluate "
     "model=<dir> data=<config> [split=dev,test] [out=<dir>]"
 )
@@ -37,13 +37,13 @@ def main(argv: list[str] | None = None) -> None:
     for arg in args:
         key, sep, value = arg.partition("=")
         if not sep:
-            raise TopictoneError(f"'{arg}' is not key=value; {USAGE}")
+            raise TopictoneError(f"'{arg}' is not key=value; {_USAGE}")
         if key in ours:
             ours[key] = value
         else:
             overrides.append(arg)
     if not ours["model"]:
-        raise TopictoneError(USAGE)
+        raise TopictoneError(_USAGE)
     predictor = infer.load(ours["model"])
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         data_cfg = compose("train", overrides=overrides).data

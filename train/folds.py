@@ -47,11 +47,11 @@ def out_of_fold(
     scored = parts[0]
     for part in parts[1:]:
         scored = scored.concat(part)
-    save_scores(workdir, np.asarray(ids), scored)
+    _save_scores(workdir, np.asarray(ids), scored)
     return scored
 
 
-def save_scores(workdir: Path, ids: np.ndarray, scored: Scored) -> None:
+def _save_scores(workdir: Path, ids: np.ndarray, scored: Scored) -> None:
     """``workdir/scores.npz``: each row's id, its truth and every part's raw scores."""
     workdir.mkdir(parents=True, exist_ok=True)
     topic_true, tone_true = scored.truth

@@ -20,7 +20,7 @@ from topictone.train.decisions.thresholds import apply_thresholds
 from topictone.train.metrics.compute import bucket_metrics
 from topictone.train.metrics.splits import Evaluation
 
-Figure = tuple[str, str, str]  # file name, title and caption, both naming the split
+_Figure = tuple[str, str, str]  # file name, title and caption, both naming the split
 
 
 def _plt() -> Any:
@@ -39,7 +39,7 @@ def _save(fig: Any, path: Path) -> str:
     return path.name
 
 
-def average_precisions(
+def _average_precisions(
     schema: LabelSchema, topic_true: np.ndarray, topic_scores: np.ndarray
 ) -> dict[str, float]:
     """Average precision per topic; topics without a positive text are left out."""
@@ -52,7 +52,7 @@ def average_precisions(
     }
 
 
-def figure_per_topic(metrics: dict, schema: LabelSchema, split: str, path: Path) -> Figure:
+def _figure_per_topic(metrics: dict, schema: LabelSchema, split: str, path: Path) -> _Figure:
     title = f"{split} — per-topic precision, recall and F1"
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
@@ -71,7 +71,7 @@ def figure_per_topic(metrics: dict, schema: LabelSchema, split: str, path: Path)
     return _save(fig, path), title, f"{title} at the current thresholds."
 
 
-def figure_confusions(
+def _figure_confusions(
     schema: LabelSchema,
     topic_true: np.ndarray,
     topic_pred: np.ndarray,
@@ -79,7 +79,7 @@ def figure_confusions(
     tone_pred: np.ndarray,
     split: str,
     path: Path,
-) -> Figure:
+) -> _Figure:
     from sklearn.metrics import ConfusionMatrixDisplay
 
     title = f"{split} — confusion matrices"
@@ -111,14 +111,14 @@ def figure_confusions(
     return _save(fig, path), title, f"{title}: tone, and each topic at its threshold."
 
 
-def figure_pr_curves(
+def _figure_pr_curves(
     schema: LabelSchema,
     topic_true: np.ndarray,
     topic_scores: np.ndarray,
     metrics: dict,
     split: str,
     path: Path,
-) -> Figure:
+) -> _Figure:
     """``PrecisionRecallDisplay`` per topic on one axes (average precision in each label),
     with the operating point of the current threshold marked."""
     from matplotlib.lines import Line2D
@@ -127,7 +127,7 @@ def figure_pr_curves(
     title = f"{split} — precision–recall per topic"
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 5.2))
-    ap = average_precisions(schema, topic_true, topic_scores)
+    ap = _average_precisions(schema, topic_true, topic_scores)
     for i, topic in enumerate(schema.topics):
         if topic not in ap:
             continue
@@ -167,7 +167,7 @@ def _bin_counts(probs: np.ndarray, bins: int) -> np.ndarray:
     return np.bincount(which, minlength=bins)
 
 
-def figure_reliability(
+def _figure_reliability(
     topic_true: np.ndarray,
     topic_scores: np.ndarray,
     tone_correct: np.ndarray,
@@ -176,7 +176,7 @@ def figure_reliability(
     split: str,
     path: Path,
     bins: int = 10,
-) -> Figure:
+) -> _Figure:
     """``CalibrationDisplay`` for topic scores (pooled over topics) and tone confidence,
     with the number of predictions per bin below."""
     from sklearn.calibration import CalibrationDisplay
@@ -230,7 +230,7 @@ def figure_reliability(
     return _save(fig, path), title, caption
 
 
-def breakdown_rows(
+def _breakdown_rows(
     dataset: Any,
     schema: LabelSchema,
     scores: tuple[np.ndarray, np.ndarray],
@@ -263,7 +263,7 @@ def fitting_note(
     ``split`` took no part (its figures are then honest as they stand)."""
     if fitted is None or not fitted.fitted:
         return []
-    what = what_fitted(fitted, thresholds)
+    what = _what_fitted(fitted, thresholds)
     oof = fitted.oof_texts
     if not fitted.on_dev:
         return [
@@ -279,10 +279,10 @@ def fitting_note(
         + (f" and the {oof} out-of-fold train texts." if oof else "."),
         "",
     ]
-    return lines + estimates_table(fitted, split, schema, metrics)
+    return lines + _estimates_table(fitted, split, schema, metrics)
 
 
-def what_fitted(fitted: Fitted, thresholds: Mapping[str, float]) -> str:
+def _what_fitted(fitted: Fitted, thresholds: Mapping[str, float]) -> str:
     """ "platt calibration of the scores and per-topic thresholds (f1)", as the run did."""
     parts = []
     if fitted.methods is not None:
@@ -297,7 +297,7 @@ def what_fitted(fitted: Fitted, thresholds: Mapping[str, float]) -> str:
     return " and ".join(parts)
 
 
-def estimates_table(
+def _estimates_table(
     fitted: Fitted, split: str, schema: LabelSchema, metrics: Mapping[str, Any]
 ) -> list[str]:
     """The split's figures as fitted, cross-fitted and before fitting, side by side."""
@@ -321,7 +321,7 @@ def estimates_table(
     return [*lines, ""]
 
 
-def split_section(
+def _split_section(
     folder: Path,
     name: str,
     split: Evaluation,
@@ -332,18 +332,20 @@ def split_section(
     """One split's section: its table, the fitting note, breakdowns and figures."""
     topic_true, topic_scores = split.truth[0], split.scores[0]
     metrics = split.metrics
-    figures = split_figures(folder, name, split, schema, thresholds, metrics)
-    lines = split_table(name, schema, metrics, average_precisions(schema, topic_true, topic_scores))
+    figures = _split_figures(folder, name, split, schema, thresholds, metrics)
+    lines = _split_table(
+        name, schema, metrics, _average_precisions(schema, topic_true, topic_scores)
+    )
     if name == "dev":  # decisions are fitted on dev (and out-of-fold train), never on test
         lines += fitting_note(fitted, name, schema, metrics, thresholds)
-    lines += breakdown_rows(split.dataset, schema, split.scores, split.truth, thresholds, metrics)
+    lines += _breakdown_rows(split.dataset, schema, split.scores, split.truth, thresholds, metrics)
     lines.append("")
     for file, figure_title, caption in figures:
         lines += [f"![{figure_title}]({file})", "", f"*{caption}*", ""]
     return lines
 
 
-def split_figures(
+def _split_figures(
     folder: Path,
     name: str,
     split: Any,
@@ -356,8 +358,8 @@ def split_figures(
     topic_pred = apply_thresholds(topic_scores, schema, thresholds)
     tone_pred = tone_probs.argmax(axis=1)
     return [
-        figure_per_topic(metrics, schema, name, folder / f"{name}-per-topic.png"),
-        figure_confusions(
+        _figure_per_topic(metrics, schema, name, folder / f"{name}-per-topic.png"),
+        _figure_confusions(
             schema,
             topic_true,
             topic_pred,
@@ -366,10 +368,10 @@ def split_figures(
             name,
             folder / f"{name}-confusion.png",
         ),
-        figure_pr_curves(
+        _figure_pr_curves(
             schema, topic_true, topic_scores, metrics, name, folder / f"{name}-pr.png"
         ),
-        figure_reliability(
+        _figure_reliability(
             topic_true,
             topic_scores,
             tone_pred == tone_true,
@@ -381,7 +383,7 @@ def split_figures(
     ]
 
 
-def split_table(
+def _split_table(
     name: str, schema: LabelSchema, metrics: dict[str, Any], ap: dict[str, float]
 ) -> list[str]:
     """The per-topic table and the split's summary line."""
@@ -430,7 +432,7 @@ def write_report(
     for name, labels in (never_predicted or {}).items():
         lines += [f"**Warning: on {name} the model never predicts {', '.join(labels)}.**", ""]
     for name, split in splits.items():
-        lines += split_section(folder, name, split, schema, thresholds, fitted)
+        lines += _split_section(folder, name, split, schema, thresholds, fitted)
     path = folder / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

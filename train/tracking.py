@@ -18,7 +18,7 @@ from typing import Any
 
 from topictone.infer.errors import TopictoneError
 
-MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+_MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -89,7 +89,7 @@ class MlflowTracker:
         mlflow.set_experiment(self.experiment)
         with mlflow.start_run(run_name=run_dir.name):
             params = {
-                k: str(v)[:MAX_PARAM_CHARS] for k, v in flatten(config).items() if k != "hydra"
+                k: str(v)[:_MAX_PARAM_CHARS] for k, v in flatten(config).items() if k != "hydra"
             }
             mlflow.log_params(params)
             for entry in history or []:
@@ -97,7 +97,7 @@ class MlflowTracker:
                 values = {k: v for k, v in numeric_metrics(entry).items() if k != "step"}
                 mlflow.log_metrics({f"history/{k}": v for k, v in values.items()}, step=step)
             mlflow.log_metrics(numeric_metrics(metrics))
-            mlflow.set_tags({k: str(v)[:MAX_PARAM_CHARS] for k, v in tags.items()})
+            mlflow.set_tags({k: str(v)[:_MAX_PARAM_CHARS] for k, v in tags.items()})
             for name in ("config.yaml", "metrics.json", "manifest.json", "history.json"):
                 if (run_dir / name).is_file():
                     mlflow.log_artifact(str(run_dir / name))

@@ -67,7 +67,7 @@ def load_pool(
     return pool
 
 
-def load_teacher(path: str | Path) -> Predictor:
+def _load_teacher(path: str | Path) -> Predictor:
     folder = Path(path)
     if not (folder / "topictone.json").is_file():
         raise TopictoneError(
@@ -79,7 +79,7 @@ def load_teacher(path: str | Path) -> Predictor:
     return infer.load(folder, limits={"on_long_text": "truncate"})
 
 
-def teacher_scores(
+def _teacher_scores(
     teacher: Predictor, folder: str | Path, texts: list[str], cache_dir: str | Path | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The teacher's (topic probabilities, tone distributions) for ``texts``; kept on disk
@@ -150,7 +150,7 @@ def mix_distilled(
 ) -> datasets.Dataset:
     """``train`` plus the pool scored by ``cfg.teacher``; the pool's ids and teacher scores
     are written to ``run_dir/distill/pool.jsonl`` (the run folder says what it learnt from)."""
-    teacher = load_teacher(cfg["teacher"])
+    teacher = _load_teacher(cfg["teacher"])
     if teacher.schema != schema:
         raise TopictoneError(
             f"distill.teacher={cfg['teacher']}: its labels {teacher.schema.to_dict()} differ "
@@ -160,7 +160,7 @@ def mix_distilled(
     if not pool["id"]:
         raise TopictoneError("distill: the pool is empty (every text repeats a gold split?)")
     print(f"distill: teacher {cfg['teacher']} scores {len(pool['id'])} pool texts", flush=True)
-    scores = teacher_scores(teacher, cfg["teacher"], pool["text"], cfg.get("cache_dir"))
+    scores = _teacher_scores(teacher, cfg["teacher"], pool["text"], cfg.get("cache_dir"))
     rows = pool_rows(
         pool,
         scores,

@@ -22,7 +22,7 @@ from topictone.infer.schema import LabelSchema
 from topictone.infer.text import text_problem
 
 
-def parse_topics(
+def _parse_topics(
     value: Any, schema: LabelSchema, file: Path, line: int, field: str, csv: bool = False
 ) -> list[str]:
     """A list of topic names; in CSV (all text) a JSON list or names joined by "|"."""
@@ -74,7 +74,7 @@ def read_labelled(
             raise InputError(problem, file, line, fields["text"])
         if fields["topics"] not in row:
             raise InputError("missing", file, line, fields["topics"])
-        topics = parse_topics(row[fields["topics"]], schema, file, line, fields["topics"], is_csv)
+        topics = _parse_topics(row[fields["topics"]], schema, file, line, fields["topics"], is_csv)
         tone = row.get(fields["tone"])
         if tone is None:
             raise InputError("missing", file, line, fields["tone"])
@@ -141,11 +141,11 @@ def partial_labels(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray, n
     )
 
 
-PARTIAL = ("topics_known", "tone_known", "weight")  # weak and distilled rows know less
-SOFT = ("topics_soft", "tone_soft")  # distilled rows: a teacher's probabilities
+_PARTIAL = ("topics_known", "tone_known", "weight")  # weak and distilled rows know less
+_SOFT = ("topics_soft", "tone_soft")  # distilled rows: a teacher's probabilities
 
 
-def soft_columns(dataset: Mapping[str, list], n_tones: int) -> dict[str, list]:
+def _soft_columns(dataset: Mapping[str, list], n_tones: int) -> dict[str, list]:
     """Hard labels as soft targets: topics as floats, the tone as a one-hot distribution."""
     return {
         "topics_soft": [[float(v) for v in row] for row in dataset["topics"]],
@@ -170,10 +170,10 @@ def append_rows(
     base.setdefault("tone_known", [True] * len(train))
     base.setdefault("weight", [1.0] * len(train))
     new = dict(rows)
-    if any(name in new or name in base for name in SOFT):
+    if any(name in new or name in base for name in _SOFT):
         for side in (base, new):
-            if not all(name in side for name in SOFT):
-                side.update(soft_columns(side, len(schema.tones)))
+            if not all(name in side for name in _SOFT):
+                side.update(_soft_columns(side, len(schema.tones)))
     for here, there, n in ((base, new, n_new), (new, base, len(train))):
         for name in list(here):
             if name not in there:

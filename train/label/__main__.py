@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # name -> (module, what it does, an example)
-SUBCOMMANDS = {
+_SUBCOMMANDS = {
     "select": (
         "topictone.train.label.selection",
         "choose unlabelled texts to label next; write Label Studio tasks and config",
@@ -47,7 +47,7 @@ def usage() -> str:
         "",
         "subcommands:",
     ]
-    for name, (_, what, example) in SUBCOMMANDS.items():
+    for name, (_, what, example) in _SUBCOMMANDS.items():
         lines += [f"  {name:7} {what}", f"          python -m topictone.train.label {example}"]
     lines += ["", "The loop, step by step: docs/labelling.md"]
     return "\n".join(lines)
@@ -59,13 +59,14 @@ def main() -> None:
         print(usage())
         return
     name = args[0]
-    if name not in SUBCOMMANDS:
+    if name not in _SUBCOMMANDS:
         print(
-            f"error: unknown subcommand {name!r} (use {', '.join(SUBCOMMANDS)}; --help lists them)",
+            f"error: unknown subcommand {name!r} (use {', '.join(_SUBCOMMANDS)}; "
+            "--help lists them)",
             file=sys.stderr,
         )
         sys.exit(2)
-    module = importlib.import_module(SUBCOMMANDS[name][0])
+    module = importlib.import_module(_SUBCOMMANDS[name][0])
     # Hydra reads sys.argv: it must see only this subcommand's overrides.
     sys.argv = [f"{sys.argv[0]} {name}", *args[1:]]
     module.main()

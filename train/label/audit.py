@@ -40,7 +40,7 @@ from topictone.train.fitters.tfidf import TfidfFitter
 from topictone.train.label import studio
 from topictone.train.label.texts import label_preset
 
-RUN_CONFIG = "config.yaml"  # what `python -m topictone.train` writes into a run folder
+_RUN_CONFIG = "config.yaml"  # what `python -m topictone.train` writes into a run folder
 
 
 def audit_settings(model: str | None) -> tuple[dict[str, Any], LabelSchema | None, str]:
@@ -49,16 +49,16 @@ def audit_settings(model: str | None) -> tuple[dict[str, Any], LabelSchema | Non
     if model is None:
         return {}, None, "default TF-IDF settings"
     folder = Path(model)
-    run = folder if (folder / RUN_CONFIG).is_file() else folder.parent
+    run = folder if (folder / _RUN_CONFIG).is_file() else folder.parent
     schema = None
     if (folder / MANIFEST).is_file() or (folder / "model" / MANIFEST).is_file():
         found = folder if (folder / MANIFEST).is_file() else folder / "model"
         schema = read_manifest(found, verify=False).schema
-    elif not (folder / RUN_CONFIG).is_file():
+    elif not (folder / _RUN_CONFIG).is_file():
         raise TopictoneError(f"model={model}: neither a run folder nor a model folder")
-    if not (run / RUN_CONFIG).is_file():
+    if not (run / _RUN_CONFIG).is_file():
         return {}, schema, "default TF-IDF settings (no run config beside the model)"
-    config = settings_of(OmegaConf.load(run / RUN_CONFIG), str(run / RUN_CONFIG))
+    config = settings_of(OmegaConf.load(run / _RUN_CONFIG), str(run / _RUN_CONFIG))
     schema = schema or LabelSchema.from_dict(config["labels"])
     settings = config.get("model") or {}
     kind = config.get("model_kind")
@@ -67,10 +67,10 @@ def audit_settings(model: str | None) -> tuple[dict[str, Any], LabelSchema | Non
     # Only TfidfFitter's own parameters (the config also holds Hydra's _target_ and such).
     known = inspect.signature(TfidfFitter).parameters
     params = {k: v for k, v in settings.items() if k in known}
-    return params, schema, f"the TF-IDF settings of {run / RUN_CONFIG}"
+    return params, schema, f"the TF-IDF settings of {run / _RUN_CONFIG}"
 
 
-def check_counts(topic_true: np.ndarray, tone_true: np.ndarray, schema: LabelSchema, folds: int):
+def _check_counts(topic_true: np.ndarray, tone_true: np.ndarray, schema: LabelSchema, folds: int):
     """Every fold's model must see each label: each tone (folds are stratified by tone)
     and each topic's positives and negatives at least ``folds`` times."""
     for i, tone in enumerate(schema.tones):
@@ -85,7 +85,7 @@ def check_counts(topic_true: np.ndarray, tone_true: np.ndarray, schema: LabelSch
             )
 
 
-def flip_odds(
+def _flip_odds(
     per_topic: np.ndarray, tone: np.ndarray, n_tones: int, floor: float = 1e-6
 ) -> np.ndarray:
     """How much likelier each row's labels are if one label was changed than if none
@@ -118,7 +118,7 @@ class LabelAuditor:
     def fit(self, dataset: datasets.Dataset, schema: LabelSchema) -> LabelAuditor:
         self.schema_ = schema
         topic_true, tone_true = targets(dataset)
-        check_counts(topic_true, tone_true, schema, self.folds)
+        _check_counts(topic_true, tone_true, schema, self.folds)
         self.topic_probs_, self.tone_probs_ = self._out_of_fold(dataset, schema, tone_true)
         self._rate(topic_true, tone_true)
         return self
@@ -157,14 +157,14 @@ class LabelAuditor:
         self.tone_issue_ = find_label_issues(tone_true, self.tone_probs_, n_jobs=1)
         per_topic = get_label_quality_scores_per_class(topic_sets, self.topic_probs_)
         self.quality_ = 1.0 / (
-            1.0 + flip_odds(per_topic, self.tone_quality_, len(self.schema_.tones))
+            1.0 + _flip_odds(per_topic, self.tone_quality_, len(self.schema_.tones))
         )
         self.ranking_ = np.lexsort((np.arange(len(self.quality_)), self.quality_))
 
     def top(self, top: float | int | None) -> np.ndarray:
         """The ``top`` most suspect rows: a count (an int), a share (a float in (0, 1]),
         or None for the rows cleanlab flags (in ranking order)."""
-        check_top(top)
+        _check_top(top)
         if top is None:
             flagged = self.topic_issue_ | self.tone_issue_
             return self.ranking_[flagged[self.ranking_]]
@@ -175,7 +175,7 @@ class LabelAuditor:
         return self.ranking_[:top]
 
 
-def check_top(top: Any) -> None:
+def _check_top(top: Any) -> None:
     if top is None:
         return
     if isinstance(top, bool) or not isinstance(top, (int, float)) or top <= 0:
@@ -184,11 +184,11 @@ def check_top(top: Any) -> None:
         raise TopictoneError(f"top={top}: a share is at most 1 (a count is an integer)")
 
 
-def labels_of(schema: LabelSchema, topics: np.ndarray, tone: int) -> tuple[list[str], str]:
+def _labels_of(schema: LabelSchema, topics: np.ndarray, tone: int) -> tuple[list[str], str]:
     return [t for t, on in zip(schema.topics, topics, strict=True) if on], schema.tones[tone]
 
 
-def review_rows(
+def _review_rows(
     auditor: LabelAuditor, dataset: datasets.Dataset, lines: list[int], picked: np.ndarray
 ) -> list[dict[str, Any]]:
     """One report row per picked training row, most suspect first."""
@@ -196,8 +196,8 @@ def review_rows(
     topic_true, tone_true = targets(dataset)
     rows = []
     for rank, i in enumerate(picked.tolist(), start=1):
-        given = labels_of(schema, topic_true[i], tone_true[i])
-        guess = labels_of(schema, auditor.topic_probs_[i] >= 0.5, auditor.tone_probs_[i].argmax())
+        given = _labels_of(schema, topic_true[i], tone_true[i])
+        guess = _labels_of(schema, auditor.topic_probs_[i] >= 0.5, auditor.tone_probs_[i].argmax())
         rows.append(
             {
                 "rank": rank,
@@ -218,7 +218,7 @@ def review_rows(
     return rows
 
 
-def review_tasks(rows: list[dict[str, Any]], data_file: str, version: str) -> list[dict]:
+def _review_tasks(rows: list[dict[str, Any]], data_file: str, version: str) -> list[dict]:
     """Tasks showing the given labels and the out-of-fold guess as two predictions; the
     score (lower: more suspect) orders them in Label Studio."""
     tasks = []
@@ -234,7 +234,7 @@ def review_tasks(rows: list[dict[str, Any]], data_file: str, version: str) -> li
     return tasks
 
 
-def report_text(rows: list[dict[str, Any]], path: Path) -> str:
+def _report_text(rows: list[dict[str, Any]], path: Path) -> str:
     if path.suffix.lower() == ".jsonl":
         return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     if path.suffix.lower() != ".csv":
@@ -246,7 +246,7 @@ def report_text(rows: list[dict[str, Any]], path: Path) -> str:
     return buffer.getvalue()
 
 
-def read_training(path: str, cfg: DictConfig, schema: LabelSchema):
+def _read_training(path: str, cfg: DictConfig, schema: LabelSchema):
     """The training rows (validated as training reads them) and each row's line."""
     data_cfg = {"fields": OmegaConf.to_container(cfg.fields), "keep": [], "format": cfg.format}
     dataset = read_labelled(path, data_cfg, schema)
@@ -263,16 +263,16 @@ def main(cfg: DictConfig) -> None:
     for target in (output, report):
         check_output(target, [cfg.data])
     top = settings_of(cfg)["top"]
-    check_top(top)  # before minutes of fitting
+    _check_top(top)  # before minutes of fitting
     settings, schema, origin = audit_settings(cfg.model)
     schema = schema or LabelSchema.from_dict(label_preset(cfg.labels))
-    dataset, lines = read_training(cfg.data, cfg, schema)
+    dataset, lines = _read_training(cfg.data, cfg, schema)
     print(f"audit: {len(dataset)} rows, {cfg.folds} folds, {origin}", file=sys.stderr)
     auditor = LabelAuditor(int(cfg.folds), int(cfg.seed), settings).fit(dataset, schema)
-    rows = review_rows(auditor, dataset, lines, auditor.top(top))
+    rows = _review_rows(auditor, dataset, lines, auditor.top(top))
     version = f"audit-tfidf-oof{cfg.folds}-seed{cfg.seed}"
-    tasks = review_tasks(rows, str(cfg.data), version)
-    studio.write_texts({output: studio.tasks_json(tasks), report: report_text(rows, report)})
+    tasks = _review_tasks(rows, str(cfg.data), version)
+    studio.write_texts({output: studio.tasks_json(tasks), report: _report_text(rows, report)})
     print(f"{len(rows)} rows to review -> {output}; report -> {report}", file=sys.stderr)
 
 

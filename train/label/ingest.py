@@ -53,7 +53,7 @@ class Labels:
         return f"topics [{', '.join(self.topics)}], tone {self.tone}"
 
 
-def task_name(task: Mapping[str, Any], index: int) -> str:
+def _task_name(task: Mapping[str, Any], index: int) -> str:
     """How errors name a task: Label Studio's id (else its place), and our row id."""
     name = f"task {task.get('id', f'#{index + 1}')}"
     data = task.get("data")
@@ -62,7 +62,7 @@ def task_name(task: Mapping[str, Any], index: int) -> str:
     return name
 
 
-def parse_result(result: Any, schema: LabelSchema) -> Labels:
+def _parse_result(result: Any, schema: LabelSchema) -> Labels:
     """The labels an annotation's ``result`` holds; ValueError says what is wrong."""
     if not isinstance(result, list):
         raise ValueError("its result is not a list")
@@ -90,7 +90,7 @@ def parse_result(result: Any, schema: LabelSchema) -> Labels:
     return Labels(topics, tones[0])
 
 
-def task_labels(task: Mapping[str, Any], schema: LabelSchema) -> Labels | None:
+def _task_labels(task: Mapping[str, Any], schema: LabelSchema) -> Labels | None:
     """The task's one answer, None when no annotation stands (all cancelled or none);
     ValueError when an annotation is malformed or two disagree."""
     annotations = task.get("annotations") or []
@@ -103,7 +103,7 @@ def task_labels(task: Mapping[str, Any], schema: LabelSchema) -> Labels | None:
         if annotation.get("was_cancelled"):  # skipped in Label Studio: no answer
             continue
         try:
-            labels = parse_result(annotation.get("result"), schema)
+            labels = _parse_result(annotation.get("result"), schema)
         except ValueError as err:
             raise ValueError(f"annotation {annotation.get('id', '?')}: {err}") from None
         answers.setdefault(labels, annotation.get("id", "?"))
@@ -114,7 +114,7 @@ def task_labels(task: Mapping[str, Any], schema: LabelSchema) -> Labels | None:
 
 
 @dataclass
-class Importer:
+class _Importer:
     """Turns exported tasks into training rows, refusing any it cannot vouch for."""
 
     schema: LabelSchema
@@ -127,7 +127,7 @@ class Importer:
     def rows(self, tasks: list[Any], path: str) -> list[dict[str, Any]]:
         rows, seen = [], KnownTexts()
         for index, task in enumerate(tasks):
-            name = task_name(task, index) if isinstance(task, Mapping) else f"task #{index + 1}"
+            name = _task_name(task, index) if isinstance(task, Mapping) else f"task #{index + 1}"
             try:
                 row = self.row(task, seen)
             except ValueError as err:
@@ -147,7 +147,7 @@ class Importer:
             raise ValueError(f"data.{TEXT} is missing or not a text")
         if problem := text_problem(text):
             raise ValueError(f"data.{TEXT}: {problem}")
-        labels = task_labels(task, self.schema)
+        labels = _task_labels(task, self.schema)
         if labels is None:
             if self.skip_unlabelled:
                 self.skipped += 1
@@ -221,7 +221,9 @@ def write_rows(
             raise
 
 
-def existing_rows(output: Path, append: bool, schema: LabelSchema) -> tuple[bytes, KnownTexts, set]:
+def _existing_rows(
+    output: Path, append: bool, schema: LabelSchema
+) -> tuple[bytes, KnownTexts, set]:
     """The file to append to (validated as training data), its texts and its ids."""
     if not output.exists():
         return b"", KnownTexts(), set()
@@ -240,9 +242,9 @@ def main(cfg: DictConfig) -> None:
         raise TopictoneError(f"{output}: training rows are written as JSONL; name a .jsonl output")
     check_output(output, [cfg.input])
     schema = LabelSchema.from_dict(label_preset(cfg.labels))
-    before, known, ids = existing_rows(output, bool(cfg.append), schema)
+    before, known, ids = _existing_rows(output, bool(cfg.append), schema)
     known.update(KnownTexts.of_files(as_list(cfg.exclude), cfg.exclude_field))
-    importer = Importer(schema, known, ids, tuple(as_list(cfg.carry)), bool(cfg.skip_unlabelled))
+    importer = _Importer(schema, known, ids, tuple(as_list(cfg.carry)), bool(cfg.skip_unlabelled))
     rows = importer.rows(read_export(cfg.input), cfg.input)
     if not rows:
         raise TopictoneError(f"{cfg.input}: no annotated task to import")

@@ -37,7 +37,7 @@ from topictone.train.label.audit import LabelAuditor
 
 
 @dataclass
-class Planted:
+class _Planted:
     """The noisy copy of a dataset, and which rows were changed and how."""
 
     dataset: datasets.Dataset
@@ -45,7 +45,7 @@ class Planted:
     kinds: np.ndarray  # "topic" or "tone", per changed row
 
 
-def plant_errors(dataset: datasets.Dataset, share: float, seed: int, n_tones: int) -> Planted:
+def plant_errors(dataset: datasets.Dataset, share: float, seed: int, n_tones: int) -> _Planted:
     """``ceil(share × n)`` rows, each with one topic flipped or the tone changed."""
     topics, tones = targets(dataset)
     topics, tones = topics.copy(), tones.copy()
@@ -63,7 +63,7 @@ def plant_errors(dataset: datasets.Dataset, share: float, seed: int, n_tones: in
     noisy = dataset.remove_columns(["topics", "tone"])
     noisy = noisy.add_column("topics", topics.astype(float).tolist())
     noisy = noisy.add_column("tone", tones.tolist())
-    return Planted(noisy, rows, np.asarray(kinds))
+    return _Planted(noisy, rows, np.asarray(kinds))
 
 
 def found(picked: np.ndarray, wanted: np.ndarray) -> tuple[int, float, float]:
@@ -84,7 +84,7 @@ def preset(name: str) -> tuple[dict, LabelSchema, dict]:
     return settings, LabelSchema.from_dict(cfg.labels), data
 
 
-def report(planted: Planted, auditor: LabelAuditor, share: float) -> list[str]:
+def report(planted: _Planted, auditor: LabelAuditor, share: float) -> list[str]:
     top = auditor.top(share)
     hits, precision, recall = found(top, planted.rows)
     lines = [

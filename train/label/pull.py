@@ -24,7 +24,7 @@ from topictone.train.label.remote import Server
 
 # The import command's own body, without its Hydra wrapper (``command`` keeps it as
 # ``__wrapped__``): pull runs exactly what ``import input=<export>`` runs.
-run_import = inspect.unwrap(ingest.main)
+_run_import = inspect.unwrap(ingest.main)
 
 
 @command(f"{CONF_DIR}/label", "pull")
@@ -41,7 +41,7 @@ def main(cfg: DictConfig) -> None:
         print(f"{size} bytes exported from {project} at {server.shown}", file=sys.stderr)
         cfg.input = str(export)
         try:
-            run_import(cfg)
+            _run_import(cfg)
         except (TopictoneError, OSError) as err:
             # Name the project, not the temporary file.
             raise TopictoneError(str(err).replace(str(export), source)) from None

@@ -31,7 +31,7 @@ from topictone.train.label.remote import Project, Server, same_config
 from topictone.train.label.texts import label_preset
 
 
-def task_key(task: Any, index: int, path: str) -> str:
+def _task_key(task: Any, index: int, path: str) -> str:
     """The task's ``topictone_id``, after checking it is a task Label Studio can import."""
     where = f"task #{index + 1}"
     if not isinstance(task, Mapping) or not isinstance(task.get("data"), Mapping):
@@ -52,7 +52,7 @@ def task_key(task: Any, index: int, path: str) -> str:
     return str(ident)
 
 
-def read_tasks(path: str) -> list[tuple[str, dict]]:
+def _read_tasks(path: str) -> list[tuple[str, dict]]:
     """The file's tasks with their ids; one line for a bad file, task or repeated id."""
     try:
         tasks = read_export(path)
@@ -65,7 +65,7 @@ def read_tasks(path: str) -> list[tuple[str, dict]]:
     keyed: list[tuple[str, dict[str, Any]]] = []
     seen: dict[str, int] = {}
     for index, task in enumerate(tasks):
-        key = task_key(task, index, path)
+        key = _task_key(task, index, path)
         if key in seen:
             raise InputError(
                 f"task #{index + 1}: {studio.ID_KEY} {key!r} repeats task #{seen[key] + 1}", path
@@ -89,7 +89,7 @@ def labelling_config(cfg: DictConfig) -> tuple[str, str]:
     return studio.labelling_config(schema), f"labels={cfg.labels}"
 
 
-def first_version(tasks: list[tuple[str, dict]]) -> str | None:
+def _first_version(tasks: list[tuple[str, dict]]) -> str | None:
     """The model version of the first prediction the tasks carry (select's model)."""
     for _, task in tasks:
         for guess in task.get("predictions") or []:
@@ -98,7 +98,7 @@ def first_version(tasks: list[tuple[str, dict]]) -> str | None:
     return None
 
 
-def ready_project(server: Server, cfg: DictConfig, config_xml: str, source: str) -> Project:
+def _ready_project(server: Server, cfg: DictConfig, config_xml: str, source: str) -> Project:
     """The project to push to: found (its config checked) or created."""
     project = server.project(cfg.project)
     client = server.client
@@ -125,7 +125,7 @@ def ready_project(server: Server, cfg: DictConfig, config_xml: str, source: str)
     return project
 
 
-def import_new(server: Server, project: Project, tasks: list[tuple[str, dict]], batch: int) -> int:
+def _import_new(server: Server, project: Project, tasks: list[tuple[str, dict]], batch: int) -> int:
     """Import the tasks in batches; each POST is tried once (a retry could import a batch
     twice), and a push stopped halfway resumes where it stopped when run again."""
     done = 0
@@ -155,15 +155,15 @@ def main(cfg: DictConfig) -> None:
     batch = int(cfg.batch_size)
     if batch < 1:
         raise TopictoneError(f"batch_size must be at least 1, got {batch}")
-    tasks = read_tasks(cfg.tasks)
+    tasks = _read_tasks(cfg.tasks)
     config_xml, source = labelling_config(cfg)
     server = Server.from_cfg(cfg)
-    project = ready_project(server, cfg, config_xml, source)
+    project = _ready_project(server, cfg, config_xml, source)
     there = {str(data.get(studio.ID_KEY)) for data in server.task_data(project)}
     new = [(key, task) for key, task in tasks if key not in there]
     if new:
-        import_new(server, project, new, batch)
-        version = cfg.model_version or first_version(new)
+        _import_new(server, project, new, batch)
+        version = cfg.model_version or _first_version(new)
         if version and version != project.model_version:
             # Label Studio pre-fills a task with the predictions of the project's model version.
             server.call(

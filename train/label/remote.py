@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from topictone.infer.errors import TopictoneError
 
-INSTALL = "pip install 'topictone[label]'"
+_INSTALL = "pip install 'topictone[label]'"
 T = TypeVar("T")
 
 
@@ -33,35 +33,36 @@ def sdk() -> tuple[Any, type[Exception]]:
         from label_studio_sdk import LabelStudio
         from label_studio_sdk.core.api_error import ApiError
     except ImportError:
-        raise TopictoneError(f"talking to Label Studio needs label-studio-sdk: {INSTALL}") from None
+        needs = f"talking to Label Studio needs label-studio-sdk: {_INSTALL}"
+        raise TopictoneError(needs) from None
     return LabelStudio, ApiError
 
 
-def shown_url(url: str) -> str:
+def _shown_url(url: str) -> str:
     """The URL as messages show it: no user:password part, no query, no trailing slash."""
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
 
 
-def checked_url(url: Any) -> str:
+def _checked_url(url: Any) -> str:
     if not isinstance(url, str) or not url.strip():
         raise TopictoneError("url: set it to the Label Studio server, e.g. http://localhost:8080")
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TopictoneError(
-            f"url={shown_url(url)!r}: not an http(s) URL of a Label Studio server "
+            f"url={_shown_url(url)!r}: not an http(s) URL of a Label Studio server "
             "(e.g. http://localhost:8080)"
         )
     if "@" in parts.netloc:  # the SDK's token header would lose to its Basic auth
         raise TopictoneError(
-            f"url={shown_url(url)!r}: leave out the user:password part (the token logs in)"
+            f"url={_shown_url(url)!r}: leave out the user:password part (the token logs in)"
         )
     return url.rstrip("/")
 
 
-def checked_token(cfg: DictConfig) -> str:
+def _checked_token(cfg: DictConfig) -> str:
     """``token``, else the environment variable ``token_env``; never printed."""
     token = cfg.get("token")
     env = cfg.get("token_env") or "LABEL_STUDIO_API_KEY"
@@ -102,8 +103,8 @@ class Server:
     def __init__(
         self, url: str, token: str, timeout: float, token_env: str, retries: int = 2
     ) -> None:
-        self.url = checked_url(url)
-        self.shown = shown_url(self.url)
+        self.url = _checked_url(url)
+        self.shown = _shown_url(self.url)
         self.token = token
         self.timeout = float(timeout)
         if self.timeout <= 0:
@@ -122,7 +123,7 @@ class Server:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> Server:
         env = cfg.get("token_env") or "LABEL_STUDIO_API_KEY"
-        return cls(cfg.url, checked_token(cfg), cfg.timeout, env, cfg.retries)
+        return cls(cfg.url, _checked_token(cfg), cfg.timeout, env, cfg.retries)
 
     # --- errors ---------------------------------------------------------------------------
 

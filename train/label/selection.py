@@ -34,7 +34,7 @@ from topictone.infer.text import normalize
 from topictone.train.label import studio
 from topictone.train.label.texts import KnownTexts, Pool, PoolReader, as_list
 
-STRATEGIES = ("uncertainty", "diverse", "random")
+_STRATEGIES = ("uncertainty", "diverse", "random")
 
 
 @dataclass
@@ -70,7 +70,7 @@ def certainty(scores: PoolScores, topic: int | None = None) -> np.ndarray:
     return percentile(rankdata(distance.min(axis=1)) + rankdata(margin))
 
 
-def most_uncertain(certainty: np.ndarray, n: int) -> np.ndarray:
+def _most_uncertain(certainty: np.ndarray, n: int) -> np.ndarray:
     """The ``n`` least certain texts, ties in pool order."""
     return np.lexsort((np.arange(len(certainty)), certainty))[:n]
 
@@ -80,7 +80,7 @@ class UncertaintySampler:
         self.topic = topic
 
     def pick(self, texts: list[str], scores: PoolScores, n: int) -> np.ndarray:
-        return most_uncertain(certainty(scores, self.topic), n)
+        return _most_uncertain(certainty(scores, self.topic), n)
 
 
 class DiverseSampler:
@@ -93,10 +93,10 @@ class DiverseSampler:
     def pick(self, texts: list[str], scores: PoolScores, n: int) -> np.ndarray:
         if self.candidates < 1:
             raise TopictoneError(f"candidates must be at least 1, got {self.candidates}")
-        pool = most_uncertain(certainty(scores, self.topic), self.candidates * n)
+        pool = _most_uncertain(certainty(scores, self.topic), self.candidates * n)
         if len(pool) <= n:
             return pool
-        return pool[farthest_first(char_vectors([texts[i] for i in pool]), n)]
+        return pool[_farthest_first(char_vectors([texts[i] for i in pool]), n)]
 
 
 def char_vectors(texts: list[str]):
@@ -106,7 +106,7 @@ def char_vectors(texts: list[str]):
     return vectorizer.fit_transform([normalize(t).casefold() for t in texts])
 
 
-def farthest_first(vectors, n: int) -> np.ndarray:
+def _farthest_first(vectors, n: int) -> np.ndarray:
     """k-center greedy: start from the first row (the most uncertain), then add the row
     farthest (cosine distance) from everything chosen; ties go to the earlier row."""
     chosen = [0]
@@ -137,10 +137,10 @@ def sampler(strategy: str, topic: int | None, candidates: int, seed: int):
         return DiverseSampler(topic, candidates)
     if strategy == "random":
         return RandomSampler(seed)
-    raise TopictoneError(f"unknown strategy {strategy!r} (use {', '.join(STRATEGIES)})")
+    raise TopictoneError(f"unknown strategy {strategy!r} (use {', '.join(_STRATEGIES)})")
 
 
-def topic_index(predictor: Predictor, topic: str | None) -> int | None:
+def _topic_index(predictor: Predictor, topic: str | None) -> int | None:
     if topic is None:
         return None
     if topic not in predictor.schema.topics:
@@ -150,7 +150,7 @@ def topic_index(predictor: Predictor, topic: str | None) -> int | None:
     return predictor.schema.topics.index(topic)
 
 
-def score_pool(
+def _score_pool(
     predictor: Predictor, texts: list[str], batch_size: int, progress: bool = True
 ) -> PoolScores:
     """Calibrated scores, a batch at a time so a large pool shows its progress."""
@@ -165,7 +165,7 @@ def score_pool(
     return PoolScores(np.concatenate(topics), np.concatenate(tones), thresholds)
 
 
-def build_tasks(
+def _build_tasks(
     predictor: Predictor,
     pool: Pool,
     scores: PoolScores,
@@ -185,7 +185,7 @@ def build_tasks(
     return tasks
 
 
-def read_pool(cfg: DictConfig, predictor: Predictor) -> Pool:
+def _read_pool(cfg: DictConfig, predictor: Predictor) -> Pool:
     """The pool's texts less repeats and texts of the excluded (labelled) files."""
     known = KnownTexts.of_files(as_list(cfg.exclude), cfg.exclude_field)
     reader = PoolReader(
@@ -207,16 +207,16 @@ def main(cfg: DictConfig) -> None:
     for target in (output, config_file):  # before the model loads: fail fast
         check_output(target, as_list(cfg.pool))
     predictor = infer.load(cfg.model, limits=settings_of(cfg.limits, "limits"))
-    topic = topic_index(predictor, cfg.topic)
+    topic = _topic_index(predictor, cfg.topic)
     chooser = sampler(cfg.strategy, topic, int(cfg.candidates), int(cfg.seed))
     descriptions = settings_of(cfg.descriptions, "descriptions")
     config_xml = studio.labelling_config(predictor.schema, descriptions)
-    pool = read_pool(cfg, predictor)
+    pool = _read_pool(cfg, predictor)
     texts = [row.text for row in pool.rows]
-    scores = score_pool(predictor, texts, int(cfg.batch_size), bool(cfg.progress))
+    scores = _score_pool(predictor, texts, int(cfg.batch_size), bool(cfg.progress))
     picked = np.asarray(chooser.pick(texts, scores, int(cfg.n)))
     version = studio.model_version(cfg.model, predictor.kind)
-    tasks = build_tasks(predictor, pool, scores, picked, certainty(scores, topic), version)
+    tasks = _build_tasks(predictor, pool, scores, picked, certainty(scores, topic), version)
     studio.write_texts(
         {output: studio.tasks_json(tasks), config_file: config_xml}, as_list(cfg.pool)
     )

@@ -36,7 +36,7 @@ ID_KEY = "topictone_id"  # the row id a task carries there and back
 def labelling_config(schema: LabelSchema, descriptions: Mapping[str, str] | None = None) -> str:
     """The project's labelling config: the text, topics (any number, none included) and
     exactly one tone; a topic's description becomes its hover hint."""
-    hints = checked_descriptions(schema, descriptions)
+    hints = _checked_descriptions(schema, descriptions)
     lines = ["<View>", f'  <Text name="{TEXT}" value="${TEXT}"/>']
     lines.append(f'  <Choices name="{TOPICS}" toName="{TEXT}" choice="multiple">')
     for topic in schema.topics:
@@ -49,7 +49,7 @@ def labelling_config(schema: LabelSchema, descriptions: Mapping[str, str] | None
     return "\n".join(lines)
 
 
-def checked_descriptions(
+def _checked_descriptions(
     schema: LabelSchema, descriptions: Mapping[str, Any] | None
 ) -> dict[str, str]:
     """Topic descriptions (select's ``descriptions``), each for a topic of the schema."""

@@ -83,7 +83,7 @@ def label_preset(name: str) -> dict[str, Any]:
 
 
 @dataclass
-class PoolRow:
+class _PoolRow:
     """One unlabelled text: its stable id, where it came from, and fields carried along."""
 
     text: str
@@ -96,7 +96,7 @@ class PoolRow:
 class Pool:
     """The texts left to label, and how many rows were left out and why."""
 
-    rows: list[PoolRow]
+    rows: list[_PoolRow]
     read: int = 0
     duplicates: int = 0
     labelled: int = 0
@@ -149,20 +149,20 @@ class PoolReader:
             raise InputError(problem, file, line, self.text_field)
         return text
 
-    def _check_id(self, row: PoolRow, ids: dict[str, str], file: Path, line: int) -> None:
+    def _check_id(self, row: _PoolRow, ids: dict[str, str], file: Path, line: int) -> None:
         """Ids name tasks and then training rows: two texts under one id would be
         confused when the labels come back."""
         if row.id in ids:
             raise InputError(f"id {row.id!r} repeats {ids[row.id]}", file, line, self.id_field)
         ids[row.id] = row.source
 
-    def _row(self, text: str, row: dict[str, Any], file: Path, line: int) -> PoolRow:
+    def _row(self, text: str, row: dict[str, Any], file: Path, line: int) -> _PoolRow:
         source = f"{file}:{line}"
         own = row.get(self.id_field) if self.id_field else None
         # A row's own id survives relabelling and reordering; file:line is the fallback.
         ident = source if own is None or str(own) == "" else str(own)
         extra = {name: _plain(row[name]) for name in self.carry if row.get(name) is not None}
-        return PoolRow(text=text, id=ident, source=source, extra=extra)
+        return _PoolRow(text=text, id=ident, source=source, extra=extra)
 
 
 def _plain(value: Any) -> Any:

@@ -12,12 +12,12 @@ import numpy as np
 from topictone.infer.schema import LabelSchema
 from topictone.train.decisions.thresholds import apply_thresholds
 
-METRICS_DIR = Path(__file__).parent  # one folder per evaluate module
+_METRICS_DIR = Path(__file__).parent  # one folder per evaluate module
 
 
 @cache
 def _metric(name: str) -> evaluate.EvaluationModule:
-    return evaluate.load(str(METRICS_DIR / name))
+    return evaluate.load(str(_METRICS_DIR / name))
 
 
 def compute_metrics(
@@ -90,7 +90,7 @@ def calibration_errors(
     }
 
 
-BUCKET_FIELDS = ("lang", "unit")  # kept data fields that metrics are broken down by
+_BUCKET_FIELDS = ("lang", "unit")  # kept data fields that metrics are broken down by
 
 
 def bucket_metrics(
@@ -102,7 +102,7 @@ def bucket_metrics(
 ) -> list[dict[str, Any]]:
     """Metrics per value of each bucket field the dataset has (language, text length)."""
     out = []
-    for field in BUCKET_FIELDS:
+    for field in _BUCKET_FIELDS:
         if field not in dataset.column_names:
             continue
         values = np.array([str(v) for v in dataset[field]])
