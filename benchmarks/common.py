@@ -329,7 +329,7 @@ def prediction_rows(path: Path, schema: Any, fields: dict[str, str]) -> list[dic
     for a score per name, ``topic list`` for decided topics): a bad file gets one line
     naming file, line and field, not a traceback."""
     from topictone.infer import InputError
-    from topictone.infer.io.formats import read_rows
+    from topictone.infer.io.readers import read_rows
 
     rows = []
     for line, found, _ in read_rows(path, "jsonl"):

@@ -17,7 +17,7 @@ from topictone import infer
 from topictone.infer.artifact import MANIFEST, sha256
 from topictone.infer.batch.local import predict_file
 from topictone.infer.cli import CONF_DIR, command
-from topictone.infer.io.formats import check_output
+from topictone.infer.io.outputs import check_output
 
 
 @command(f"{CONF_DIR}/inference", "infer")

@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 
 from topictone.infer.errors import InputError, TopictoneError
-from topictone.infer.io.formats import (
-    RowValueError,
-    _json_line,
-    input_files,
-    open_writer,
-    read_rows,
-    require_text,
-)
+from topictone.infer.io.outputs import open_writer
+from topictone.infer.io.readers import input_files, read_rows, require_text
+from topictone.infer.io.writers import RowValueError, _json_line
 
 
 def write(path: Path, content: bytes | str) -> Path:
@@ -159,9 +154,9 @@ def test_parquet_writer_keeps_every_field_or_refuses_the_row(tmp_path):
 def test_parquet_writer_gathers_batches_into_large_row_groups(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from topictone.infer.io.formats import _ParquetWriter
+    from topictone.infer.io.writers import ParquetWriter
 
-    monkeypatch.setattr(_ParquetWriter, "ROW_GROUP_ROWS", 1000)
+    monkeypatch.setattr(ParquetWriter, "ROW_GROUP_ROWS", 1000)
     rows = [{"id": i, "score": i / 7} for i in range(2500)]
     with open_writer(tmp_path / "o.parquet") as writer:
         for start in range(0, len(rows), 512):
@@ -204,14 +199,14 @@ def test_input_files_of_a_folder_a_glob_or_a_file(tmp_path):
     ],
 )
 def test_a_spliced_line_keeps_the_input_text(text, expected):
-    from topictone.infer.io.formats import Spliced, _spliced_line
+    from topictone.infer.io.writers import Spliced, _spliced_line
 
     assert _spliced_line(Spliced(text, "p", 1), 0) == expected
     assert json.loads(expected)["p"] == 1
 
 
 def test_json_texts_are_the_values_as_written():
-    from topictone.infer.io.formats import json_texts
+    from topictone.infer.io.readers import json_texts
 
     line = ' { "a" : 1E2,"b":[1.50, {"c": -0}] , "\\u00e9": "x", "d": null }\n'
     assert json.loads(line) and json_texts(line) == {
@@ -224,7 +219,7 @@ def test_json_texts_are_the_values_as_written():
 
 def test_record_sizes_add_up_to_the_bytes_read(tmp_path):
     """Blank lines count with the row after them, so a row's end is an offset in the file."""
-    from topictone.infer.io.formats import read_records
+    from topictone.infer.io.readers import read_records
 
     content = '\ufeff\n{"a": 1}\n\n  \n{"a": 2}\r\n{"a": 3}'
     f = write(tmp_path / "a.jsonl", content)
@@ -277,7 +272,7 @@ def test_parquet_writer_reads_each_value_back(tmp_path):
 
 
 def test_parquet_schema_names_the_row_that_fits_no_type():
-    from topictone.infer.io.formats import ParquetSchema
+    from topictone.infer.io.writers import ParquetSchema
 
     schema = ParquetSchema()
     for key, row in enumerate([{"a": 1, "m": {"x": 1}}, {"a": 2.5, "m": {"y": "s"}}, {"a": None}]):

@@ -340,7 +340,7 @@ class Name(str):
 
 def test_repeated_column_names_are_found_in_linear_time(tmp_path):
     """A CSV header of 80,000 columns took minutes: each name was counted in the header."""
-    from topictone.infer.io.formats import _repeated, read_rows
+    from topictone.infer.io.readers import _repeated, read_rows
 
     names = [Name(f"c{i}") for i in range(2_000)]
     Name.compared = 0

@@ -246,7 +246,8 @@ def test_without_ray_the_engine_is_one_line_and_the_core_never_imports_it(
     assert result.stderr.strip() == "error: engine=ray needs Ray: pip install 'topictone[scale]'"
     code = (
         "import sys, topictone.infer, topictone.infer.__main__, topictone.infer.batch.local, "
-        "topictone.infer.io.formats, topictone.infer.cli; "
+        "topictone.infer.io.readers, topictone.infer.io.writers, topictone.infer.io.outputs, "
+        "topictone.infer.cli; "
         "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')]"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -3,7 +3,7 @@
     python -m benchmarks.memory.parquet_row_groups [--sizes 512 4096 8192 16384 65536]
 
 Each cell is a fresh process that writes rows shaped like the batch CLI's output (an id,
-a text and the prediction) in batches of 512 through ``topictone.infer.io.formats.open_writer``,
+a text and the prediction) in batches of 512 through ``topictone.infer.io.outputs.open_writer``,
 with the writer's ``ROW_GROUP_ROWS`` set to the size (512: one row group per batch, the
 writer before 2026-12-04), and prints its peak RSS. The batch CLI's own figures are
 ``benchmarks.memory.batch_memory``'s.
@@ -21,7 +21,7 @@ from benchmarks.common import print_cpu, print_header
 # set on the writer open_writer hands out (the instance, not the class).
 CHILD = """
 import os, resource, sys, tempfile
-from topictone.infer.io.formats import open_writer
+from topictone.infer.io.outputs import open_writer
 
 rows, size = int(sys.argv[1]), int(sys.argv[2])
 text = "India tests a new missile off the coast of Odisha, officials say. " * 2

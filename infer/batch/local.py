@@ -26,20 +26,14 @@ from typing import Any, cast
 from tqdm.auto import tqdm
 
 from topictone.infer.errors import InputError, TextError, TopictoneError
-from topictone.infer.io.formats import (
+from topictone.infer.io.outputs import check_output, open_writer
+from topictone.infer.io.readers import (
     MAX_LINE_BYTES,
     STDOUT,
-    JsonText,
-    ParquetSchema,
     Record,
     Row,
-    RowValueError,
-    RowWriter,
-    Spliced,
-    check_output,
     detect_format,
     json_texts,
-    open_writer,
     parquet_rows,
     parquet_schema,
     plain_problem,
@@ -47,6 +41,7 @@ from topictone.infer.io.formats import (
     require_text,
 )
 from topictone.infer.io.resume import Progress, open_resumable
+from topictone.infer.io.writers import JsonText, ParquetSchema, RowValueError, RowWriter, Spliced
 from topictone.infer.limits import TextLimits
 from topictone.infer.predictors.base import Predictor
 from topictone.infer.schema import LabelSchema, Prediction

@@ -1,7 +1,7 @@
 """``python -m topictone.infer engine=ray``: batch prediction on Ray Data (``topictone[scale]``).
 
 The input is a file, a folder or a glob of JSONL, CSV and Parquet shards
-(:func:`topictone.infer.io.formats.input_files`). Each file is one read task that parses it with
+(:func:`topictone.infer.io.readers.input_files`). Each file is one read task that parses it with
 the batch CLI's own reader and checks every row as the CLI does
 (:class:`topictone.infer.batch.local.Plan`), so a bad row is the same one line, naming the file,
 line and field. Blocks of ``engine.block_rows`` rows go to a pool of ``engine.actors`` actors, each
@@ -47,13 +47,11 @@ from topictone import infer
 from topictone.infer.artifact import read_manifest
 from topictone.infer.batch.local import Plan, predict_located, prediction_type, write_located
 from topictone.infer.errors import InputError, TopictoneError
-from topictone.infer.io.formats import (
+from topictone.infer.io.outputs import check_not_model, file_writer, output_folder
+from topictone.infer.io.readers import (
     STDOUT,
-    check_not_model,
     detect_format,
-    file_writer,
     input_files,
-    output_folder,
     parquet_schema,
     read_records,
 )

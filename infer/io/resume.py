@@ -26,13 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from topictone.infer.errors import TopictoneError
-from topictone.infer.io.formats import (
-    RowWriter,
-    check_output,
-    make_parent,
-    remove_folders,
-    text_writer,
-)
+from topictone.infer.io.outputs import check_output, make_parent, remove_folders
+from topictone.infer.io.writers import RowWriter, text_writer
 from topictone.infer.paths import follow_umask
 
 VERSION = 2  # 2: the input bytes read and their SHA-256

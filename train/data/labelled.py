@@ -1,6 +1,6 @@
 """Labelled data: read, validate row by row, and hold as a ``datasets.Dataset``.
 
-Rows are read by ``topictone.infer.io.formats`` (line-numbered streaming) so every problem is
+Rows are read by ``topictone.infer.io.readers`` (line-numbered streaming) so every problem is
 reported by file, line and field before training starts; the validated rows become a
 ``datasets.Dataset`` with multi-hot topics and an integer tone.
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 import topictone.infer.resources  # noqa: F401  (registers ${topictone.demo:...}, used by data configs)
 from topictone.infer.errors import InputError
-from topictone.infer.io.formats import detect_format, read_rows, require_text
+from topictone.infer.io.readers import detect_format, read_rows, require_text
 from topictone.infer.schema import LabelSchema
 from topictone.infer.text import text_problem
 

@@ -33,7 +33,8 @@ from sklearn.model_selection import StratifiedKFold
 from topictone.infer.artifact import MANIFEST, read_manifest
 from topictone.infer.cli import CONF_DIR, command, settings_of
 from topictone.infer.errors import InputError, TopictoneError
-from topictone.infer.io.formats import check_output, read_rows
+from topictone.infer.io.outputs import check_output
+from topictone.infer.io.readers import read_rows
 from topictone.infer.schema import LabelSchema
 from topictone.train.data.labelled import read_labelled, targets
 from topictone.train.fitters.tfidf import TfidfFitter

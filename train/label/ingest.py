@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from topictone.infer.cli import CONF_DIR, command
 from topictone.infer.errors import InputError, TopictoneError
-from topictone.infer.io.formats import check_output, output_folder
+from topictone.infer.io.outputs import check_output, output_folder
 from topictone.infer.paths import follow_umask
 from topictone.infer.schema import LabelSchema
 from topictone.infer.text import text_problem

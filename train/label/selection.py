@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from topictone import infer
 from topictone.infer.cli import CONF_DIR, command, settings_of
 from topictone.infer.errors import TopictoneError
-from topictone.infer.io.formats import check_output
+from topictone.infer.io.outputs import check_output
 from topictone.infer.predictors.base import Predictor
 from topictone.infer.text import normalize
 from topictone.train.label import studio

@@ -23,7 +23,7 @@ from xml.sax.saxutils import quoteattr
 
 from topictone.infer.artifact import MANIFEST, sha256
 from topictone.infer.errors import TopictoneError
-from topictone.infer.io.formats import check_output, output_folder
+from topictone.infer.io.outputs import check_output, output_folder
 from topictone.infer.paths import follow_umask
 from topictone.infer.schema import LabelSchema
 

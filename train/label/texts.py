@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from topictone.infer.errors import InputError, TopictoneError
-from topictone.infer.io.formats import MAX_LINE_BYTES, input_files, read_rows, require_text
+from topictone.infer.io.readers import MAX_LINE_BYTES, input_files, read_rows, require_text
 from topictone.infer.limits import TextLimits
 from topictone.infer.resources import conf_dir
 from topictone.infer.text import normalize, text_problem
