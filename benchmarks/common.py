@@ -140,6 +140,42 @@ def tfidf_fitter(**settings: Any) -> Any:
     return TfidfFitter(**settings)
 
 
+# The labelling loop's simulation measures the shipped code: the samplers `label select`
+# runs and the decision fitting a training run does.
+
+
+def product_sampler(strategy: str, candidates: int, seed: int) -> Any:
+    """``label select``'s sampler for ``strategy`` (all topics, ``candidates`` x n)."""
+    from topictone.train.label.selection import sampler
+
+    return sampler(strategy, None, candidates, seed)
+
+
+def pool_scores(predictor: Any, texts: list[str]) -> Any:
+    """The pool's calibrated scores and the model's thresholds, as ``label select`` hands
+    them to a sampler."""
+    from topictone.train.label.selection import PoolScores
+
+    topics, tones = predictor.predict_scores(texts)
+    thresholds = np.array([predictor.thresholds[t] for t in predictor.schema.topics])
+    return PoolScores(topics, tones, thresholds)
+
+
+def scored(predictor: Any, dataset: Any) -> Any:
+    """Raw scores and truth of ``dataset``, as a run scores a split."""
+    from topictone.train.decisions.scores import score_split
+
+    return score_split(predictor, dataset)
+
+
+def fit_decisions(predictor: Any, dev: Any, decision: Any, oof: Any) -> Any:
+    """Calibrations and thresholds fitted as a run fits them, installed on ``predictor``;
+    its ``crossfit`` holds dev's decisions and calibrated scores."""
+    from topictone.train.decisions.fitting import fit_decisions as fit
+
+    return fit(predictor, dev, decision, oof)
+
+
 # --- the machine, timing, tables ------------------------------------------------------
 
 
@@ -408,6 +444,14 @@ def macro_f1(truth: np.ndarray, decided: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
     return float(f1_score(truth, decided, average="macro", zero_division=0))
+
+
+def tone_macro_f1(truth: np.ndarray, predicted: np.ndarray, tones: int = 3) -> float:
+    """Macro-F1 over every tone (indices), a tone never predicted counting 0."""
+    from sklearn.metrics import f1_score
+
+    labels = list(range(tones))
+    return float(f1_score(truth, predicted, average="macro", labels=labels, zero_division=0))
 
 
 def paired_interval(

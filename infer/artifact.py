@@ -50,6 +50,7 @@ MAX_FOLDER_BYTES = {
     "transformer": 8 * GiB,
     "encoder": 8 * GiB,
     "ensemble": 16 * GiB,
+    "cascade": 16 * GiB,  # two model folders, each within its own kind's cap
     "static": 2 * GiB,  # a table of at most 1 GiB (predictors/static.py) and its tokenizer
 }
 HEX = frozenset("0123456789abcdef")

@@ -45,6 +45,7 @@ from topictone.infer.artifact import (
 from topictone.infer.cli import CONF_DIR, command
 from topictone.infer.errors import TopictoneError
 from topictone.infer.paths import follow_umask
+from topictone.infer.predictors.ensemble import MEMBERS
 from topictone.infer.predictors.windows import pad_windows
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from topictone.infer.predictors.transformer import TransformerPredictor
 
 GRAPH_NAMES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+PARENTS = ("ensemble", "cascade")  # kinds whose members are model folders under members/
 QUANTIZE = ("none", "int8")
 INT8_METHODS = ("blockwise", "dynamic")
 # Texts the export checks the graph on: English and Hindi, one window to several.
@@ -90,8 +92,14 @@ def export(
         raise TopictoneError(f"block_size must be a power of 2, at least 16; got {block_size}")
     model = Path(folder)
     manifest = read_manifest(model)
+    if manifest.kind in PARENTS:
+        settings = (quantize, tolerance, int8_method, block_size)
+        return _export_members(model, manifest, settings)
     if manifest.kind != "transformer":
-        raise TopictoneError(f"{model}: a '{manifest.kind}' model; only transformers export")
+        raise TopictoneError(
+            f"{model}: a '{manifest.kind}' model; only transformers export (and the "
+            "transformers inside an ensemble or a cascade)"
+        )
     predictor = cast(  # a transformer folder (its kind is checked above)
         "TransformerPredictor",
         infer.load(model, runtime="torch", device="cpu", dtype="float32"),  # as the graph
@@ -201,16 +209,8 @@ def add_graph(
 ) -> None:
     """A new folder (hard links to the old files, the graph, the updated manifest and card)
     swapped in for the old one: readers see the old folder or the new, never half."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    backup = folder.with_name(f".{folder.name}.old")
+    staging = _staged_copy(folder, {MANIFEST, CARD, name})
     try:
-        for file in sorted(folder_files(folder) - {MANIFEST, CARD, name}):
-            target = staging / file
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(folder / file, target)
-            except OSError:  # a file system without hard links
-                shutil.copy2(folder / file, target)
         shutil.move(graph, staging / name)
         follow_umask(staging / name)
         graphs = {**(manifest.settings.get("graphs") or {}), precision: name}
@@ -218,24 +218,96 @@ def add_graph(
         if precision == "int8":  # what the int8 graph's decisions cost depends on it
             manifest.settings["int8_method"] = method
         manifest.files = {**manifest.files, name: sha256(staging / name)}
-        manifest.versions = {
-            **manifest.versions,
-            **package_versions(["torch", "onnx", "onnxruntime"]),
-        }
-        record_sizes(manifest, staging)
-        (staging / MANIFEST).write_text(
-            json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        if (folder / CARD).is_file():  # the card training wrote stays (a copy: appended to)
-            shutil.copyfile(folder / CARD, staging / CARD)
-        else:
-            from topictone.infer.card import model_card
+        how = f", {method} quantisation" if precision == "int8" else ""
+        _reseal(folder, staging, manifest, f"ONNX graph added: `{name}` ({precision}{how}).")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _swap(staging, folder)
 
-            (staging / CARD).write_text(model_card(manifest), encoding="utf-8")
-        with (staging / CARD).open("a", encoding="utf-8") as card:
-            how = f", {method} quantisation" if precision == "int8" else ""
-            card.write(f"\nONNX graph added: `{name}` ({precision}{how}).\n")
-        follow_umask(staging, folder=True)
+
+def _export_members(
+    folder: Path, manifest: Manifest, settings: tuple[str, float, str, int]
+) -> ExportResult:
+    """Every transformer inside an ensemble or a cascade exported, in a staged copy of the
+    folder whose manifest is then resealed over the new files and swapped in whole."""
+    members = manifest.settings.get("members") or {}
+    chosen = [name for name in members if _holds_transformer(folder / MEMBERS / name)]
+    if not chosen:
+        raise TopictoneError(f"{folder}: a '{manifest.kind}' model with no transformer to export")
+    staging = _staged_copy(folder, {MANIFEST, CARD}, link=False)
+    try:
+        results = [export(staging / MEMBERS / name, *settings) for name in chosen]
+        manifest.files = {
+            f: sha256(staging / f) for f in sorted(folder_files(staging) - {MANIFEST, CARD})
+        }
+        what = ", ".join(
+            f"`{MEMBERS}/{n}/{r['graph']}`" for n, r in zip(chosen, results, strict=True)
+        )
+        _reseal(folder, staging, manifest, f"ONNX graphs added: {what}.")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _swap(staging, folder)
+    first = results[0]
+    return {
+        "graph": f"{MEMBERS}/{chosen[0]}/{first['graph']}",
+        "bytes": sum(r["bytes"] for r in results),
+        "max_logit_gap": max(r["max_logit_gap"] for r in results),
+    }
+
+
+def _holds_transformer(folder: Path) -> bool:
+    """Whether a model folder is a transformer, or holds one at any depth."""
+    manifest = read_manifest(folder, verify=False)
+    if manifest.kind in PARENTS:
+        members = manifest.settings.get("members") or {}
+        return any(_holds_transformer(folder / MEMBERS / name) for name in members)
+    return manifest.kind == "transformer"
+
+
+def _staged_copy(folder: Path, leave_out: set[str], link: bool = True) -> Path:
+    """A hidden sibling folder with ``folder``'s files but ``leave_out``: hard links where
+    ``link`` and the file system allow, else copies. A member exported inside the copy is
+    read while the original still exists, and a loader refuses a file with two links."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for file in sorted(folder_files(folder) - leave_out):
+            target = staging / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if link:
+                with contextlib.suppress(OSError):  # a file system without hard links
+                    os.link(folder / file, target)
+                    continue
+            shutil.copy2(folder / file, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def _reseal(folder: Path, staging: Path, manifest: Manifest, note: str) -> None:
+    """The staged folder's manifest (sizes, versions) and card (``note`` appended)."""
+    manifest.versions = {**manifest.versions, **package_versions(["torch", "onnx", "onnxruntime"])}
+    record_sizes(manifest, staging)
+    (staging / MANIFEST).write_text(
+        json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    if (folder / CARD).is_file():  # the card training wrote stays (a copy: appended to)
+        shutil.copyfile(folder / CARD, staging / CARD)
+    else:
+        from topictone.infer.card import model_card
+
+        (staging / CARD).write_text(model_card(manifest), encoding="utf-8")
+    with (staging / CARD).open("a", encoding="utf-8") as card:
+        card.write(f"\n{note}\n")
+    follow_umask(staging, folder=True)
+
+
+def _swap(staging: Path, folder: Path) -> None:
+    """``staging`` renamed to ``folder``, the old folder kept aside until then."""
+    backup = folder.with_name(f".{folder.name}.old")
+    try:
         shutil.rmtree(backup, ignore_errors=True)
         folder.rename(backup)
         staging.rename(folder)

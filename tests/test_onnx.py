@@ -199,7 +199,8 @@ def test_export_cli_errors_are_one_line(tfidf_run, cli):
     done = cli("infer.export", f"model={tfidf_run / 'model'}")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"error: {tfidf_run / 'model'}: a 'tfidf' model; only transformers export"
+        f"error: {tfidf_run / 'model'}: a 'tfidf' model; only transformers export (and the "
+        "transformers inside an ensemble or a cascade)"
     ]
     done = cli("infer.export", f"model={tfidf_run / 'model'}", "quantize=int4")
     assert done.returncode == 2 and "quantize must be one of" in done.stderr

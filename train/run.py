@@ -117,6 +117,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     track(cfg, run_dir, fitter, metrics, manifest, data_hashes)
     print(f"\n{fitter.kind} on {cfg.data.name} — run folder {run_dir}\n")
     print(format_table(metrics, schema))
+    if (share := metrics.get("dev_crossfit", {}).get("expensive_share")) is not None:
+        print(f"cascade: {share:.0%} of the texts fitted on go to the expensive stage")
     return metrics
 
 
@@ -149,7 +151,8 @@ def training_data(cfg: DictConfig, schema: LabelSchema, run_dir: Path) -> tuple[
     if any(overlap.values()):
         print(f"note: texts also in train: {overlap}", file=sys.stderr, flush=True)
     every_text = [text for split in splits.values() for text in split["text"]]
-    check_label_counts(splits["train"], schema, cfg.checks.min_examples)  # what is trained on
+    described = cfg.labels.get("descriptions") or {}
+    check_label_counts(splits["train"], schema, cfg.checks.min_examples, described)
     if cfg.weak.sources:
         splits["train"] = mix_weak(splits["train"], cfg.weak.sources, schema, every_text, cfg.seed)
     if cfg.distill.teacher:

@@ -82,8 +82,14 @@ class DataConfig:
 
 @dataclass
 class LabelsConfig:
+    """The label schema (``conf/labels/``). ``descriptions`` (topic -> one sentence) and
+    ``examples`` (topic -> a few texts) let the encoder score a topic with few or no
+    labels from what it is about; neither is saved in a model's label schema."""
+
     topics: list[str] = field(default_factory=list)
     tones: list[str] = field(default_factory=list)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass

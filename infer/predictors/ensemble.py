@@ -95,47 +95,17 @@ class EnsemblePredictor(Predictor):
         }
 
     def save_weights(self, folder: Path) -> list[str]:
-        names = []
-        for name, member in self.members.items():
-            save_model(member, folder / MEMBERS / name)
-            names += [
-                p.relative_to(folder).as_posix()
-                for p in sorted((folder / MEMBERS / name).rglob("*"))
-                if p.is_file()
-            ]
-        return names
+        return save_members(self.members, folder)
 
     @classmethod
     def load(cls, folder: Path, manifest: Manifest, **options: Any) -> EnsemblePredictor:
         """Members load with the same options (a TF-IDF member ignores a transformer's)."""
-        from topictone.infer import (
-            load,  # the package's loader: members are model folders themselves
-        )
-
         members = manifest.settings.get("members")
-        if not isinstance(members, dict) or not members:
-            raise TopictoneError(f"{folder}: ensemble manifest lists no members")
-        for name in members:
-            if not isinstance(name, str) or "/" in name:
-                raise TopictoneError(f"{folder}: ensemble member {name!r} is not a plain name")
-            if not inside(folder, f"{MEMBERS}/{name}", "member").is_dir():
-                raise TopictoneError(f"{folder}: ensemble member {name!r} is not a subfolder")
-        weights: dict[str, Any] = {}  # as the manifest holds them: checked just below
-        for name, spec in members.items():
-            if not isinstance(spec, dict) or not isinstance(spec.get("kind", ""), str):
-                raise TopictoneError(
-                    f"{folder}: ensemble member {name!r:.60} must be an object with a weight "
-                    f"and a kind, got {spec!r:.60}"
-                )
-            weights[name] = spec.get("weight")
+        check_member_specs(folder, members, "ensemble")
+        assert isinstance(members, dict)
+        weights = {name: spec.get("weight") for name, spec in members.items()}
         normalised_weights(weights, members)  # refused before any member loads
-        loaded = {name: load(folder / MEMBERS / name, **options) for name in members}
-        for name, member in loaded.items():
-            if members[name].get("kind", member.kind) != member.kind:
-                raise TopictoneError(
-                    f"{folder}: ensemble member {name!r} is a '{member.kind}' model, the "
-                    f"manifest says '{members[name]['kind']:.40}'"
-                )
+        loaded = load_members(folder, members, options)
         return cls(
             manifest.schema,
             loaded,
@@ -166,3 +136,55 @@ def normalised_weights(weights: Mapping[str, Any], members: Mapping[str, Any]) -
             f"one per member ({', '.join(members)})"
         )
     return {name: scaled[name] for name in members}
+
+
+def save_members(members: Mapping[str, Predictor], folder: Path) -> list[str]:
+    """Each member as a complete model folder under ``members/<name>/``; the files written,
+    relative to ``folder``."""
+    names = []
+    for name, member in members.items():
+        save_model(member, folder / MEMBERS / name)
+        names += [
+            p.relative_to(folder).as_posix()
+            for p in sorted((folder / MEMBERS / name).rglob("*"))
+            if p.is_file()
+        ]
+    return names
+
+
+def check_member_specs(
+    folder: Path, members: Any, kind: str, holds: str = "a weight and a kind"
+) -> None:
+    """A manifest's ``members``: plain names of subfolders under ``members/``, each an
+    object with a ``kind`` string (checked before any member loads); ``holds`` names what
+    the object must hold, for the message."""
+    if not isinstance(members, dict) or not members:
+        raise TopictoneError(f"{folder}: {kind} manifest lists no members")
+    for name, spec in members.items():
+        if not isinstance(name, str) or "/" in name:
+            raise TopictoneError(f"{folder}: {kind} member {name!r} is not a plain name")
+        if not inside(folder, f"{MEMBERS}/{name}", "member").is_dir():
+            raise TopictoneError(f"{folder}: {kind} member {name!r} is not a subfolder")
+        if not isinstance(spec, dict) or not isinstance(spec.get("kind", ""), str):
+            raise TopictoneError(
+                f"{folder}: {kind} member {name!r:.60} must be an object with {holds}, "
+                f"got {spec!r:.60}"
+            )
+
+
+def load_members(
+    folder: Path, members: Mapping[str, dict], options: Mapping[str, Any]
+) -> dict[str, Predictor]:
+    """The member folders loaded with the same options, each of the kind its spec says."""
+    from topictone.infer import (
+        load,  # the package's loader: members are model folders themselves
+    )
+
+    loaded = {name: load(folder / MEMBERS / name, **options) for name in members}
+    for name, member in loaded.items():
+        if members[name].get("kind", member.kind) != member.kind:
+            raise TopictoneError(
+                f"{folder}: member {name!r} is a '{member.kind}' model, the "
+                f"manifest says '{members[name]['kind']:.40}'"
+            )
+    return loaded

@@ -8,7 +8,7 @@ reported by file, line and field before training starts; the validated rows beco
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -182,15 +182,20 @@ def append_rows(
     return datasets.Dataset.from_dict({name: base[name] + list(new[name]) for name in base})
 
 
-def check_label_counts(train: datasets.Dataset, schema: LabelSchema, minimum: int) -> None:
+def check_label_counts(
+    train: datasets.Dataset, schema: LabelSchema, minimum: int, described: Iterable[str] = ()
+) -> None:
     """Refuse training when a topic or tone has fewer than ``minimum`` examples in train
-    (or a topic no negative): its head would learn nothing and score it 0 forever."""
+    (or a topic no negative): its head would learn nothing and score it 0 forever. A
+    ``described`` topic (``labels.descriptions``) may have fewer positives: the encoder
+    scores it from its description (a kind that cannot says so when it fits)."""
     topic_true, tone_true = targets(train)
     known_topics, known_tone, _ = partial_labels(train)
     for i, topic in enumerate(schema.topics):
         positives = int(topic_true[known_topics, i].sum())
         negatives = int(known_topics.sum()) - positives
-        if positives < minimum or negatives < minimum:
+        few = positives < minimum and topic not in set(described)
+        if few or negatives < minimum:
             raise InputError(
                 f"topic '{topic}' has {positives} positive and {negatives} negative training "
                 f"examples; at least {minimum} of each are needed (checks.min_examples)"

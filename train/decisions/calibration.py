@@ -17,6 +17,7 @@ from topictone.infer.decision import EPS, Calibration, logit
 from topictone.infer.errors import TopictoneError
 from topictone.infer.predictors.base import Predictor, Scores
 from topictone.infer.schema import LabelSchema
+from topictone.train.decisions.routing import fit_routing
 from topictone.train.decisions.scores import ScoreTree
 
 METHODS = ("platt", "temperature")  # how a calibration is fitted; "auto" chooses per head
@@ -101,6 +102,8 @@ def calibrate_tree(
                 part, tree.parts[name], rows, truth, method, (*path, name)
             )
             found.update(fitted)
+        if truth is not None and len(rows):  # a cascade's bands, fitted on the same rows
+            fit_routing(predictor, part_scores, truth, rows)
         raw = predictor.combine(part_scores)
     assert raw is not None
     calibration = predictor.calibration  # nothing to fit: keep what the model has

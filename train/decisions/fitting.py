@@ -26,6 +26,7 @@ from topictone.train.decisions.calibration import (
     calibrate_tree,
     install_calibrations,
 )
+from topictone.train.decisions.routing import routing_metrics
 from topictone.train.decisions.scores import Scored, ScoreTree
 from topictone.train.decisions.thresholds import ThresholdRule, apply_thresholds
 from topictone.train.metrics.compute import calibration_errors, compute_metrics, split_metrics
@@ -88,6 +89,7 @@ def fit_decisions(
     if oof is not None:
         honest["fitted_with_oof_train_texts"] = len(oof)
     honest["fitted_with_dev"] = bool(use_dev)
+    honest.update(routing_metrics(predictor))
     return Fitted(
         fitted=True,
         on_dev=use_dev,

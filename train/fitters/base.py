@@ -9,6 +9,7 @@ a ``datasets.Dataset`` and returns the fitter, with the fitted predictor in ``pr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -37,8 +38,10 @@ class Fitter(BaseEstimator):
 
     @property
     def refits(self) -> bool:
-        """Whether fitting again trains everything (false where a part is loaded, trained)."""
-        return True
+        """Whether fitting again trains everything: false where a member (an ensemble's, a
+        cascade's stage) is a trained model folder's path, loaded rather than trained."""
+        members = getattr(self, "members", None) or {}
+        return all(isinstance(spec, Mapping) for spec in members.values())
 
 
 def logistic_head(C: float, fitter: Any) -> Any:

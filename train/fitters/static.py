@@ -5,7 +5,7 @@ in ``<cache>/backbones/<org>--<name>``, or a hub download where a hub is reachab
 from ``model.distill_from``, a local Hugging Face / sentence-transformers encoder that
 ``model2vec.distill`` turns into one: every token of its vocabulary through the network
 once, then PCA. Distilling is minutes (torch, transformers and skeletoken needed: see
-:data:`DISTILL_NEEDS`), so the result is kept in ``<cache>/static/`` and built once.
+:data:`_DISTILL_NEEDS`), so the result is kept in ``<cache>/static/`` and built once.
 Training and prediction then need numpy, tokenizers and safetensors only.
 """
 
@@ -49,7 +49,7 @@ _STATIC_FILES = [
     "config_sentence_transformers.json",
     "0_StaticEmbedding/*",
 ]
-_DISTILL_NEEDS = "pip install 'topictone[transformer]' skeletoken (model2vec's distill extra)"
+_DISTILL_NEEDS = "pip install 'topictone[distill]'"
 
 
 def resolve_static(name_or_path: str, cache_dir: str | Path | None = None) -> Path:
