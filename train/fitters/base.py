@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 from sklearn.base import BaseEstimator
+
+from topictone.infer.errors import TopictoneError
 
 if TYPE_CHECKING:
     import datasets
@@ -52,3 +55,56 @@ def logistic_head(C: float, fitter: Any) -> Any:
     return LogisticRegression(
         C=C, class_weight=fitter.class_weight, max_iter=fitter.max_iter, random_state=fitter.seed
     )
+
+
+Known = tuple[np.ndarray, np.ndarray, np.ndarray]  # topics known, tone known, weight
+
+
+def topic_head(x: np.ndarray, y: np.ndarray, weight: np.ndarray, fitter: Any, i: int) -> tuple:
+    """Topic ``i``'s logistic head on vectors ``x`` (labels ``y``) as (weights, bias)."""
+    if len(set(y)) < 2:
+        raise TopictoneError(f"topic #{i}: training data has no positive or no negative")
+    head = logistic_head(fitter.topic_C, fitter).fit(x, y, sample_weight=weight)
+    return head.coef_[0], head.intercept_[0]
+
+
+def tone_head(
+    x: np.ndarray, tone_true: np.ndarray, known: Known, n_tones: int, fitter: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """The multinomial tone head on vectors ``x``, one row per tone of the schema."""
+    _, known_tone, weight = known
+    tone = logistic_head(fitter.tone_C, fitter).fit(
+        x[known_tone], tone_true[known_tone], sample_weight=weight[known_tone]
+    )
+    tone_w = np.zeros((n_tones, x.shape[1]))
+    tone_b = np.full(n_tones, -1e4)  # a tone never seen in training is never predicted
+    if len(tone.classes_) == 2:  # binary: scikit-learn keeps one row for the second class
+        tone_w[tone.classes_[1]], tone_b[tone.classes_[1]] = tone.coef_[0], tone.intercept_[0]
+        tone_b[tone.classes_[0]] = 0.0
+    else:
+        tone_w[tone.classes_], tone_b[tone.classes_] = tone.coef_, tone.intercept_
+    return tone_w, tone_b
+
+
+def linear_heads(
+    x: np.ndarray,
+    topic_true: np.ndarray,
+    tone_true: np.ndarray,
+    known: Known,
+    n_tones: int,
+    fitter: Any,
+) -> dict[str, np.ndarray]:
+    """Logistic heads on vectors ``x`` as the arrays a vector kind's predictor reads (the
+    encoder's and the static kind's): a binary head per topic and the tone head."""
+    rows, _, weight = known
+    topics = [
+        topic_head(x[rows], topic_true[rows, i], weight[rows], fitter, i)
+        for i in range(topic_true.shape[1])
+    ]
+    tone_w, tone_b = tone_head(x, tone_true, known, n_tones, fitter)
+    return {
+        "topic_weight": np.asarray([w for w, _ in topics]),
+        "topic_bias": np.asarray([b for _, b in topics]),
+        "tone_weight": tone_w,
+        "tone_bias": tone_b,
+    }

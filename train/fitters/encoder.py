@@ -33,7 +33,7 @@ from topictone.train.fitters.backbone import (
     resolve_backbone,
     user_cache_copy,
 )
-from topictone.train.fitters.base import Fitter, logistic_head
+from topictone.train.fitters.base import Fitter, tone_head, topic_head
 from topictone.train.fitters.prototype import Anchor, prototype_head, topic_anchors
 
 _FETCH_HINT = {
@@ -150,7 +150,7 @@ class EncoderFitter(Fitter):
         n = len(x)
         known = known or (np.ones(n, bool), np.ones(n, bool), np.ones(n))
         topic_w, topic_b = self.topic_heads(x, topic_true, known, anchors or {})
-        tone_w, tone_b = self.tone_head(x, tone_true, known, n_tones or int(tone_true.max()) + 1)
+        tone_w, tone_b = tone_head(x, tone_true, known, n_tones or int(tone_true.max()) + 1, self)
         return {
             "topic_weight": topic_w,
             "topic_bias": topic_b,
@@ -167,45 +167,17 @@ class EncoderFitter(Fitter):
     ) -> tuple[np.ndarray, np.ndarray]:
         """One binary head per topic: logistic on the embedding, or the prototype head
         for a described topic with fewer than ``prototype_below`` positives."""
-        known_topics, _, weight = known
+        rows, _, weight = known
         topic_w, topic_b = [], []
         for i in range(topic_true.shape[1]):
-            y = topic_true[known_topics, i]
+            y = topic_true[rows, i]
             if i in anchors and y.sum() < self.prototype_below:
                 w, b = prototype_head(self, x, topic_true, known, i, anchors)
             else:
-                if len(set(y)) < 2:
-                    raise TopictoneError(
-                        f"topic #{i}: training data has no positive or no negative"
-                    )
-                head = logistic_head(self.topic_C, self).fit(
-                    x[known_topics], y, sample_weight=weight[known_topics]
-                )
-                w, b = head.coef_[0], head.intercept_[0]
+                w, b = topic_head(x[rows], y, weight[rows], self, i)
             topic_w.append(w)
             topic_b.append(b)
         return np.asarray(topic_w), np.asarray(topic_b)
-
-    def tone_head(
-        self,
-        x: np.ndarray,
-        tone_true: np.ndarray,
-        known: tuple[np.ndarray, np.ndarray, np.ndarray],
-        n_tones: int,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The multinomial tone head, one row per tone of the schema."""
-        _, known_tone, weight = known
-        tone = logistic_head(self.tone_C, self).fit(
-            x[known_tone], tone_true[known_tone], sample_weight=weight[known_tone]
-        )
-        tone_w = np.zeros((n_tones, x.shape[1]))
-        tone_b = np.full(n_tones, -1e4)  # a tone never seen in training is never predicted
-        if len(tone.classes_) == 2:  # binary: scikit-learn keeps one row for the second class
-            tone_w[tone.classes_[1]], tone_b[tone.classes_[1]] = tone.coef_[0], tone.intercept_[0]
-            tone_b[tone.classes_[0]] = 0.0
-        else:
-            tone_w[tone.classes_], tone_b[tone.classes_] = tone.coef_, tone.intercept_
-        return tone_w, tone_b
 
     def anchor_vectors(self, encoder: SentenceEncoder, schema: LabelSchema) -> dict[int, Anchor]:
         """The described topics' anchors (:func:`prototype.topic_anchors`)."""

@@ -37,7 +37,7 @@ from topictone.infer.schema import LabelSchema
 from topictone.infer.text import normalize
 from topictone.train.data.labelled import partial_labels, targets
 from topictone.train.fitters.backbone import cache_root, resolve_backbone, user_cache_copy
-from topictone.train.fitters.base import Fitter, logistic_head
+from topictone.train.fitters.base import Fitter, linear_heads
 
 _DEFAULT_BACKBONE = "minishlab/potion-multilingual-128M"
 # What a model2vec folder holds, in its own layout and in sentence-transformers' two.
@@ -247,53 +247,9 @@ class StaticFitter(Fitter):
         embedder = self.embedder()
         self.train_embeddings_ = self.embed(embedder, train)
         topic_true, tone_true = targets(train)
-        heads = fit_heads(
-            self.train_embeddings_,
-            topic_true,
-            tone_true,
-            partial_labels(train),
-            len(schema.tones),
-            lambda C: logistic_head(C, self),
-            self.topic_C,
-            self.tone_C,
+        known = partial_labels(train)
+        heads = linear_heads(
+            self.train_embeddings_, topic_true, tone_true, known, len(schema.tones), self
         )
         self.predictor_ = StaticPredictor(schema, embedder, heads)
         return self
-
-
-def fit_heads(
-    x: np.ndarray,
-    topic_true: np.ndarray,
-    tone_true: np.ndarray,
-    known: tuple[np.ndarray, np.ndarray, np.ndarray],
-    n_tones: int,
-    head: Any,
-    topic_C: float,
-    tone_C: float,
-) -> dict[str, np.ndarray]:
-    """Logistic heads on vectors ``x`` as arrays, the encoder kind's
-    (``EncoderFitter.fit_heads``); ``known`` = (topics known, tone known, weight);
-    ``head(C)`` makes one unfitted classifier."""
-    known_topics, known_tone, weight = known
-    topic_w, topic_b = [], []
-    for i in range(topic_true.shape[1]):
-        y = topic_true[known_topics, i]
-        if len(set(y)) < 2:
-            raise TopictoneError(f"topic #{i}: training data has no positive or no negative")
-        fitted = head(topic_C).fit(x[known_topics], y, sample_weight=weight[known_topics])
-        topic_w.append(fitted.coef_[0])
-        topic_b.append(fitted.intercept_[0])
-    tone = head(tone_C).fit(x[known_tone], tone_true[known_tone], sample_weight=weight[known_tone])
-    tone_w = np.zeros((n_tones, x.shape[1]))
-    tone_b = np.full(n_tones, -1e4)  # a tone never seen in training is never predicted
-    if len(tone.classes_) == 2:  # binary: scikit-learn keeps one row for the second class
-        tone_w[tone.classes_[1]], tone_b[tone.classes_[1]] = tone.coef_[0], tone.intercept_[0]
-        tone_b[tone.classes_[0]] = 0.0
-    else:
-        tone_w[tone.classes_], tone_b[tone.classes_] = tone.coef_, tone.intercept_
-    return {
-        "topic_weight": np.asarray(topic_w),
-        "topic_bias": np.asarray(topic_b),
-        "tone_weight": tone_w,
-        "tone_bias": tone_b,
-    }
