@@ -34,6 +34,8 @@ def test_bands_route_a_text_when_any_head_is_unsure():
     # An empty band (0.5, 0.5) routes nothing, even a score of exactly 0.5.
     assert bands.route(SCHEMA, (topics, tones)).tolist() == [False, True, True, False]
     assert Bands.everything(SCHEMA).route(SCHEMA, (topics, tones)).all()
+    # Unfitted bands are saved as null (no Infinity in the manifest) and read back alike.
+    assert Bands.from_dict("m", None, SCHEMA) == Bands.everything(SCHEMA)
 
 
 @pytest.mark.parametrize(
@@ -244,3 +246,12 @@ def test_a_cascade_runs_on_the_ray_engine_as_in_the_cli(tfidf_run: Path, tmp_pat
     assert done.returncode == 0, done.stderr
     lines = [line for p in sorted(out.iterdir()) for line in p.read_text().splitlines()]
     assert lines == single.read_text().splitlines()
+
+
+def test_a_cascade_without_fitted_bands_saves_null_and_sends_every_text_on(tfidf_run, tmp_path):
+    stages = [f"model.members.{name}={tfidf_run / 'model'}" for name in ("cheap", "expensive")]
+    train_run(["model=cascade", *stages, "decision.calibrate=false"], tmp_path)
+    raw = (tmp_path / "model" / "topictone.json").read_text()
+    assert "Infinity" not in raw and json.loads(raw)["settings"]["bands"] is None
+    cascade = infer.load(tmp_path / "model")
+    assert cascade.routed(cascade.preprocess(demo_texts("dev"))).all()

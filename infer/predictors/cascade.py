@@ -155,7 +155,8 @@ class CascadePredictor(Predictor):
     def settings(self) -> dict[str, Any]:
         return {
             "members": {name: {"kind": stage.kind} for name, stage in self.parts().items()},
-            "bands": self.bands.to_dict(),
+            # null, not JSON's non-standard Infinity, for "every text goes on"
+            "bands": None if self.bands == Bands.everything(self.schema) else self.bands.to_dict(),
             "target": self.target,
             "fitted_expensive_share": self.fitted_share,
         }
