@@ -27,6 +27,26 @@ DEMO = ROOT / "data" / "demo"  # the embedded demo corpus
 SHARED = ROOT.parent / "shared"  # beside the repository root; never copied into it
 GOLD = SHARED / "data" / "gold"  # train, dev, dev_articles (licensed separately)
 SEED_EXAMPLE = SHARED / "examples" / "india-israel-defence-mou.hi.txt"
+# torch, oneDNN (and OpenVINO's oneDNN), MKL and numpy held to AVX2 kernels: a stand-in on
+# an AVX-512 machine for the AVX2 CPUs most users have (no AVX-512, no bfloat16, no VNNI).
+AVX2_ONLY = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "NPY_DISABLE_CPU_FEATURES": " ".join(
+        (
+            "AVX512F",
+            "AVX512CD",
+            "AVX512_SKX",
+            "AVX512_CLX",
+            "AVX512_CNL",
+            "AVX512_ICL",
+            "AVX512_SPR",
+        )
+    ),
+}
+MIXED = ("dev", "dev_articles")  # the mixed set: conf/data/gold.yaml's dev split, in its order
+WARM_UP = ["Army tests a new missile", "सेना ने नई मिसाइल का परीक्षण किया"]  # not in the mixed set
 OOF_SCORES = Path("oof") / "scores.npz"  # what a run with decision.oof_folds > 1 writes
 
 # --- training internals ---------------------------------------------------------------

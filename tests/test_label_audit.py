@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from topictone.infer.errors import TopictoneError
 from topictone.infer.schema import LabelSchema
-from topictone.train.label.audit import LabelAuditor, audit_settings
+from topictone.train.label.audit import audit_fitters
+from topictone.train.label.auditor import LabelAuditor, stack_tone, stack_topics
 from topictone.train.label.ingest import DATA_CFG
 
 pytest.importorskip("cleanlab", reason="the audit needs topictone[label] (cleanlab)")
@@ -130,12 +132,74 @@ def test_audit_reports_jsonl_and_refuses_a_bad_top(noisy, tmp_path, cli):
 
 def test_audit_settings_come_from_the_run(tfidf_run, tmp_path):
     for folder in (tfidf_run, tfidf_run / "model"):
-        settings, schema, origin = audit_settings(str(folder))
-        assert settings["char_ngram_range"] == [2, 4] and settings["min_df"] == 2
-        assert schema == SCHEMA and "config.yaml" in origin
-    assert audit_settings(None)[:2] == ({}, None)
+        [fitter], schema, origin = audit_fitters(str(folder))
+        assert fitter.kind == "tfidf" and "config.yaml" in origin
+        assert fitter.char_ngram_range == [2, 4] and fitter.min_df == 2
+        assert schema == SCHEMA
+    [fitter], schema, _ = audit_fitters(None, tfidf={"naive_bayes": True})
+    assert schema is None and fitter.naive_bayes and fitter.min_df == 1
     with pytest.raises(Exception, match="neither a run folder nor a model folder"):
-        audit_settings(str(tmp_path))
+        audit_fitters(str(tmp_path))
+
+
+def test_a_run_of_another_kind_is_refitted_beside_tfidf(tiny_backbone, tmp_path, noisy, cli):
+    from conftest import train_run
+    from test_encoder import encoder_overrides
+
+    run = tmp_path / "run"
+    train_run([*encoder_overrides(tiny_backbone, tmp_path / "cache"), "data=demo"], run)
+    fitters, _, origin = audit_fitters(str(run / "model"))
+    assert [f.kind for f in fitters] == ["tfidf", "encoder"] and "encoder model" in origin
+    assert [f.kind for f in audit_fitters(str(run), own_kind=False)[0]] == ["tfidf"]
+    path, flipped = noisy
+    out = tmp_path / "review.json"
+    args = [f"model={run}", f"data={path}", f"output={out}", "top=8", "folds=3"]
+    result = cli("train.label", "audit", *args)
+    assert result.returncode == 0, result.stderr
+    assert "folds, TF-IDF and the encoder model of" in result.stderr
+    tasks = json.loads(out.read_text("utf-8"))
+    assert tasks[0]["predictions"][1]["model_version"] == "audit-tfidf+encoder-oof3-seed0"
+    with (tmp_path / "review.report.csv").open(encoding="utf-8") as handle:
+        lines = {int(r["line"]) - 1 for r in csv.DictReader(handle)}
+    assert len(lines & set(flipped)) >= 6  # stacking leans on TF-IDF over a random encoder
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"_target_": "os.system"},
+        {"_target_": None},
+        {"members": {"a": {"_target_": "builtins.exec", "source": "1"}}},
+        {"members": [{"_target_": "subprocess.call"}]},
+        {"_target_": ...},  # no _target_ at all
+    ],
+)
+def test_a_run_config_builds_only_topictone_fitters(tmp_path, edit, cli):
+    """A run folder is a user's file: a `_target_` outside the fitters is one line, never
+    imported or called."""
+    model = {"_target_": "topictone.train.fitters.encoder.EncoderFitter", **edit}
+    if model["_target_"] is ...:
+        del model["_target_"]
+    config = {"labels": {"topics": list(SCHEMA.topics), "tones": list(SCHEMA.tones)}}
+    (tmp_path / "config.yaml").write_text(json.dumps({**config, "model": model}), "utf-8")
+    with pytest.raises(TopictoneError, match=r"config.yaml: field 'model.*\._target_'"):
+        audit_fitters(str(tmp_path))
+
+
+def test_stacking_leans_on_the_model_that_fits_the_labels():
+    """Stacked probabilities follow the informative model, not the noise beside it."""
+    rng = np.random.default_rng(0)
+    tone = rng.integers(0, 3, 600)
+    good = np.full((600, 3), 0.1)
+    good[np.arange(600), tone] = 0.8
+    noise = rng.dirichlet(np.ones(3), 600)
+    stacked = stack_tone([noise, good], tone)
+    assert stacked.shape == (600, 3) and np.allclose(stacked.sum(axis=1), 1.0)
+    assert (stacked.argmax(axis=1) == tone).mean() == 1.0
+    topics = (rng.random((600, 2)) < 0.3).astype(int)
+    sharp = np.where(topics == 1, 0.9, 0.1)
+    probs = stack_topics([rng.random((600, 2)), sharp], topics)
+    assert ((probs >= 0.5) == topics).all()
 
 
 def test_audit_refuses_too_few_examples(tmp_path, cli):

@@ -270,17 +270,36 @@ def test_select_with_no_exclusion_offers_the_split_text(tfidf_run, pool, tmp_pat
     assert "dup-of-train" in ids and "repeat" not in ids and len(ids) == 9
 
 
-def test_topic_descriptions_become_hints(tfidf_run, pool, tmp_path, cli):
+def select_hints(model, pool, tmp_path, cli, *args: str) -> dict:
+    """The hover hint of each choice in the labelling config `select` writes."""
     out = tmp_path / "tasks.json"
     result = cli(
-        "topictone.train.label", "select", f"model={tfidf_run / 'model'}", f"pool={pool}", "n=2",
-        f"output={out}", '+descriptions.defence="Armed forces, weapons & procurement"',
+        "topictone.train.label", "select", f"model={model}", f"pool={pool}", "n=2",
+        f"output={out}", *args,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     root = ET.fromstring((tmp_path / "tasks.config.xml").read_text("utf-8"))
-    hints = {c.get("value"): c.get("hint") for c in root.iter("Choice")}
+    return {c.get("value"): c.get("hint") for c in root.iter("Choice")}
+
+
+def test_topic_descriptions_become_hints(tfidf_run, pool, tmp_path, cli):
+    """Given to select; or the labels.descriptions the model was trained with, which a
+    `descriptions.<topic>` given to select replaces."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    given = '+descriptions.defence="Armed forces, weapons & procurement"'
+    hints = select_hints(tfidf_run / "model", pool, tmp_path, cli, given)
     assert hints["defence"] == "Armed forces, weapons & procurement"
     assert hints["technology"] is None
+    run = tmp_path / "run"
+    shutil.copytree(tfidf_run / "model", run / "model")
+    config = OmegaConf.load(tfidf_run / "config.yaml")
+    config.labels.descriptions = {"technology": "Phones, chips", "defence": "Armed forces"}
+    OmegaConf.save(config, run / "config.yaml")
+    hints = select_hints(run / "model", pool, tmp_path, cli, "+descriptions.defence=Soldiers")
+    assert hints["technology"] == "Phones, chips" and hints["defence"] == "Soldiers"
 
 
 @pytest.mark.parametrize(

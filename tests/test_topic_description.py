@@ -203,6 +203,30 @@ def test_label_descriptions_reach_the_encoder(model, member):
     assert (plain["members"][member] if member else plain)["topic_descriptions"] == {}
 
 
+@pytest.mark.parametrize(
+    "model, reads",
+    [
+        ("tfidf", False),
+        ("static", False),
+        ("encoder", True),
+        ("cascade", True),
+        ("ensemble", False),
+    ],
+)
+def test_a_model_that_cannot_read_descriptions_is_refused(model, reads, tmp_path):
+    """A description a model would silently ignore is one line, before any fitting."""
+    from hydra.utils import instantiate
+
+    from topictone.train.run import fit_model
+
+    cfg = compose_train([f"model={model}", "+labels.descriptions.technology=Phones and chips"])
+    assert instantiate(cfg.model).reads_descriptions is reads
+    if reads:
+        return
+    with pytest.raises(TopictoneError, match=f"labels.descriptions: a '{model}' model does not"):
+        fit_model(cfg, cfg.model, {}, SCHEMA, tmp_path)
+
+
 def test_a_run_trains_a_described_topic_that_has_no_labels(tiny_backbone, tmp_path):
     """The label-count check lets a described topic through with no positive; without
     the description the same data is refused in one line, as before."""

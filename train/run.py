@@ -168,6 +168,12 @@ def fit_model(
 ) -> Fitter:
     """The configured fitter, fitted on train (dev for per-epoch figures)."""
     fitter: Fitter = instantiate(model_cfg)
+    if cfg.labels.get("descriptions") and not fitter.reads_descriptions:
+        raise TopictoneError(
+            f"labels.descriptions: a '{fitter.kind}' model does not read topic descriptions "
+            "(model=encoder does, and an ensemble or cascade with an encoder member); "
+            "remove them or pick such a model"
+        )
     if cfg.decision.oof_folds and not fitter.refits:
         raise TopictoneError(
             "decision.oof_folds: every part of the model must be trained in this run "

@@ -26,6 +26,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 
 from benchmarks.common import (
+    MIXED,
     bootstrap_interval,
     cache_loaded_embeddings,
     gold_rows,
@@ -39,7 +40,6 @@ from benchmarks.common import (
     truth,
 )
 
-MIXED = ("dev", "dev_articles")
 Scores = tuple[np.ndarray, np.ndarray]
 
 

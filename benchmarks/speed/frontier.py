@@ -38,6 +38,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import (
+    AVX2_ONLY,
+    MIXED,
+    WARM_UP,
     bootstrap_interval,
     crossfit_predictions,
     dev_predictions,
@@ -52,25 +55,7 @@ from benchmarks.common import (
     tone_macro_f1,
 )
 
-MIXED = ("dev", "dev_articles")  # conf/data/gold.yaml's dev split, in its order
-AVX2_ONLY = {
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-    "NPY_DISABLE_CPU_FEATURES": " ".join(
-        (
-            "AVX512F",
-            "AVX512CD",
-            "AVX512_SKX",
-            "AVX512_CLX",
-            "AVX512_CNL",
-            "AVX512_ICL",
-            "AVX512_SPR",
-        )
-    ),
-}
 SLOW_PASS_S = 60.0
-WARM_UP = ["Army tests a new missile", "सेना ने नई मिसाइल का परीक्षण किया"]  # not in the mixed set
 
 
 def own_peak_mib() -> float:

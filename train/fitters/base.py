@@ -46,6 +46,15 @@ class Fitter(BaseEstimator):
         members = getattr(self, "members", None) or {}
         return all(isinstance(spec, Mapping) for spec in members.values())
 
+    @property
+    def reads_descriptions(self) -> bool:
+        """Whether this kind, or a member trained with it, scores a topic from its
+        description (``labels.descriptions``): the encoder does, TF-IDF and the static
+        kind do not."""
+        members = getattr(self, "members", None) or {}
+        specs = [self.get_params(deep=False), *members.values()]
+        return any(isinstance(spec, Mapping) and "topic_descriptions" in spec for spec in specs)
+
 
 def logistic_head(C: float, fitter: Any) -> Any:
     """The logistic regression every scikit-learn head is fitted with (TF-IDF, encoder),

@@ -1,17 +1,9 @@
 """``python -m topictone.train.label audit``: training rows whose labels look wrong, worst first.
 
-Each row is scored by a model that never saw it: the file is split into ``folds``, and a
-TF-IDF model (:class:`topictone.train.fitters.tfidf.TfidfFitter`, with the run's settings where the
-run is a TF-IDF one) fitted on the other folds gives its probabilities. cleanlab rates each given
-label against them: every topic's self-confidence
-(``cleanlab.multilabel_classification.rank.get_label_quality_scores_per_class``) and the
-tone's (``cleanlab.rank.get_label_quality_scores``). One ranking combines them as the odds
-that one of the row's labels was changed (:func:`flip_odds`). cleanlab's aggregated topic
-quality and ``find_label_issues`` flags (``multi_label=True`` for topics) go into the
-report, and ``top=null`` reviews exactly the flagged rows.
-
-Writes Label Studio tasks for review (the given labels and the out-of-fold prediction as
-two predictions, to compare and correct) and a report (CSV or JSONL) of the ranked rows.
+Every row is scored out of fold (:class:`topictone.train.label.auditor.LabelAuditor`) by
+TF-IDF and, for a run of another kind, by that kind too, and rated by cleanlab. Writes
+Label Studio tasks for review (the given labels and the out-of-fold guess as two
+predictions, to compare and correct) and a report (CSV or JSONL) of the ranked rows.
 """
 
 from __future__ import annotations
@@ -20,15 +12,15 @@ import csv
 import inspect
 import io
 import json
-import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from sklearn.model_selection import StratifiedKFold
 
 from topictone.infer.artifact import MANIFEST, read_manifest
 from topictone.infer.cli import CONF_DIR, command, settings_of
@@ -37,152 +29,79 @@ from topictone.infer.io.outputs import check_output
 from topictone.infer.io.readers import read_rows
 from topictone.infer.schema import LabelSchema
 from topictone.train.data.labelled import read_labelled, targets
+from topictone.train.fitters.base import Fitter
 from topictone.train.fitters.tfidf import TfidfFitter
 from topictone.train.label import studio
-from topictone.train.label.texts import label_preset
+from topictone.train.label.auditor import LabelAuditor, check_top
+from topictone.train.label.texts import RUN_CONFIG, label_preset, run_config
+from topictone.train.schema import kind_of
 
-_RUN_CONFIG = "config.yaml"  # what `python -m topictone.train` writes into a run folder
 
-
-def audit_settings(model: str | None) -> tuple[dict[str, Any], LabelSchema | None, str]:
-    """The TF-IDF settings and label schema of a run folder or model folder, and where
-    they came from; a run of another kind (or none) gets the default TF-IDF settings."""
+def audit_fitters(
+    model: str | None, own_kind: bool = True, tfidf: dict[str, Any] | None = None
+) -> tuple[list[Fitter], LabelSchema | None, str]:
+    """The fitters the audit scores out of fold, the label schema of a run folder or model
+    folder, and what they are: TF-IDF (the run's settings where the run is a TF-IDF one,
+    else ``tfidf``) and, where the run is of another kind and ``own_kind``, that kind too."""
+    tfidf = tfidf or {}
     if model is None:
-        return {}, None, "default TF-IDF settings"
+        return [TfidfFitter(**tfidf)], None, "TF-IDF (the audit's settings)"
     folder = Path(model)
-    run = folder if (folder / _RUN_CONFIG).is_file() else folder.parent
     schema = None
     if (folder / MANIFEST).is_file() or (folder / "model" / MANIFEST).is_file():
         found = folder if (folder / MANIFEST).is_file() else folder / "model"
         schema = read_manifest(found, verify=False).schema
-    elif not (folder / _RUN_CONFIG).is_file():
+    elif not (folder / RUN_CONFIG).is_file():
         raise TopictoneError(f"model={model}: neither a run folder nor a model folder")
-    if not (run / _RUN_CONFIG).is_file():
-        return {}, schema, "default TF-IDF settings (no run config beside the model)"
-    config = settings_of(OmegaConf.load(run / _RUN_CONFIG), str(run / _RUN_CONFIG))
-    schema = schema or LabelSchema.from_dict(config["labels"])
-    settings = config.get("model") or {}
-    kind = config.get("model_kind")
-    if kind != "tfidf":
-        return {}, schema, f"default TF-IDF settings (the run's model is {kind}, not tfidf)"
-    # Only TfidfFitter's own parameters (the config also holds Hydra's _target_ and such).
-    known = inspect.signature(TfidfFitter).parameters
-    params = {k: v for k, v in settings.items() if k in known}
-    return params, schema, f"the TF-IDF settings of {run / _RUN_CONFIG}"
+    if (found_run := run_config(folder)) is None:
+        return [TfidfFitter(**tfidf)], schema, "TF-IDF (no run config beside the model)"
+    config, run = found_run
+    where = str(run / RUN_CONFIG)
+    fitters, origin = fitters_of(config.get("model") or {}, where, own_kind, tfidf)
+    return fitters, schema or LabelSchema.from_dict(config["labels"]), origin
 
 
-def _check_counts(topic_true: np.ndarray, tone_true: np.ndarray, schema: LabelSchema, folds: int):
-    """Every fold's model must see each label: each tone (folds are stratified by tone)
-    and each topic's positives and negatives at least ``folds`` times."""
-    for i, tone in enumerate(schema.tones):
-        if (count := int((tone_true == i).sum())) < folds:
-            raise TopictoneError(f"tone '{tone}' has {count} rows; folds={folds} needs {folds}")
-    for i, topic in enumerate(schema.topics):
-        positives = int(topic_true[:, i].sum())
-        if min(positives, len(topic_true) - positives) < folds:
-            raise TopictoneError(
-                f"topic '{topic}' has {positives} positive rows of {len(topic_true)}; "
-                f"folds={folds} needs at least {folds} positives and negatives"
-            )
+def fitters_of(
+    settings: dict[str, Any], where: str, own_kind: bool, tfidf: dict[str, Any]
+) -> tuple[list[Fitter], str]:
+    """The audit's fitters for a run's ``model`` config (``where`` it was read), and what
+    they are; ``tfidf``: the TF-IDF settings beside a run of another kind."""
+    kind = checked_kind(settings, where)
+    if kind == "tfidf":
+        known = inspect.signature(TfidfFitter).parameters  # not Hydra's _target_ and such
+        params = {k: v for k, v in settings.items() if k in known}
+        return [TfidfFitter(**params)], f"TF-IDF (the settings of {where})"
+    if not own_kind:
+        return [TfidfFitter(**tfidf)], "TF-IDF (the audit's settings; own_kind=false)"
+    own: Fitter = instantiate(settings)
+    return [TfidfFitter(**tfidf), own], f"TF-IDF and the {kind} model of {where}"
 
 
-def _flip_odds(
-    per_topic: np.ndarray, tone: np.ndarray, n_tones: int, floor: float = 1e-6
-) -> np.ndarray:
-    """How much likelier each row's labels are if one label was changed than if none
-    was, from cleanlab's self-confidences (the out-of-fold probability of each given
-    label): a changed topic is any one of the topics, a changed tone any other tone.
-
-    ``(1 - s) / s`` is the odds that a label with self-confidence ``s`` was changed; the
-    topics' odds are averaged (one topic of T changed) and the tone's split over the
-    other tones. Summing them compares a confident topic contradiction with a doubtful
-    tone on one scale: ranking by the worse of two ranks spent half the review on
-    tones, where a TF-IDF model is least sure, and found fewer errors (docs/labelling.md)."""
-    topics = np.clip(per_topic, floor, 1.0)
-    tones = np.clip(tone, floor, 1.0)
-    return ((1 - topics) / topics).mean(axis=1) + (1 - tones) / ((n_tones - 1) * tones)
+def checked_kind(settings: dict[str, Any], where: str) -> str:
+    """The kind a run's ``model`` config trains, once every ``_target_`` in it (an
+    ensemble's members too) is a topictone fitter: a run folder is a user's file, and
+    building it must not run other code."""
+    if "_target_" not in settings:
+        raise TopictoneError(f"{where}: field 'model._target_' is missing")
+    for path, target in _targets(settings, "model"):
+        try:
+            kind_of(target if isinstance(target, str) else repr(target))
+        except ValueError as err:
+            raise TopictoneError(f"{where}: field '{path}._target_': {err}") from None
+    return kind_of(settings["_target_"])
 
 
-class LabelAuditor:
-    """Out-of-fold probabilities and cleanlab label quality for labelled rows.
-
-    After ``fit``: ``topic_probs_`` / ``tone_probs_`` (out of fold), ``topic_quality_`` /
-    ``tone_quality_`` (cleanlab, 0 worst to 1 best), ``topic_issue_`` / ``tone_issue_``
-    (flagged by ``find_label_issues``), ``quality_`` (``1 / (1 + flip odds)``, lower is
-    more suspect; :func:`flip_odds`) and ``ranking_`` (row indices, most suspect first)."""
-
-    def __init__(self, folds: int = 5, seed: int = 0, settings: dict[str, Any] | None = None):
-        self.folds = folds
-        self.seed = seed
-        self.settings = settings
-
-    def fit(self, dataset: datasets.Dataset, schema: LabelSchema) -> LabelAuditor:
-        self.schema_ = schema
-        topic_true, tone_true = targets(dataset)
-        _check_counts(topic_true, tone_true, schema, self.folds)
-        self.topic_probs_, self.tone_probs_ = self._out_of_fold(dataset, schema, tone_true)
-        self._rate(topic_true, tone_true)
-        return self
-
-    def _out_of_fold(
-        self, dataset: datasets.Dataset, schema: LabelSchema, tone_true: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        topics = np.zeros((len(dataset), len(schema.topics)))
-        tones = np.zeros((len(dataset), len(schema.tones)))
-        splits = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
-        for k, (fit_rows, held) in enumerate(splits.split(np.zeros(len(tone_true)), tone_true)):
-            print(f"audit: fold {k + 1}/{self.folds}", file=sys.stderr, flush=True)
-            params = {**(self.settings or {}), "seed": self.seed}
-            fitter = TfidfFitter(**params).fit(dataset.select(fit_rows), schema)
-            topics[held], tones[held] = fitter.predictor_.predict_scores(
-                dataset.select(held)["text"]
-            )
-        return topics, tones
-
-    def _rate(self, topic_true: np.ndarray, tone_true: np.ndarray) -> None:
-        from cleanlab.filter import find_label_issues
-        from cleanlab.multilabel_classification.rank import (
-            get_label_quality_scores as multilabel_quality,
-        )
-        from cleanlab.multilabel_classification.rank import get_label_quality_scores_per_class
-        from cleanlab.rank import get_label_quality_scores
-
-        topic_sets = [np.flatnonzero(row).tolist() for row in topic_true]
-        self.topic_quality_ = multilabel_quality(topic_sets, self.topic_probs_)
-        self.tone_quality_ = get_label_quality_scores(tone_true, self.tone_probs_)
-        # n_jobs=1: cleanlab's default forks a process pool, which hung for minutes on a
-        # busy machine; at these sizes one process is as fast, and the flags are the same.
-        self.topic_issue_ = find_label_issues(
-            topic_sets, self.topic_probs_, multi_label=True, n_jobs=1
-        )
-        self.tone_issue_ = find_label_issues(tone_true, self.tone_probs_, n_jobs=1)
-        per_topic = get_label_quality_scores_per_class(topic_sets, self.topic_probs_)
-        self.quality_ = 1.0 / (
-            1.0 + _flip_odds(per_topic, self.tone_quality_, len(self.schema_.tones))
-        )
-        self.ranking_ = np.lexsort((np.arange(len(self.quality_)), self.quality_))
-
-    def top(self, top: float | int | None) -> np.ndarray:
-        """The ``top`` most suspect rows: a count (an int), a share (a float in (0, 1]),
-        or None for the rows cleanlab flags (in ranking order)."""
-        _check_top(top)
-        if top is None:
-            flagged = self.topic_issue_ | self.tone_issue_
-            return self.ranking_[flagged[self.ranking_]]
-        if isinstance(top, float):
-            return self.ranking_[
-                : math.ceil(round(top * len(self.ranking_), 9))
-            ]  # 0.04 × 150 = 6.000…01
-        return self.ranking_[:top]
-
-
-def _check_top(top: Any) -> None:
-    if top is None:
-        return
-    if isinstance(top, bool) or not isinstance(top, (int, float)) or top <= 0:
-        raise TopictoneError(f"top must be a count, a share in (0, 1] or null, got {top!r}")
-    if isinstance(top, float) and top > 1:
-        raise TopictoneError(f"top={top}: a share is at most 1 (a count is an integer)")
+def _targets(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """``(path, value)`` of every ``_target_`` key in a config tree."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "_target_":
+                yield path, value
+            else:
+                yield from _targets(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _targets(value, f"{path}[{i}]")
 
 
 def _labels_of(schema: LabelSchema, topics: np.ndarray, tone: int) -> tuple[list[str], str]:
@@ -264,14 +183,16 @@ def main(cfg: DictConfig) -> None:
     for target in (output, report):
         check_output(target, [cfg.data])
     top = settings_of(cfg)["top"]
-    _check_top(top)  # before minutes of fitting
-    settings, schema, origin = audit_settings(cfg.model)
+    check_top(top)  # before minutes of fitting
+    tfidf = settings_of(cfg.tfidf, "tfidf")
+    fitters, schema, origin = audit_fitters(cfg.model, bool(cfg.own_kind), tfidf)
     schema = schema or LabelSchema.from_dict(label_preset(cfg.labels))
     dataset, lines = _read_training(cfg.data, cfg, schema)
     print(f"audit: {len(dataset)} rows, {cfg.folds} folds, {origin}", file=sys.stderr)
-    auditor = LabelAuditor(int(cfg.folds), int(cfg.seed), settings).fit(dataset, schema)
+    auditor = LabelAuditor(int(cfg.folds), int(cfg.seed), fitters).fit(dataset, schema)
     rows = _review_rows(auditor, dataset, lines, auditor.top(top))
-    version = f"audit-tfidf-oof{cfg.folds}-seed{cfg.seed}"
+    kinds = "+".join(fitter.kind for fitter in fitters)
+    version = f"audit-{kinds}-oof{cfg.folds}-seed{cfg.seed}"
     tasks = _review_tasks(rows, str(cfg.data), version)
     studio.write_texts({output: studio.tasks_json(tasks), report: _report_text(rows, report)})
     print(f"{len(rows)} rows to review -> {output}; report -> {report}", file=sys.stderr)

@@ -32,7 +32,7 @@ from topictone.infer.io.outputs import check_output
 from topictone.infer.predictors.base import Predictor
 from topictone.infer.text import normalize
 from topictone.train.label import studio
-from topictone.train.label.texts import KnownTexts, Pool, PoolReader, as_list
+from topictone.train.label.texts import KnownTexts, Pool, PoolReader, as_list, run_config
 
 _STRATEGIES = ("uncertainty", "diverse", "random")
 
@@ -198,6 +198,13 @@ def _read_pool(cfg: DictConfig, predictor: Predictor) -> Pool:
     return pool
 
 
+def run_descriptions(model: str) -> dict[str, str]:
+    """The topic descriptions the model was trained with (``labels.descriptions`` in its
+    run's config), which become the labelling config's hover hints."""
+    found = run_config(model)
+    return dict((found[0].get("labels") or {}).get("descriptions") or {}) if found else {}
+
+
 @command(f"{CONF_DIR}/label", "select")
 def main(cfg: DictConfig) -> None:
     if cfg.n < 1:
@@ -209,7 +216,7 @@ def main(cfg: DictConfig) -> None:
     predictor = infer.load(cfg.model, limits=settings_of(cfg.limits, "limits"))
     topic = _topic_index(predictor, cfg.topic)
     chooser = sampler(cfg.strategy, topic, int(cfg.candidates), int(cfg.seed))
-    descriptions = settings_of(cfg.descriptions, "descriptions")
+    descriptions = {**run_descriptions(cfg.model), **settings_of(cfg.descriptions, "descriptions")}
     config_xml = studio.labelling_config(predictor.schema, descriptions)
     pool = _read_pool(cfg, predictor)
     texts = [row.text for row in pool.rows]

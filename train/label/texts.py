@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from topictone.infer.cli import settings_of
 from topictone.infer.errors import InputError, TopictoneError
 from topictone.infer.io.readers import MAX_LINE_BYTES, input_files, read_rows, require_text
 from topictone.infer.limits import TextLimits
@@ -66,6 +67,19 @@ class KnownTexts:
             for line, row, _ in read_rows(file, fmt):
                 known.add(require_text(row, text_field, file, line), f"{file}:{line}")
         return known
+
+
+RUN_CONFIG = "config.yaml"  # what `python -m topictone.train` writes into a run folder
+
+
+def run_config(folder: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """The training config of a run folder, or of the run a model folder sits in (its
+    ``config.yaml``), checked as settings, and where it was read; None where there is none."""
+    folder = Path(folder)
+    for run in (folder, folder.parent):
+        if (run / RUN_CONFIG).is_file():
+            return settings_of(OmegaConf.load(run / RUN_CONFIG), str(run / RUN_CONFIG)), run
+    return None
 
 
 def label_preset(name: str) -> dict[str, Any]:
