@@ -11,12 +11,17 @@ also discovering the packages, hence this file.
 from setuptools import find_packages, setup
 
 CODE = ["infer", "train"]
-PACKAGES = [f"topictone.{name}" for name in find_packages(include=[f"{c}*" for c in CODE])]
+SHORTCUT = "train.label.shortcut"  # installed as topictone.label alone: python -m topictone.label
+PACKAGES = [
+    f"topictone.{name}"
+    for name in find_packages(include=[f"{c}*" for c in CODE], exclude=[SHORTCUT])
+]
 
 setup(
-    packages=[*PACKAGES, "topictone.conf", "topictone.demo"],
+    packages=[*PACKAGES, "topictone.label", "topictone.conf", "topictone.demo"],
     package_dir={
         **{f"topictone.{c}": c for c in CODE},
+        "topictone.label": SHORTCUT.replace(".", "/"),
         "topictone.conf": "conf",
         "topictone.demo": "data/demo",
     },

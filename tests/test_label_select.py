@@ -343,3 +343,13 @@ def test_help_lists_the_subcommands_and_unknown_ones_fail(cli):
         "error: unknown subcommand 'sellect' "
         "(use select, import, audit, push, pull; --help lists them)"
     )
+
+
+def test_python_m_topictone_label_is_the_same_command():
+    """The short name runs the same commands, in a fresh interpreter as a user would."""
+    from conftest import run_cli
+
+    short, long = run_cli("topictone.label", "--help"), run_cli("train.label", "--help")
+    assert short.returncode == long.returncode == 0 and short.stdout == long.stdout
+    wrong = run_cli("topictone.label", "sellect")
+    assert wrong.returncode == 2 and "unknown subcommand 'sellect'" in wrong.stderr

@@ -43,6 +43,7 @@ _SUBCOMMANDS = {
 def usage() -> str:
     lines = [
         "usage: python -m topictone.train.label <subcommand> [key=value ...]",
+        "       (also python -m topictone.label, or topictone-label)",
         "       python -m topictone.train.label <subcommand> --help   (its settings)",
         "",
         "subcommands:",
