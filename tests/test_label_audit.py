@@ -186,6 +186,22 @@ def test_a_run_config_builds_only_topictone_fitters(tmp_path, edit, cli):
         audit_fitters(str(tmp_path))
 
 
+def test_a_run_with_loaded_members_is_not_refitted_out_of_fold(tfidf_run, tmp_path):
+    """Members loaded from trained folders have seen every row: refused, as training's
+    decision.oof_folds refuses them; own_kind=false audits with TF-IDF alone."""
+    model = {
+        "_target_": "topictone.train.fitters.ensemble.EnsembleFitter",
+        "_recursive_": False,
+        "members": {"tfidf": str(tfidf_run / "model")},
+    }
+    config = {"labels": {"topics": list(SCHEMA.topics), "tones": list(SCHEMA.tones)}}
+    (tmp_path / "config.yaml").write_text(json.dumps({**config, "model": model}), "utf-8")
+    with pytest.raises(TopictoneError, match="loads trained members, which have seen every row"):
+        audit_fitters(str(tmp_path))
+    [fitter], _, _ = audit_fitters(str(tmp_path), own_kind=False)
+    assert fitter.kind == "tfidf"
+
+
 def test_stacking_leans_on_the_model_that_fits_the_labels():
     """Stacked probabilities follow the informative model, not the noise beside it."""
     rng = np.random.default_rng(0)

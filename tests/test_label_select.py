@@ -300,6 +300,39 @@ def test_topic_descriptions_become_hints(tfidf_run, pool, tmp_path, cli):
     OmegaConf.save(config, run / "config.yaml")
     hints = select_hints(run / "model", pool, tmp_path, cli, "+descriptions.defence=Soldiers")
     assert hints["technology"] == "Phones, chips" and hints["defence"] == "Soldiers"
+    (run / "config.yaml").write_text("hydra: {job: {name: other}}\n", "utf-8")  # not ours
+    assert select_hints(run / "model", pool, tmp_path, cli)["technology"] is None
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "labels:\n  descriptions:\n    defence: ${oc.env:HOME}",
+            "field 'labels.descriptions.defence' holds an interpolation",
+        ),
+        ("labels: [1, 2]", "field 'labels' must be a mapping"),
+        ("labels: {descriptions: [a]}", "field 'labels.descriptions' must map topics to texts"),
+        ("labels: {a: [", "not a readable run config"),
+        ("a: " + "[" * 400 + "]" * 400, "not a readable run config"),
+        ("- 1", "a run config is a mapping, got list"),
+        ("# " + "x" * (1 << 20), "bytes; a run config is at most 1048576"),
+    ],
+)
+def test_a_hostile_run_config_is_one_line(tfidf_run, pool, tmp_path, cli, text, message):
+    """The run config beside a model folder is a user's file: read as bounded plain data
+    (no resolver copies the environment into the labelling config), one line otherwise."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tfidf_run / "model", run / "model")
+    (run / "config.yaml").write_text(text + "\n", "utf-8")
+    out = tmp_path / "tasks.json"
+    args = [f"model={run / 'model'}", f"pool={pool}", "n=2", f"output={out}"]
+    result = cli("topictone.train.label", "select", *args)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {run / 'config.yaml'}: ")
+    assert message in result.stderr and not out.exists()
 
 
 @pytest.mark.parametrize(

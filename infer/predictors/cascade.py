@@ -50,8 +50,7 @@ class Bands:
         low = np.array([self.topics[t][0] for t in schema.topics])
         high = np.array([self.topics[t][1] for t in schema.topics])
         unsure = ((topic_scores > low) & (topic_scores < high)).any(axis=1)
-        top_two = np.sort(tone_probs, axis=1)[:, -2:]
-        return unsure | (top_two[:, 1] - top_two[:, 0] < self.tone_margin)
+        return unsure | (tone_margins(tone_probs) < self.tone_margin)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +82,12 @@ class Bands:
         if not _number(margin):
             raise TopictoneError(f"{problem}; tone_margin is {margin!r:.40}")
         return cls(topics, float(margin))
+
+
+def tone_margins(tone_probs: np.ndarray) -> np.ndarray:
+    """Per text, its top tone probability less the second."""
+    top_two = np.sort(tone_probs, axis=1)[:, -2:]
+    return top_two[:, 1] - top_two[:, 0]
 
 
 def _number(value: Any) -> TypeGuard[float]:
@@ -132,13 +137,13 @@ class CascadePredictor(Predictor):
         decisions are fitted: the expensive stage has scored every text there)."""
         cheap, expensive = part_scores["cheap"], part_scores["expensive"]
         routed = self.bands.route(self.schema, cheap)
-        return _merged(cheap, (expensive[0][routed], expensive[1][routed]), routed)
+        return merged(cheap, (expensive[0][routed], expensive[1][routed]), routed)
 
     def _forward(self, texts: list[str]) -> Scores:
         cheap = self.cheap.predict_scores_clean(texts)
         routed = self.bands.route(self.schema, cheap)
         chosen = [text for text, go in zip(texts, routed.tolist(), strict=True) if go]
-        return _merged(cheap, self.expensive.predict_scores_clean(chosen), routed)
+        return merged(cheap, self.expensive.predict_scores_clean(chosen), routed)
 
     def routed(self, texts: list[str]) -> np.ndarray:
         """For normalised texts, whether each goes to the expensive stage."""
@@ -193,8 +198,9 @@ class CascadePredictor(Predictor):
         return predictor
 
 
-def _merged(cheap: Scores, expensive: Scores, routed: np.ndarray) -> Scores:
-    """The cheap scores with the routed rows replaced by ``expensive`` (in row order)."""
+def merged(cheap: Scores, expensive: Scores, routed: np.ndarray) -> Scores:
+    """The cheap scores with the routed rows replaced by ``expensive``, the scores of
+    those rows alone (in row order)."""
     topic_scores, tone_probs = np.array(cheap[0], dtype=float), np.array(cheap[1], dtype=float)
     topic_scores[routed], tone_probs[routed] = expensive
     return topic_scores, tone_probs

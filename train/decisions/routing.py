@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from topictone.infer.predictors.base import Predictor, Scores
-from topictone.infer.predictors.cascade import Bands, CascadePredictor
+from topictone.infer.predictors.cascade import Bands, CascadePredictor, merged, tone_margins
 from topictone.infer.schema import LabelSchema
 from topictone.train.decisions.thresholds import ThresholdRule, apply_thresholds
 
@@ -65,14 +65,14 @@ def fit_bands(
     holds or no step fits under ``max_share``."""
     cuts = ThresholdRule("f1").tune(schema, cheap[0], truth[0])
     centre = np.array([cuts[t] for t in schema.topics])
-    distances = np.column_stack([np.abs(cheap[0] - centre), _margins(cheap[1])])
+    distances = np.column_stack([np.abs(cheap[0] - centre), tone_margins(cheap[1])])
     levels = np.quantile(distances, STEPS, axis=0)  # steps × heads: band widths
     goal = np.array(_f1s(schema, expensive, truth)) - (max_loss or 0.0)
 
     def worth(step: np.ndarray) -> tuple[float, float]:
         """(the F1 a step's bands keep, as the target counts it; their share)."""
         routed = (distances < levels[step, np.arange(len(step))]).any(axis=1)
-        kept = np.array(_f1s(schema, _merged(cheap, expensive, routed), truth))
+        kept = np.array(_f1s(schema, merged(cheap, _rows(expensive, routed), routed), truth))
         value = np.minimum(kept - goal, 0).sum() if max_loss is not None else kept.sum()
         return float(value), float(routed.mean())
 
@@ -106,11 +106,6 @@ def _bands(schema: LabelSchema, centre: np.ndarray, widths: np.ndarray) -> Bands
     return Bands(topics, float(widths[-1]))
 
 
-def _margins(tone_probs: np.ndarray) -> np.ndarray:
-    top_two = np.sort(tone_probs, axis=1)[:, -2:]
-    return top_two[:, 1] - top_two[:, 0]
-
-
 def _f1s(schema: LabelSchema, scores: Scores, truth: _Truth) -> tuple[float, float]:
     """Topic macro-F1 under best-F1 cuts on these texts, and tone macro-F1: the same
     in-sample measure for the expensive stage alone and for every mixture."""
@@ -125,12 +120,6 @@ def _f1s(schema: LabelSchema, scores: Scores, truth: _Truth) -> tuple[float, flo
             )
         ),
     )
-
-
-def _merged(cheap: Scores, expensive: Scores, routed: np.ndarray) -> Scores:
-    """Every text's scores from the stage that decides it."""
-    column = routed[:, None]
-    return np.where(column, expensive[0], cheap[0]), np.where(column, expensive[1], cheap[1])
 
 
 def _rows(scores: Scores, rows: np.ndarray) -> Scores:

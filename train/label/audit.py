@@ -13,7 +13,6 @@ import inspect
 import io
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,13 @@ from topictone.train.fitters.base import Fitter
 from topictone.train.fitters.tfidf import TfidfFitter
 from topictone.train.label import studio
 from topictone.train.label.auditor import LabelAuditor, check_top
-from topictone.train.label.texts import RUN_CONFIG, label_preset, run_config
+from topictone.train.label.texts import (
+    RUN_CONFIG,
+    config_nodes,
+    label_preset,
+    run_config,
+    run_labels,
+)
 from topictone.train.schema import kind_of
 
 
@@ -56,9 +61,9 @@ def audit_fitters(
     if (found_run := run_config(folder)) is None:
         return [TfidfFitter(**tfidf)], schema, "TF-IDF (no run config beside the model)"
     config, run = found_run
-    where = str(run / RUN_CONFIG)
-    fitters, origin = fitters_of(config.get("model") or {}, where, own_kind, tfidf)
-    return fitters, schema or LabelSchema.from_dict(config["labels"]), origin
+    where = run / RUN_CONFIG
+    fitters, origin = fitters_of(config.get("model") or {}, str(where), own_kind, tfidf)
+    return fitters, schema or LabelSchema.from_dict(run_labels(config, where)), origin
 
 
 def fitters_of(
@@ -74,6 +79,11 @@ def fitters_of(
     if not own_kind:
         return [TfidfFitter(**tfidf)], "TF-IDF (the audit's settings; own_kind=false)"
     own: Fitter = instantiate(settings)
+    if not own.refits:  # as decision.oof_folds refuses in training
+        raise TopictoneError(
+            f"{where}: the run's {kind} model loads trained members, which have seen every "
+            "row: their scores would not be out of fold (own_kind=false audits with TF-IDF)"
+        )
     return [TfidfFitter(**tfidf), own], f"TF-IDF and the {kind} model of {where}"
 
 
@@ -83,25 +93,14 @@ def checked_kind(settings: dict[str, Any], where: str) -> str:
     building it must not run other code."""
     if "_target_" not in settings:
         raise TopictoneError(f"{where}: field 'model._target_' is missing")
-    for path, target in _targets(settings, "model"):
+    for path, target in config_nodes(settings, "model"):
+        if not path.endswith("._target_"):
+            continue
         try:
             kind_of(target if isinstance(target, str) else repr(target))
         except ValueError as err:
-            raise TopictoneError(f"{where}: field '{path}._target_': {err}") from None
+            raise TopictoneError(f"{where}: field '{path}': {err}") from None
     return kind_of(settings["_target_"])
-
-
-def _targets(node: Any, path: str) -> Iterator[tuple[str, Any]]:
-    """``(path, value)`` of every ``_target_`` key in a config tree."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "_target_":
-                yield path, value
-            else:
-                yield from _targets(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _targets(value, f"{path}[{i}]")
 
 
 def _labels_of(schema: LabelSchema, topics: np.ndarray, tone: int) -> tuple[list[str], str]:

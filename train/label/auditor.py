@@ -6,7 +6,7 @@ other folds. Each head's out-of-fold scores then go through a logistic regressio
 models' log-odds fitted on the given labels (stacking, as scikit-learn's
 ``StackingClassifier`` does; with one model, a calibration): on gold train with 5 % of
 labels changed, stacking TF-IDF and the encoder this way found more changed rows in the
-audit's top 5 % than either model alone or a weighted mean of the two (docs/labelling.md).
+audit's top 5 % than TF-IDF alone or a weighted mean of the two (docs/labelling.md).
 
 cleanlab rates each given label against those probabilities: every topic's self-confidence
 (``cleanlab.multilabel_classification.rank.get_label_quality_scores_per_class``) and the

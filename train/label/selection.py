@@ -32,7 +32,15 @@ from topictone.infer.io.outputs import check_output
 from topictone.infer.predictors.base import Predictor
 from topictone.infer.text import normalize
 from topictone.train.label import studio
-from topictone.train.label.texts import KnownTexts, Pool, PoolReader, as_list, run_config
+from topictone.train.label.texts import (
+    RUN_CONFIG,
+    KnownTexts,
+    Pool,
+    PoolReader,
+    as_list,
+    run_config,
+    run_labels,
+)
 
 _STRATEGIES = ("uncertainty", "diverse", "random")
 
@@ -202,7 +210,10 @@ def run_descriptions(model: str) -> dict[str, str]:
     """The topic descriptions the model was trained with (``labels.descriptions`` in its
     run's config), which become the labelling config's hover hints."""
     found = run_config(model)
-    return dict((found[0].get("labels") or {}).get("descriptions") or {}) if found else {}
+    if found is None or "labels" not in found[0]:  # no run config, or another tool's
+        return {}
+    config, run = found
+    return dict(run_labels(config, run / RUN_CONFIG).get("descriptions") or {})
 
 
 @command(f"{CONF_DIR}/label", "select")
@@ -213,10 +224,11 @@ def main(cfg: DictConfig) -> None:
     config_file = studio.config_path(output)
     for target in (output, config_file):  # before the model loads: fail fast
         check_output(target, as_list(cfg.pool))
+    trained = run_descriptions(cfg.model)  # before the model loads: fail fast
     predictor = infer.load(cfg.model, limits=settings_of(cfg.limits, "limits"))
     topic = _topic_index(predictor, cfg.topic)
     chooser = sampler(cfg.strategy, topic, int(cfg.candidates), int(cfg.seed))
-    descriptions = {**run_descriptions(cfg.model), **settings_of(cfg.descriptions, "descriptions")}
+    descriptions = {**trained, **settings_of(cfg.descriptions, "descriptions")}
     config_xml = studio.labelling_config(predictor.schema, descriptions)
     pool = _read_pool(cfg, predictor)
     texts = [row.text for row in pool.rows]

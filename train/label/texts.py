@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from topictone.infer.cli import settings_of
 from topictone.infer.errors import InputError, TopictoneError
 from topictone.infer.io.readers import MAX_LINE_BYTES, input_files, read_rows, require_text
 from topictone.infer.limits import TextLimits
@@ -70,16 +69,73 @@ class KnownTexts:
 
 
 RUN_CONFIG = "config.yaml"  # what `python -m topictone.train` writes into a run folder
+MAX_RUN_CONFIG_BYTES = 1 << 20  # a run's config is a few kilobytes
 
 
 def run_config(folder: str | Path) -> tuple[dict[str, Any], Path] | None:
     """The training config of a run folder, or of the run a model folder sits in (its
-    ``config.yaml``), checked as settings, and where it was read; None where there is none."""
+    ``config.yaml``), and where it was read; None where there is none.
+
+    A run folder is a user's file: the config is read as plain data, bounded in size,
+    and refused in one line where it is not YAML or holds an interpolation (``${...}``:
+    a resolver such as ``oc.env`` would copy the environment, tokens included, into
+    labelling configs). Training writes it resolved, so it never needs one."""
     folder = Path(folder)
     for run in (folder, folder.parent):
-        if (run / RUN_CONFIG).is_file():
-            return settings_of(OmegaConf.load(run / RUN_CONFIG), str(run / RUN_CONFIG)), run
+        path = run / RUN_CONFIG
+        if path.is_file():
+            return _plain_config(path), run
     return None
+
+
+def _plain_config(path: Path) -> dict[str, Any]:
+    size = path.stat().st_size
+    if size > MAX_RUN_CONFIG_BYTES:
+        raise TopictoneError(
+            f"{path}: {size} bytes; a run config is at most {MAX_RUN_CONFIG_BYTES}"
+        )
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as err:  # YAML or OmegaConf errors: one line, naming the file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TopictoneError(f"{path}: not a readable run config ({first})") from None
+    if not isinstance(data, dict):
+        raise TopictoneError(f"{path}: a run config is a mapping, got {type(data).__name__}")
+    for where, value in config_nodes(data, ""):
+        if isinstance(value, str) and "${" in value:
+            raise TopictoneError(f"{path}: field '{where}' holds an interpolation (${{...}})")
+    return {str(k): v for k, v in data.items()}
+
+
+def config_nodes(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """``(dotted path, value)`` of every node below a plain config tree, depth first."""
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, value in items:
+        where = (
+            f"{path}[{key}]" if isinstance(node, list) else f"{path}.{key}" if path else str(key)
+        )
+        yield where, value
+        yield from config_nodes(value, where)
+
+
+def run_labels(config: dict[str, Any], where: Path) -> dict[str, Any]:
+    """A run config's ``labels`` mapping (its schema and descriptions), checked."""
+    labels = config.get("labels")
+    if not isinstance(labels, dict):
+        raise TopictoneError(f"{where}: field 'labels' must be a mapping, got {labels!r:.60}")
+    descriptions = labels.get("descriptions")
+    if descriptions is not None and not isinstance(descriptions, dict):
+        raise TopictoneError(
+            f"{where}: field 'labels.descriptions' must map topics to texts, "
+            f"got {descriptions!r:.60}"
+        )
+    return labels
 
 
 def label_preset(name: str) -> dict[str, Any]:
