@@ -246,3 +246,30 @@ def test_measurement_plants_one_change_per_chosen_row(noisy):
     topic_rows = planted.rows[planted.kinds == "topic"]
     assert (topics[topic_rows] != new_topics[topic_rows]).any(axis=1).all()
     assert found(np.array([1, 2, 3, 4]), np.array([2, 4, 9])) == (2, 0.5, 2 / 3)
+
+
+def test_a_reviewed_audit_corrects_a_copy_of_the_file(noisy, tmp_path, cli):
+    """audit → the reviewer accepts each out-of-fold guess → import corrects=: the planted
+    changes the audit found are undone, every row it did not flag is kept byte for byte."""
+    path, flipped = noisy
+    review = tmp_path / "review.json"
+    args = [f"data={path}", f"output={review}", "top=8", "folds=3"]
+    assert cli("topictone.train.label", "audit", *args).returncode == 0
+    tasks = json.loads(review.read_text("utf-8"))
+    for number, task in enumerate(tasks, 1):  # as Label Studio exports an accepted guess
+        guess = task["predictions"][1]["result"]
+        task.update(id=number, annotations=[{"id": number, "result": guess}])
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks), "utf-8")
+    out = tmp_path / "train.corrected.jsonl"
+    args = [f"input={export}", f"corrects={path}", f"output={out}"]
+    result = cli("topictone.train.label", "import", *args)
+    assert result.returncode == 0, result.stderr
+    before, after = path.read_text("utf-8").splitlines(), out.read_text("utf-8").splitlines()
+    original = [json.dumps(r) for r in synthetic_rows(150, seed=0)]
+    reviewed = {int(t["data"]["source"].rsplit(":", 1)[1]) - 1 for t in tasks}
+    assert all(before[i] == after[i] for i in range(150) if i not in reviewed)
+    restored = [
+        i for i in flipped if i in reviewed and json.loads(after[i]) == json.loads(original[i])
+    ]
+    assert len(restored) >= 5, (restored, flipped, sorted(reviewed))

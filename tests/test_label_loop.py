@@ -4,6 +4,7 @@ files (TF-IDF, two rounds of picks per strategy)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from unittest import mock
@@ -154,3 +155,31 @@ def test_figures_tables_and_files(simulated, tmp_path):
     again = tmp_path / "again"
     label_loop.main(["--tables-from", str(tmp_path / "results.json"), "--out", str(again)])
     assert (again / "label_loop.md").read_text() == (tmp_path / "label_loop.md").read_text()
+
+
+def test_runs_of_other_seeds_join_and_a_seed_twice_is_refused(simulated, tmp_path):
+    _, settings, seed0, _, _ = simulated
+    seed1 = [  # another seed's run: every figure moved, so a lost seed shows in the means
+        dataclasses.replace(
+            r, point=dataclasses.replace(r.point, seed=1, topics_f1=r.point.topics_f1 / 2)
+        )
+        for r in seed0
+    ]
+    rounds = seed0 + seed1
+    facts = {"command": "test", "cpu": "CPU: test", "wall_s": 1.0, "method": "test"}
+    whole = tmp_path / "whole"
+    label_loop.write_outputs(whole, rounds, settings, facts)
+    halves = []
+    for seed in (0, 1):
+        half = tmp_path / f"seed{seed}"
+        mine = [r for r in rounds if r.point.seed == seed]
+        label_loop.write_outputs(half, mine, settings, facts)
+        halves.append(str(half / "results.json"))
+    joined = tmp_path / "joined"
+    label_loop.main(["--tables-from", *halves, "--out", str(joined)])
+    tables = (joined / "label_loop.md").read_text().split("## Every round")[0]
+    assert tables.split("\n")[5:] == (whole / "label_loop.md").read_text().split(
+        "## Every round"
+    )[0].split("\n")[5:]
+    with pytest.raises(SystemExit, match="also in"):
+        label_loop.main(["--tables-from", halves[0], halves[0], "--out", str(joined)])

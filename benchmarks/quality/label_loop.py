@@ -3,7 +3,7 @@
     python -m benchmarks.quality.label_loop [--kinds tfidf,encoder] [--seeds 0,1,2]
         [--tfidf-seeds 0,1] [--start 500] [--step 100] [--until 2000] [--until-active N]
         [--strategies random,uncertainty,diverse] [--folds 3] [--jobs 1] [--out runs/label-loop]
-    python -m benchmarks.quality.label_loop --tables-from runs/label-loop/results.json
+    python -m benchmarks.quality.label_loop --tables-from runs/label-loop/results.json [more.json]
 
 Per kind and seed, ``--start`` gold train texts are drawn uniformly (seeded) and labelled;
 the rest of train is the pool, whose labels stay with an :class:`Oracle` (the annotator)
@@ -25,7 +25,7 @@ Prints the CPU line, then per kind a table labels x strategy of mean topic and t
 macro-F1 over seeds [min-max], the gain per 100 labels by span, and the labels at which
 each strategy reaches random's F1 at ``--until``. Writes ``label_loop.md``,
 ``results.json`` (every round, with the ids each round revealed: the tables are rebuilt
-from it with ``--tables-from``) and ``label_loop.png`` (where matplotlib is installed).
+from it with ``--tables-from``, which also joins runs of other seeds) and ``label_loop.png`` (where matplotlib is installed).
 """
 
 from __future__ import annotations
@@ -582,7 +582,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tables-from",
         type=Path,
-        help="a results.json: rebuild its tables and figure, fit nothing",
+        nargs="+",
+        help="results.json files of runs with the same settings (e.g. one seed each): "
+        "rebuild their joint tables and figure, fit nothing",
     )
     args = parser.parse_args(argv)
     if set(args.kinds) - set(KINDS) or set(args.strategies) - set(STRATEGIES):
@@ -592,14 +594,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def rebuild(path: Path, out: Path) -> None:
-    """The tables and figure of a saved ``results.json``, written beside it into ``out``."""
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    settings = Settings(
-        **(saved["settings"] | {"strategies": tuple(saved["settings"]["strategies"])})
-    )
-    facts = {k: saved[k] for k in ("command", "cpu", "wall_s", "method")}
-    print("\n".join(write_outputs(out, from_json(saved), settings, facts)))
+def rebuild(paths: Sequence[Path], out: Path) -> None:
+    """The joint tables and figure of saved ``results.json`` files, written into ``out``.
+
+    Runs join only when their settings agree and no (kind, seed) is in two of them."""
+    saved = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+    settings = {json.dumps(s["settings"], sort_keys=True) for s in saved}
+    if len(settings) > 1:
+        raise SystemExit(f"error: {', '.join(map(str, paths))}: runs with other settings")
+    seen: dict[tuple[str, int], Path] = {}
+    for path, s in zip(paths, saved, strict=True):
+        for kind, seed in {(r["kind"], r["point"]["seed"]) for r in s["rounds"]}:
+            if seen.setdefault((kind, seed), path) != path:
+                raise SystemExit(f"error: {path}: {kind} seed {seed} is also in {seen[kind, seed]}")
+    first = saved[0]["settings"]
+    facts = {
+        "command": "; ".join(s["command"] for s in saved),
+        "cpu": saved[0]["cpu"],
+        "wall_s": sum(s["wall_s"] for s in saved),
+        "method": saved[0]["method"],
+    }
+    rounds = [r for s in saved for r in from_json(s)]
+    joined = Settings(**(first | {"strategies": tuple(first["strategies"])}))
+    print("\n".join(write_outputs(out, rounds, joined, facts)))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

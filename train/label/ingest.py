@@ -8,7 +8,9 @@ Reads Label Studio's JSON export (Export → JSON: a list of tasks, each with it
 are ignored. Every problem is one line naming the task, and nothing is written unless
 every task is valid: an unknown label, a missing tone, two annotations that disagree, a
 task nobody annotated (unless ``skip_unlabelled=true``), a text that a labelled split
-already has or that the export repeats.
+already has or that the export repeats. With ``corrects=<file>`` the export is an audit's
+review instead (:mod:`topictone.train.label.corrections`): its answers replace the labels of
+the rows they name, in a copy of that file.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from topictone.infer.paths import follow_umask
 from topictone.infer.schema import LabelSchema
 from topictone.infer.text import text_problem
 from topictone.train.data.labelled import read_labelled
-from topictone.train.label.studio import ID_KEY, TEXT, TONE, TOPICS
+from topictone.train.label.answers import task_labels, task_name
+from topictone.train.label.corrections import Corrector, audited_rows, corrected_file, report
+from topictone.train.label.studio import ID_KEY, TEXT
 from topictone.train.label.texts import KnownTexts, as_list, label_preset
 
 # The training format's fields, as conf/data/demo.yaml names them.
@@ -40,77 +44,6 @@ DATA_CFG: dict[str, Any] = {
     "keep": [],
     "format": "jsonl",
 }
-
-
-@dataclass(frozen=True)
-class Labels:
-    """One annotation's answer: topics in schema order, and the tone."""
-
-    topics: tuple[str, ...]
-    tone: str
-
-    def __str__(self) -> str:
-        return f"topics [{', '.join(self.topics)}], tone {self.tone}"
-
-
-def _task_name(task: Mapping[str, Any], index: int) -> str:
-    """How errors name a task: Label Studio's id (else its place), and our row id."""
-    name = f"task {task.get('id', f'#{index + 1}')}"
-    data = task.get("data")
-    if isinstance(data, Mapping) and data.get(ID_KEY) is not None:
-        name += f" ({data[ID_KEY]})"
-    return name
-
-
-def _parse_result(result: Any, schema: LabelSchema) -> Labels:
-    """The labels an annotation's ``result`` holds; ValueError says what is wrong."""
-    if not isinstance(result, list):
-        raise ValueError("its result is not a list")
-    chosen: dict[str, list[str]] = {}
-    for item in result:
-        control = item.get("from_name") if isinstance(item, Mapping) else None
-        if control not in (TOPICS, TONE):
-            raise ValueError(f"unknown control {control!r} (the labelling config has topics, tone)")
-        value = item.get("value")
-        values = value.get("choices") if isinstance(value, Mapping) else None
-        if item.get("type") != "choices" or not isinstance(values, list):
-            raise ValueError(f"{control}: not a choices result")
-        if control in chosen:
-            raise ValueError(f"{control} is answered twice")
-        chosen[control] = values
-    for topic in chosen.get(TOPICS, []):
-        if topic not in schema.topics:
-            raise ValueError(f"unknown topic {topic!r} (schema: {', '.join(schema.topics)})")
-    tones = chosen.get(TONE, [])
-    if len(tones) != 1:
-        raise ValueError("no tone" if not tones else f"{len(tones)} tones, one is needed")
-    if tones[0] not in schema.tones:
-        raise ValueError(f"unknown tone {tones[0]!r} (schema: {', '.join(schema.tones)})")
-    topics = tuple(t for t in schema.topics if t in chosen.get(TOPICS, []))
-    return Labels(topics, tones[0])
-
-
-def _task_labels(task: Mapping[str, Any], schema: LabelSchema) -> Labels | None:
-    """The task's one answer, None when no annotation stands (all cancelled or none);
-    ValueError when an annotation is malformed or two disagree."""
-    annotations = task.get("annotations") or []
-    if not isinstance(annotations, list):
-        raise ValueError("its annotations are not a list")
-    answers: dict[Labels, Any] = {}
-    for annotation in annotations:
-        if not isinstance(annotation, Mapping):
-            raise ValueError("an annotation is not an object")
-        if annotation.get("was_cancelled"):  # skipped in Label Studio: no answer
-            continue
-        try:
-            labels = _parse_result(annotation.get("result"), schema)
-        except ValueError as err:
-            raise ValueError(f"annotation {annotation.get('id', '?')}: {err}") from None
-        answers.setdefault(labels, annotation.get("id", "?"))
-    if len(answers) > 1:
-        (first, a), (second, b) = list(answers.items())[:2]
-        raise ValueError(f"annotations {a} and {b} disagree ({first} vs {second})")
-    return next(iter(answers), None)
 
 
 @dataclass
@@ -127,7 +60,7 @@ class _Importer:
     def rows(self, tasks: list[Any], path: str) -> list[dict[str, Any]]:
         rows, seen = [], KnownTexts()
         for index, task in enumerate(tasks):
-            name = _task_name(task, index) if isinstance(task, Mapping) else f"task #{index + 1}"
+            name = task_name(task, index) if isinstance(task, Mapping) else f"task #{index + 1}"
             try:
                 row = self.row(task, seen)
             except ValueError as err:
@@ -147,7 +80,7 @@ class _Importer:
             raise ValueError(f"data.{TEXT} is missing or not a text")
         if problem := text_problem(text):
             raise ValueError(f"data.{TEXT}: {problem}")
-        labels = _task_labels(task, self.schema)
+        labels = task_labels(task, self.schema)
         if labels is None:
             if self.skip_unlabelled:
                 self.skipped += 1
@@ -208,7 +141,7 @@ def write_rows(
         try:
             with open(fd, "wb") as handle:
                 handle.write(before)
-                if before and not before.endswith(b"\n"):
+                if rows and before and not before.endswith(b"\n"):
                     handle.write(b"\n")
                 for row in rows:
                     handle.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
@@ -235,6 +168,25 @@ def _existing_rows(
     return output.read_bytes(), KnownTexts.of_files([str(output)], "text"), ids
 
 
+def correct(cfg: DictConfig, schema: LabelSchema) -> None:
+    """``corrects=<file>``: a copy of the audited file with the reviewed rows' labels."""
+    audited, output = Path(cfg.corrects), Path(cfg.output)
+    if cfg.append or output.exists():
+        raise TopictoneError(
+            f"{output}: corrects= writes a new file (the audited one stays as it was); "
+            "name an output that does not exist"
+        )
+    check_output(output, [cfg.input, cfg.corrects])
+    rows = audited_rows(audited, DATA_CFG, schema)
+    corrector = Corrector(schema, rows, audited, bool(cfg.skip_unlabelled))
+    answers = corrector.answers(read_export(cfg.input), cfg.input)
+    if not answers:
+        raise TopictoneError(f"{cfg.input}: no reviewed task")
+    data, changed = corrected_file(audited, corrector, answers)
+    write_rows(output, [], data, schema)
+    report(len(answers), changed, corrector.skipped, output)
+
+
 @command(f"{CONF_DIR}/label", "import")
 def main(cfg: DictConfig) -> None:
     output = Path(cfg.output)
@@ -242,6 +194,8 @@ def main(cfg: DictConfig) -> None:
         raise TopictoneError(f"{output}: training rows are written as JSONL; name a .jsonl output")
     check_output(output, [cfg.input])
     schema = LabelSchema.from_dict(label_preset(cfg.labels))
+    if cfg.corrects:
+        return correct(cfg, schema)
     before, known, ids = _existing_rows(output, bool(cfg.append), schema)
     known.update(KnownTexts.of_files(as_list(cfg.exclude), cfg.exclude_field))
     importer = _Importer(schema, known, ids, tuple(as_list(cfg.carry)), bool(cfg.skip_unlabelled))
