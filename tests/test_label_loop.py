@@ -178,8 +178,25 @@ def test_runs_of_other_seeds_join_and_a_seed_twice_is_refused(simulated, tmp_pat
     joined = tmp_path / "joined"
     label_loop.main(["--tables-from", *halves, "--out", str(joined)])
     tables = (joined / "label_loop.md").read_text().split("## Every round")[0]
-    assert tables.split("\n")[5:] == (whole / "label_loop.md").read_text().split(
-        "## Every round"
-    )[0].split("\n")[5:]
+    assert (
+        tables.split("\n")[5:]
+        == (whole / "label_loop.md").read_text().split("## Every round")[0].split("\n")[5:]
+    )
     with pytest.raises(SystemExit, match="also in"):
         label_loop.main(["--tables-from", halves[0], halves[0], "--out", str(joined)])
+
+
+def test_the_transformer_round_takes_the_labels_a_strategy_had(simulated, tmp_path):
+    from benchmarks.quality import label_loop_transformer as last
+
+    _, settings, rounds, _, _ = simulated
+    facts = {"command": "test", "cpu": "CPU: test", "wall_s": 1.0, "method": "test"}
+    label_loop.write_outputs(tmp_path, rounds, settings, facts)
+    saved = json.loads((tmp_path / "results.json").read_text("utf-8"))
+    for strategy in label_loop.STRATEGIES:
+        mine = [r for r in rounds if r.strategy == strategy]
+        for upto, r in enumerate(mine, 1):
+            ids = last.labelled_ids(saved, "tfidf", 0, strategy, r.point.size)
+            assert ids == [i for earlier in mine[:upto] for i in earlier.added]
+    with pytest.raises(SystemExit, match="no tfidf seed 0 random round at 7 labels"):
+        last.labelled_ids(saved, "tfidf", 0, "random", 7)

@@ -25,7 +25,8 @@ Prints the CPU line, then per kind a table labels x strategy of mean topic and t
 macro-F1 over seeds [min-max], the gain per 100 labels by span, and the labels at which
 each strategy reaches random's F1 at ``--until``. Writes ``label_loop.md``,
 ``results.json`` (every round, with the ids each round revealed: the tables are rebuilt
-from it with ``--tables-from``, which also joins runs of other seeds) and ``label_loop.png`` (where matplotlib is installed).
+from it with ``--tables-from``, which also joins runs of other seeds) and
+``label_loop.png`` (where matplotlib is installed).
 """
 
 from __future__ import annotations
