@@ -125,16 +125,30 @@ def test_uncertainty_puts_texts_near_a_threshold_with_a_flat_tone_first():
     assert UncertaintySampler().pick([""] * 4, pool, 4).tolist() == [1, 2, 0, 3]
     # Only the named topic's distance counts: row 2 is nearest the second threshold.
     assert UncertaintySampler(topic=1).pick([""] * 4, pool, 1).tolist() == [2]
-    assert certainty(pool)[1] == 0.0 and certainty(pool)[3] == 1.0
+    # Row 1 is nearest the first topic's threshold and has the flattest tone; row 2
+    # nearest the second topic's: each first of a topic, 1 first of the tone too.
+    sure = certainty(pool)
+    assert sure[1] == 0.0 < sure[2] < sure[0] < sure[3] == 1.0
 
 
-def test_uncertainty_weighs_the_tone_margin_as_much_as_the_topic_distance():
-    # Distance ranks 1, 2, 3 and margin ranks 3, 1, 2: the flat tone of row 1 wins.
-    pool = scores(
-        [[0.6, 0.0, 0.0], [0.65, 0.0, 0.0], [0.8, 0.0, 0.0]],
-        [[0.95, 0.05, 0.0], [0.4, 0.39, 0.21], [0.7, 0.2, 0.1]],
+def test_uncertainty_lets_topics_and_tone_take_turns():
+    # One topic: distance ranks A1 C2 E3 D4 B5, tone margin ranks B1 C2 E3 A4 D5. Each
+    # side's nearest text comes first (A for the topic, B for the tone), then C; a sum
+    # of ranks would have put C, second for both, before either.
+    pool = PoolScores(
+        np.array([[0.51], [0.9], [0.52], [0.7], [0.6]]),
+        np.array(
+            [
+                [0.65, 0.35, 0.0],
+                [0.34, 0.33, 0.33],
+                [0.4, 0.38, 0.22],
+                [0.75, 0.25, 0.0],
+                [0.5, 0.4, 0.1],
+            ]
+        ),
+        np.array([0.5]),
     )
-    assert UncertaintySampler().pick([""] * 3, pool, 3).tolist() == [1, 0, 2]
+    assert UncertaintySampler().pick([""] * 5, pool, 5).tolist() == [0, 1, 2, 4, 3]
 
 
 def test_each_strategy_picks_n_distinct_texts():
@@ -386,3 +400,15 @@ def test_python_m_topictone_label_is_the_same_command():
     assert short.returncode == long.returncode == 0 and short.stdout == long.stdout
     wrong = run_cli("topictone.label", "sellect")
     assert wrong.returncode == 2 and "unknown subcommand 'sellect'" in wrong.stderr
+
+
+def test_the_topics_take_turns_and_share_the_picks_with_the_tone():
+    # Rows 0-2 are each nearest one topic's threshold; row 3 has the flattest tone; row 4
+    # is second nearest for every topic (a mean over topics would favour it).
+    pool = scores(
+        [[0.5, 0.9, 0.9], [0.9, 0.5, 0.9], [0.9, 0.9, 0.5], [0.99, 0.99, 0.99], [0.6, 0.6, 0.6]],
+        [[0.9, 0.1, 0.0], [0.9, 0.1, 0.0], [0.9, 0.1, 0.0], [0.34, 0.33, 0.33], [0.9, 0.1, 0.0]],
+    )
+    picked = UncertaintySampler().pick([""] * 5, pool, 5).tolist()
+    assert set(picked[:4]) == {0, 1, 2, 3} and picked[-1] == 4
+    assert picked.index(3) < 2  # the tone's first pick comes with the topics' first

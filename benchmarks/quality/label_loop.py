@@ -605,9 +605,10 @@ def rebuild(paths: Sequence[Path], out: Path) -> None:
         raise SystemExit(f"error: {', '.join(map(str, paths))}: runs with other settings")
     seen: dict[tuple[str, int], Path] = {}
     for path, s in zip(paths, saved, strict=True):
-        for kind, seed in {(r["kind"], r["point"]["seed"]) for r in s["rounds"]}:
-            if seen.setdefault((kind, seed), path) != path:
-                raise SystemExit(f"error: {path}: {kind} seed {seed} is also in {seen[kind, seed]}")
+        mine = {(r["kind"], r["point"]["seed"]) for r in s["rounds"]}
+        for kind, seed in sorted(mine & set(seen)):
+            raise SystemExit(f"error: {path}: {kind} seed {seed} is also in {seen[kind, seed]}")
+        seen.update(dict.fromkeys(mine, path))
     first = saved[0]["settings"]
     facts = {
         "command": "; ".join(s["command"] for s in saved),

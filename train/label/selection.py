@@ -3,10 +3,10 @@
 A model scores the pool; the texts it is least sure of teach it most per label. Three
 strategies, each a small object with ``pick(texts, scores, n)``:
 
-- ``uncertainty``: each text's smallest distance of a topic score to that topic's
-  threshold, and its tone margin (top tone probability minus the second), each turned
-  into a rank; the texts with the lowest mean rank first (only the topic's distance when
-  ``topic=`` names one).
+- ``uncertainty``: each topic ranks the pool by its score's distance to its threshold,
+  the tone by its margin (top tone probability minus the second); the topics take turns
+  (a text's best rank under any topic), and topics and tone share the picks (the better
+  of the two); only the topic's distance when ``topic=`` names one.
 - ``diverse``: the ``candidates × n`` most uncertain texts, then farthest-first
   (k-center greedy) over character n-gram TF-IDF vectors of those candidates, so one
   story told by ten outlets is labelled once, not ten times.
@@ -69,13 +69,18 @@ def certainty(scores: PoolScores, topic: int | None = None) -> np.ndarray:
     """Each text's certainty as a rank in [0, 1]: 0 the text the model is least sure of.
 
     Ranks, not raw values, are combined: a distance to a threshold and a tone margin
-    are on different scales, and a rank treats them alike."""
+    are on different scales, and a rank treats them alike. The topics' side is each text's
+    best rank under any topic, so the topics take turns and a rare topic's borderline texts
+    are not crowded out; the text's place is then the better of its topics' rank and its
+    tone's, so topics and tone share the picks. A mean of ranks would favour texts unsure
+    of everything at once (BENCHMARKS.md, "The labelling loop, per strategy")."""
     distance = np.abs(scores.topics - scores.thresholds)
     if topic is not None:
         return percentile(distance[:, topic])
     tones = np.sort(scores.tones, axis=1)
     margin = tones[:, -1] - tones[:, -2]
-    return percentile(rankdata(distance.min(axis=1)) + rankdata(margin))
+    topic_ranks = np.column_stack([rankdata(column) for column in distance.T])
+    return percentile(np.minimum(rankdata(topic_ranks.min(axis=1)), rankdata(margin)))
 
 
 def _most_uncertain(certainty: np.ndarray, n: int) -> np.ndarray:
