@@ -606,7 +606,8 @@ def rebuild(paths: Sequence[Path], out: Path) -> None:
     seen: dict[tuple[str, int], Path] = {}
     for path, s in zip(paths, saved, strict=True):
         mine = {(r["kind"], r["point"]["seed"]) for r in s["rounds"]}
-        for kind, seed in sorted(mine & set(seen)):
+        if twice := sorted(mine & seen.keys()):
+            kind, seed = twice[0]
             raise SystemExit(f"error: {path}: {kind} seed {seed} is also in {seen[kind, seed]}")
         seen.update(dict.fromkeys(mine, path))
     first = saved[0]["settings"]
