@@ -164,11 +164,11 @@ def tfidf_fitter(**settings: Any) -> Any:
 # runs and the decision fitting a training run does.
 
 
-def product_sampler(strategy: str, candidates: int, seed: int) -> Any:
-    """``label select``'s sampler for ``strategy`` (all topics, ``candidates`` x n)."""
+def product_sampler(strategy: str, max_similarity: float, seed: int) -> Any:
+    """``label select``'s sampler for ``strategy`` (all topics)."""
     from topictone.train.label.selection import sampler
 
-    return sampler(strategy, None, candidates, seed)
+    return sampler(strategy, None, max_similarity, seed)
 
 
 def pool_scores(predictor: Any, texts: list[str]) -> Any:

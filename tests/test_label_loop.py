@@ -62,12 +62,12 @@ def simulated(tmp_path_factory):
         path = folder / f"{name}.jsonl"
         path.write_text("\n".join(json.dumps(r) for r in corpus(n, seed, name)), encoding="utf-8")
         splits[name] = read_labelled(path, cfg.data, schema)
-    settings = label_loop.Settings(START, STEP, UNTIL, UNTIL, folds=2, candidates=2)
+    settings = label_loop.Settings(START, STEP, UNTIL, UNTIL, folds=2, max_similarity=0.6)
     calls = []
     real = label_loop.product_sampler
 
-    def spy(strategy: str, candidates: int, seed: int):
-        chooser = real(strategy, candidates, seed)
+    def spy(strategy: str, max_similarity: float, seed: int):
+        chooser = real(strategy, max_similarity, seed)
 
         def pick(texts, scores, n):
             chosen = chooser.pick(texts, scores, n)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import DEMO
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from topictone.train.label import studio
 from topictone.train.label.selection import (
@@ -155,7 +157,7 @@ def test_each_strategy_picks_n_distinct_texts():
     rng = np.random.default_rng(1)
     texts = [f"headline number {i} about {w}" for i, w in enumerate(rng.integers(0, 99, 40))]
     pool = PoolScores(rng.random((40, 3)), rng.dirichlet([1, 1, 1], 40), np.full(3, 0.5))
-    for strategy in (UncertaintySampler(), DiverseSampler(candidates=3), RandomSampler(seed=3)):
+    for strategy in (UncertaintySampler(), DiverseSampler(), RandomSampler(seed=3)):
         picked = strategy.pick(texts, pool, 7)
         assert len(picked) == 7 and len(set(picked.tolist())) == 7
     assert len(UncertaintySampler().pick(texts, pool, 100)) == 40  # fewer texts than n
@@ -201,10 +203,44 @@ def test_diverse_picks_fewer_near_duplicates_than_uncertainty():
         np.full(3, 0.5),
     )
     by_uncertainty = UncertaintySampler().pick(texts, pool, 10)
-    diverse = DiverseSampler(candidates=4).pick(texts, pool, 10)
+    diverse = DiverseSampler().pick(texts, pool, 10)
     assert near_duplicate_pairs(texts, by_uncertainty) >= 30  # all ten are the story
     assert near_duplicate_pairs(texts, diverse) == 0
-    assert diverse[0] == 0  # farthest-first starts from the most uncertain text
+    # the story once (its most uncertain wording), then the distinct texts in order
+    assert diverse.tolist() == [0, *range(20, 29)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    stories=st.lists(st.integers(0, 7), min_size=1, max_size=300),
+    noise=st.lists(st.floats(0, 1), min_size=300, max_size=300),
+    n=st.integers(1, 40),
+    max_similarity=st.sampled_from([0.3, 0.6, 0.9, 0.99]),
+)
+def test_diverse_keeps_uncertainty_order_and_skips_only_near_duplicates(
+    stories, noise, n, max_similarity
+):
+    # Pools of a few stories told many times (over several blocks when large): each pick
+    # is the most uncertain text not yet too like an earlier pick.
+    words = ["army tank", "cyber attack", "रक्षा सौदा", "rocket launch", "आतंकी हमला"]
+    texts = [f"{words[s % 5]} report {s} day {i % 3}" for i, s in enumerate(stories)]
+    distance = np.asarray(noise[: len(texts)])
+    pool = PoolScores(
+        (0.5 + distance)[:, None].repeat(3, axis=1),
+        np.tile([0.34, 0.33, 0.33], (len(texts), 1)),
+        np.full(3, 0.5),
+    )
+    sampler = DiverseSampler(max_similarity=max_similarity)
+    picked = sampler.pick(texts, pool, n).tolist()
+    order = np.lexsort((np.arange(len(texts)), certainty(pool)))  # uncertainty's order
+    vectors = sampler.space(texts, order, n).transform([t.casefold() for t in texts])
+    similar = (vectors @ vectors.T).toarray()
+    expected: list[int] = []
+    for row in order.tolist():  # the rule, the slow way: one text at a time, whole pool
+        if len(expected) < n and all(similar[row, p] < max_similarity for p in expected):
+            expected.append(row)
+    assert picked == expected
+    assert all(similar[a, b] < max_similarity for a in picked for b in picked if a != b)
 
 
 # --- the command -------------------------------------------------------------------------
@@ -245,7 +281,7 @@ def test_select_writes_n_tasks_and_the_config(tfidf_run, pool, tmp_path, cli, st
     model = tfidf_run / "model"
     result = cli(
         "topictone.train.label", "select", f"model={model}", f"pool={pool}", "n=5",
-        f"strategy={strategy}", f"output={out}", "candidates=2",
+        f"strategy={strategy}", f"output={out}", "max_similarity=0.5",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "10 rows read, 1 repeated in the pool, 1 already labelled, 8 to choose from" in (

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import DEMO, compose_train
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from topictone.infer.errors import TopictoneError
@@ -137,7 +139,7 @@ def test_a_described_topic_without_labels_scores_texts_like_its_description(
 
 def test_few_positives_join_the_description_in_the_prototype():
     from topictone.train.fitters.encoder import EncoderFitter
-    from topictone.train.fitters.prototype import Anchor, prototype
+    from topictone.train.fitters.prototype import Anchor, description_weight, prototype
 
     x, topic_true, tone_true = synthetic()
     rng = np.random.default_rng(1)
@@ -149,12 +151,61 @@ def test_few_positives_join_the_description_in_the_prototype():
     description = centre + rng.normal(size=x.shape[1])
     anchor = Anchor(description / np.linalg.norm(description), np.zeros((0, x.shape[1])))
     heads = EncoderFitter(progress=False).fit_heads(x, topic_true, tone_true, None, 3, {0: anchor})
-    direction = prototype(anchor, x[:6], x.mean(axis=0))
+    chosen = description_weight(anchor, x, topic_true[:, 0])
+    assert chosen < np.inf  # the positives share a direction the description only nears
+    direction = prototype(anchor, x[:6], x.mean(axis=0), chosen)
     weight = heads["topic_weight"][0]
     assert np.allclose(weight / np.linalg.norm(weight), direction)  # a > 0: a·p/|p|
     assert not np.allclose(direction, anchor.description)  # the positives moved it
     unseen = x[6:12] @ weight + heads["topic_bias"][0]  # the topic's texts not labelled
     assert np.median(unseen) > np.quantile(x[12:] @ weight + heads["topic_bias"][0], 0.9)
+
+
+def topic_pool(description_noise: float, text_noise: float, seed: int = 0):
+    """Unit embeddings: 40 texts of a topic (its direction plus noise), 400 others, and a
+    description that many units of noise away from the topic's direction."""
+    rng = np.random.default_rng(seed)
+    topic = rng.normal(size=64)
+    texts = np.vstack([topic + rng.normal(size=(40, 64)) * text_noise, rng.normal(size=(400, 64))])
+    description = topic + rng.normal(size=64) * description_noise
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
+    return unit(texts), np.r_[np.ones(40), np.zeros(400)], unit(description)
+
+
+def test_the_description_weighs_less_where_the_texts_know_better():
+    """A vague description and a tight topic: the positives' direction wins (W small); an
+    exact description and scattered positives: the description alone or nearly (W large)."""
+    from topictone.train.fitters.prototype import Anchor, description_weight
+
+    x, y, description = topic_pool(description_noise=3.0, text_noise=0.3)
+    anchor = Anchor(description, np.zeros((0, 64)))
+    assert description_weight(anchor, x, y) == 8
+    x, y, description = topic_pool(description_noise=0.0, text_noise=3.0)
+    assert description_weight(Anchor(description, np.zeros((0, 64))), x, y) >= 128
+
+
+def test_no_positive_or_no_negative_keeps_the_default_weight():
+    from topictone.train.fitters.prototype import DESCRIPTION_WEIGHT, Anchor, description_weight
+
+    x, _, description = topic_pool(1.0, 0.5)
+    anchor = Anchor(description, np.zeros((0, 64)))
+    assert description_weight(anchor, x, np.zeros(len(x))) == DESCRIPTION_WEIGHT
+    assert description_weight(anchor, x, np.ones(len(x))) == DESCRIPTION_WEIGHT
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    positive=st.lists(st.integers(-3, 3).map(float), min_size=1, max_size=12),
+    negative=st.lists(st.integers(-3, 3).map(float), min_size=1, max_size=12),
+)
+def test_auc_is_scikit_learns(positive, negative):
+    from sklearn.metrics import roc_auc_score
+
+    from topictone.train.fitters.prototype import _auc
+
+    truth = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    expected = roc_auc_score(truth, np.r_[positive, negative])
+    assert _auc(np.array(positive), np.array(negative)) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

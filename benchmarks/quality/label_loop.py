@@ -77,7 +77,7 @@ class Settings:
     until: int = 2000
     until_active: int = 2000  # uncertainty and diverse stop here; random at ``until``
     folds: int = 3
-    candidates: int = 5  # conf/label/select.yaml
+    max_similarity: float = 0.6  # conf/label/select.yaml
     strategies: tuple[str, ...] = STRATEGIES
 
     def limit(self, strategy: str) -> int:
@@ -188,13 +188,13 @@ def dev_point(
 
 
 def pick(
-    predictor: Any, oracle: Oracle, strategy: str, candidates: int, seed: int, n: int
+    predictor: Any, oracle: Oracle, strategy: str, max_similarity: float, seed: int, n: int
 ) -> np.ndarray:
     """The train rows the product's sampler picks from the pool: it sees the pool's texts
     and the model's scores, never a pool label."""
     pool = oracle.pool()
     texts = [oracle.texts[i] for i in pool]
-    chosen = product_sampler(strategy, candidates, seed).pick(
+    chosen = product_sampler(strategy, max_similarity, seed).pick(
         texts, pool_scores(predictor, texts), n
     )
     return pool[np.asarray(chosen, dtype=int)]
@@ -273,7 +273,7 @@ class Simulation:
             n = min(self.settings.step, limit - labels)
             round_seed = seed * 10_000 + len(rounds) + 1  # random: a new sample each round
             added = oracle.reveal(
-                pick(predictor, oracle, strategy, self.settings.candidates, round_seed, n)
+                pick(predictor, oracle, strategy, self.settings.max_similarity, round_seed, n)
             )
             labelled = oracle.labelled()
             labels = len(labelled)
@@ -577,7 +577,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--folds", type=int, default=3, help="out-of-fold fits for each round's decisions"
     )
-    parser.add_argument("--candidates", type=int, default=5, help="diverse: candidates x step")
+    parser.add_argument(
+        "--max-similarity", type=float, default=0.6, help="diverse: near-duplicates skipped"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs") / "label-loop")
     parser.add_argument("--jobs", type=int, default=1, help="(kind, seed) runs at once")
     parser.add_argument(
@@ -637,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.until,
         until_active,
         args.folds,
-        args.candidates,
+        args.max_similarity,
         tuple(args.strategies),
     )
     seeds = {kind: args.seeds for kind in args.kinds}

@@ -5,10 +5,18 @@ positive labels gets a prototype head instead, so that a new topic predicts from
 sigmoid(a·cos(e, p) + b). The prototype p is the description's embedding (query prompt)
 plus the direction of its texts (examples and labelled positives: their mean less the mean
 of all training texts, as every embedding shares a large common part that would otherwise
-swamp a few texts' average), weighted n/(n + ``DESCRIPTION_WEIGHT``) for n texts. A plain
-average of the description and the texts ranked the left-out topic's train texts far worse
-(average precision 0.64 against 0.84 at 8 positives, 0.61 against 0.85 at 32:
-benchmarks/quality/topic_from_description.py). On unit-length embeddings (the encoder
+swamp a few texts' average), weighted n/(n + W) for n texts. A plain average of the
+description and the texts ranked the left-out topic's train texts far worse (average
+precision 0.64 against 0.84 at 8 positives, 0.61 against 0.85 at 32:
+benchmarks/quality/topic_from_description.py).
+
+How much the description weighs (W, as many texts) depends on the topic: gold's
+counterterrorism and technology gained from their positives' direction, defence lost by it
+on dev (0.72 from its description alone, 0.65 with 32 positives at W = 32). W is chosen per
+topic from ``DESCRIPTION_WEIGHTS`` on the training labels alone: each candidate's prototype,
+built without a fold of the positives, ranks that fold among the texts labelled negative
+(AUC, which labelled-positive vs unlabelled ranking keeps in order with the true one); the
+best mean wins (:func:`description_weight`). On unit-length embeddings (the encoder
 normalises) the head is the linear head w = a·p/|p|, so the predictor and the saved folder
 do not change; on an encoder that does not normalise it is a·(e·p/|p|) + b, a projection
 on the prototype's direction.
@@ -16,10 +24,12 @@ on the prototype's direction.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from scipy.stats import rankdata
 
 from topictone.infer.errors import TopictoneError
 from topictone.infer.predictors.encoder import SentenceEncoder
@@ -31,7 +41,9 @@ from topictone.train.fitters.base import logistic_head
 PRIOR_SHARE = 0.10  # a described topic with no positive label flags this share of train at 0.5
 DEFAULT_SLOPE = 40.0  # its a where no other described topic has labels to fit one on (gold,
 # embeddinggemma: 38-49 for the three topics' descriptions alone)
-DESCRIPTION_WEIGHT = 32  # the description weighs as much in the prototype as 32 texts
+DESCRIPTION_WEIGHT = 32  # W with no positive label to choose it on
+DESCRIPTION_WEIGHTS = (8, 32, 128, math.inf)  # the candidates for W; inf: the description alone
+WEIGHT_FOLDS = 8  # at most: each positive is held out once
 QUERY_PROMPTS = ("query", "Retrieval-query")  # descriptions are queries for the topic's texts
 
 
@@ -42,16 +54,50 @@ class Anchor(NamedTuple):
     examples: np.ndarray  # (n, dimension), unit rows
 
 
-def prototype(anchor: Anchor, positives: np.ndarray, centre: np.ndarray) -> np.ndarray:
+def prototype(
+    anchor: Anchor,
+    positives: np.ndarray,
+    centre: np.ndarray,
+    description_weight: float = DESCRIPTION_WEIGHT,
+) -> np.ndarray:
     """The unit prototype direction: the description plus its texts' direction (examples
     and ``positives``, less ``centre``: the training texts' mean), that direction weighted
-    n/(n + DESCRIPTION_WEIGHT): the more texts, the more they decide."""
+    n/(n + ``description_weight``): the more texts, the more they decide."""
     texts = np.concatenate([anchor.examples, _unit(positives)])
-    if not len(texts):
+    if not len(texts) or math.isinf(description_weight):
         return anchor.description
-    share = len(texts) / (len(texts) + DESCRIPTION_WEIGHT)
+    share = len(texts) / (len(texts) + description_weight)
     offset = _unit((texts.mean(axis=0) - centre)[None])[0]
     return _unit((anchor.description + share * offset)[None])[0]
+
+
+def description_weight(anchor: Anchor, x: np.ndarray, y: np.ndarray) -> float:
+    """The candidate W under which prototypes built without a fold of the positives rank
+    that fold highest among the texts labelled negative (mean AUC over up to
+    ``WEIGHT_FOLDS`` folds, positives dealt in turn); ``DESCRIPTION_WEIGHT`` with no
+    positive or no negative. Ties go to the earlier candidate."""
+    positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    if not len(positives) or not len(negatives):
+        return DESCRIPTION_WEIGHT
+    centre = x.mean(axis=0)
+    folds = np.arange(len(positives)) % min(len(positives), WEIGHT_FOLDS)
+    mean_auc = []
+    for candidate in DESCRIPTION_WEIGHTS:
+        aucs = []
+        for fold in np.unique(folds):
+            kept = x[positives[folds != fold]]
+            direction = prototype(anchor, kept, centre, candidate)
+            held = x[positives[folds == fold]] @ direction
+            aucs.append(_auc(held, x[negatives] @ direction))
+        mean_auc.append(float(np.mean(aucs)))
+    return DESCRIPTION_WEIGHTS[int(np.argmax(mean_auc))]
+
+
+def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """The share of (positive, negative) pairs in order, ties counted half."""
+    ranks = rankdata(np.concatenate([positive, negative]))[: len(positive)]
+    n_pos = len(positive)
+    return float((ranks.sum() - n_pos * (n_pos + 1) / 2) / (n_pos * len(negative)))
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -102,12 +148,14 @@ def prototype_head(
     anchors: dict[int, Anchor],
 ) -> tuple[np.ndarray, float]:
     """Topic ``i``'s head a·p/|p|, b: p its :func:`prototype` (description, examples and
-    labelled positives); (a, b) fitted on cos(e, p) over the texts where topics are
-    labelled, or, with no positive, a borrowed from the other described topics
-    (:func:`zero_label_slope`) and b flagging ``PRIOR_SHARE`` of those texts at 0.5."""
+    labelled positives, the description weighed by :func:`description_weight`); (a, b)
+    fitted on cos(e, p) over the texts where topics are labelled, or, with no positive, a
+    borrowed from the other described topics (:func:`zero_label_slope`) and b flagging
+    ``PRIOR_SHARE`` of those texts at 0.5."""
     rows, _, weight = known
     y = topic_true[rows, i]
-    direction = prototype(anchors[i], x[rows][y == 1], x[rows].mean(axis=0))
+    chosen = description_weight(anchors[i], x[rows], y)
+    direction = prototype(anchors[i], x[rows][y == 1], x[rows].mean(axis=0), chosen)
     cosine = x[rows] @ direction
     if not y.any():
         slope = zero_label_slope(fitter, x, topic_true, known, anchors)

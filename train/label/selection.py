@@ -7,9 +7,9 @@ strategies, each a small object with ``pick(texts, scores, n)``:
   the tone by its margin (top tone probability minus the second); the topics take turns
   (a text's best rank under any topic), and topics and tone share the picks (the better
   of the two); only the topic's distance when ``topic=`` names one.
-- ``diverse``: the ``candidates × n`` most uncertain texts, then farthest-first
-  (k-center greedy) over character n-gram TF-IDF vectors of those candidates, so one
-  story told by ten outlets is labelled once, not ten times.
+- ``diverse``: the uncertainty order, skipping each text as similar as ``max_similarity``
+  (cosine over character n-gram TF-IDF) to one already picked, so one story told by ten
+  outlets is labelled once, not ten times.
 - ``random``: a seeded uniform sample, the baseline the others must beat.
 """
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from omegaconf import DictConfig
 from scipy.stats import rankdata
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -97,41 +98,77 @@ class UncertaintySampler:
 
 
 class DiverseSampler:
-    """Farthest-first among the ``candidates × n`` most uncertain texts."""
+    """The most uncertain texts in turn, each skipped when its cosine similarity (character
+    n-gram TF-IDF) to a text already picked reaches ``max_similarity``: the uncertainty
+    order is kept, only near-duplicates of a pick give way."""
 
-    def __init__(self, topic: int | None = None, candidates: int = 5) -> None:
+    def __init__(self, topic: int | None = None, max_similarity: float = 0.5) -> None:
         self.topic = topic
-        self.candidates = candidates
+        self.max_similarity = max_similarity
 
     def pick(self, texts: list[str], scores: PoolScores, n: int) -> np.ndarray:
-        if self.candidates < 1:
-            raise TopictoneError(f"candidates must be at least 1, got {self.candidates}")
-        pool = _most_uncertain(certainty(scores, self.topic), self.candidates * n)
-        if len(pool) <= n:
-            return pool
-        return pool[_farthest_first(char_vectors([texts[i] for i in pool]), n)]
+        if not 0.0 < self.max_similarity <= 1.0:
+            raise TopictoneError(f"max_similarity must be in (0, 1], got {self.max_similarity}")
+        order = _most_uncertain(certainty(scores, self.topic), len(texts))
+        block = self.block(n)
+        try:
+            vectorizer = self.space(texts, order, n)
+        except ValueError:  # no text has a character n-gram: none is like another
+            return order[:n]
+        chosen: list[int] = []
+        picked = None  # the chosen texts' vectors
+        for start in range(0, len(order), block):
+            rows = order[start : start + block]
+            vectors = vectorizer.transform([_fold(texts[i]) for i in rows])
+            kept = _unlike(vectors, picked, self.max_similarity, n - len(chosen))
+            chosen += rows[kept].tolist()
+            picked = vectors[kept] if picked is None else sp.vstack([picked, vectors[kept]], "csr")
+            if len(chosen) == n:
+                break
+        return np.asarray(chosen, dtype=int)
+
+    @staticmethod
+    def block(n: int) -> int:
+        return min(max(4 * n, 256), _BLOCK)
+
+    def space(self, texts: list[str], order: np.ndarray, n: int) -> TfidfVectorizer:
+        """The vectorizer similarities are measured in: its n-gram weights (IDF) come from
+        the first block of the uncertainty order, the texts competing for the picks."""
+        return char_vectorizer().fit([_fold(texts[i]) for i in order[: self.block(n)]])
+
+
+_BLOCK = 2048  # candidates compared at once: a block x block similarity matrix stays small
+
+
+def _fold(text: str) -> str:
+    return normalize(text).casefold()
+
+
+def char_vectorizer() -> TfidfVectorizer:
+    """Character 2-4-grams within words: another outlet's wording of one headline shares
+    most of them, in Hindi and English alike."""
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
 
 
 def char_vectors(texts: list[str]):
-    """L2-normalised character n-gram TF-IDF rows: near-duplicates (another outlet's
-    wording of one headline) share most n-grams, in Hindi and English alike."""
-    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
-    return vectorizer.fit_transform([normalize(t).casefold() for t in texts])
+    """L2-normalised character n-gram TF-IDF rows of ``texts``."""
+    return char_vectorizer().fit_transform([_fold(t) for t in texts])
 
 
-def _farthest_first(vectors, n: int) -> np.ndarray:
-    """k-center greedy: start from the first row (the most uncertain), then add the row
-    farthest (cosine distance) from everything chosen; ties go to the earlier row."""
-    chosen = [0]
-    nearest = 1.0 - (vectors @ vectors[0].T).toarray().ravel()
-    nearest[0] = -1.0
-    while len(chosen) < n:
-        pick = int(np.argmax(nearest))
-        chosen.append(pick)
-        distance = 1.0 - (vectors @ vectors[pick].T).toarray().ravel()
-        nearest = np.minimum(nearest, distance)
-        nearest[chosen] = -1.0
-    return np.asarray(chosen)
+def _unlike(vectors, picked, max_similarity: float, n: int) -> np.ndarray:
+    """Up to ``n`` rows of ``vectors`` in order, each less similar than ``max_similarity``
+    to every row of ``picked`` and to every row kept before it."""
+    allowed = np.ones(vectors.shape[0], dtype=bool)
+    if picked is not None and picked.shape[0]:
+        allowed = (vectors @ picked.T).max(axis=1).toarray().ravel() < max_similarity
+    among = (vectors @ vectors.T).toarray()
+    kept: list[int] = []
+    for row in np.flatnonzero(allowed):
+        if len(kept) == n:
+            break
+        if not kept or among[row, kept].max() < max_similarity:
+            kept.append(int(row))
+    return np.asarray(kept, dtype=int)
 
 
 class RandomSampler:
@@ -143,11 +180,11 @@ class RandomSampler:
         return rng.choice(len(texts), size=min(n, len(texts)), replace=False)
 
 
-def sampler(strategy: str, topic: int | None, candidates: int, seed: int):
+def sampler(strategy: str, topic: int | None, max_similarity: float, seed: int):
     if strategy == "uncertainty":
         return UncertaintySampler(topic)
     if strategy == "diverse":
-        return DiverseSampler(topic, candidates)
+        return DiverseSampler(topic, max_similarity)
     if strategy == "random":
         return RandomSampler(seed)
     raise TopictoneError(f"unknown strategy {strategy!r} (use {', '.join(_STRATEGIES)})")
@@ -232,7 +269,7 @@ def main(cfg: DictConfig) -> None:
     trained = run_descriptions(cfg.model)  # before the model loads: fail fast
     predictor = infer.load(cfg.model, limits=settings_of(cfg.limits, "limits"))
     topic = _topic_index(predictor, cfg.topic)
-    chooser = sampler(cfg.strategy, topic, int(cfg.candidates), int(cfg.seed))
+    chooser = sampler(cfg.strategy, topic, float(cfg.max_similarity), int(cfg.seed))
     descriptions = {**trained, **settings_of(cfg.descriptions, "descriptions")}
     config_xml = studio.labelling_config(predictor.schema, descriptions)
     pool = _read_pool(cfg, predictor)
