@@ -124,6 +124,12 @@ def test_audit_reports_jsonl_and_refuses_a_bad_top(noisy, tmp_path, cli):
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: top=2.5: a share is at most 1 (a count is an integer)"
     assert not out.exists() and not report.exists()
+    for option, shown in (("folds=1", "1"), ("folds=abc", "'abc'"), ("seed=1.5", "1.5")):
+        bad = cli("train.label", "audit", *args, option)
+        name, low = option.split("=")[0], 2 if option.startswith("folds") else 0
+        expected = f"error: {name} must be an integer of at least {low}, got {shown}"
+        assert (bad.returncode, bad.stderr.strip()) == (2, expected)
+    assert not out.exists() and not report.exists()
     result = cli("train.label", "audit", *args, "top=0.04")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in report.read_text("utf-8").splitlines()]

@@ -35,6 +35,7 @@ from topictone.train.label.auditor import LabelAuditor, check_top
 from topictone.train.label.texts import (
     RUN_CONFIG,
     config_nodes,
+    integer_options,
     label_preset,
     run_config,
     run_labels,
@@ -181,6 +182,7 @@ def main(cfg: DictConfig) -> None:
     report = Path(cfg.report) if cfg.report else output.with_name(f"{output.stem}.report.csv")
     for target in (output, report):
         check_output(target, [cfg.data])
+    integer_options(cfg, {"folds": 2, "seed": 0})
     top = settings_of(cfg)["top"]
     check_top(top)  # before minutes of fitting
     tfidf = settings_of(cfg.tfidf, "tfidf")

@@ -28,7 +28,7 @@ from topictone.infer.text import text_problem
 from topictone.train.label import studio
 from topictone.train.label.ingest import read_export
 from topictone.train.label.remote import Project, Server, same_config
-from topictone.train.label.texts import label_preset
+from topictone.train.label.texts import integer_options, label_preset
 
 
 def _task_key(task: Any, index: int, path: str) -> str:
@@ -152,9 +152,8 @@ def _import_new(server: Server, project: Project, tasks: list[tuple[str, dict]],
 
 @command(f"{CONF_DIR}/label", "push")
 def main(cfg: DictConfig) -> None:
+    integer_options(cfg, {"batch_size": 1})
     batch = int(cfg.batch_size)
-    if batch < 1:
-        raise TopictoneError(f"batch_size must be at least 1, got {batch}")
     tasks = _read_tasks(cfg.tasks)
     config_xml, source = labelling_config(cfg)
     server = Server.from_cfg(cfg)

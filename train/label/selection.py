@@ -39,6 +39,7 @@ from topictone.train.label.texts import (
     Pool,
     PoolReader,
     as_list,
+    integer_options,
     run_config,
     run_labels,
 )
@@ -258,10 +259,18 @@ def run_descriptions(model: str) -> dict[str, str]:
     return dict(run_labels(config, run / RUN_CONFIG).get("descriptions") or {})
 
 
+def _checked(cfg: DictConfig) -> None:
+    """The numeric options, typed on the command line: one line for a wrong one."""
+    integer_options(cfg, {"n": 1, "batch_size": 1, "seed": 0})
+    value = cfg.max_similarity
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not 0 < value <= 1:
+        raise TopictoneError(f"max_similarity must be a number in (0, 1], got {value!r}")
+
+
 @command(f"{CONF_DIR}/label", "select")
 def main(cfg: DictConfig) -> None:
-    if cfg.n < 1:
-        raise TopictoneError(f"n must be at least 1, got {cfg.n}")
+    _checked(cfg)
     output = Path(cfg.output)
     config_file = studio.config_path(output)
     for target in (output, config_file):  # before the model loads: fail fast
