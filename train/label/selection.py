@@ -103,7 +103,7 @@ class DiverseSampler:
     n-gram TF-IDF) to a text already picked reaches ``max_similarity``: the uncertainty
     order is kept, only near-duplicates of a pick give way."""
 
-    def __init__(self, topic: int | None = None, max_similarity: float = 0.5) -> None:
+    def __init__(self, topic: int | None = None, max_similarity: float = 0.6) -> None:
         self.topic = topic
         self.max_similarity = max_similarity
 
