@@ -38,6 +38,15 @@ def settings_of(node: Any, name: str = "config") -> dict[str, Any]:
     return {str(k): v for k, v in value.items()}
 
 
+def integer_options(cfg: Any, minimums: dict[str, int]) -> None:
+    """The named options, typed on the command line, as integers of at least their
+    minimum: one line for a wrong one, before any model loads."""
+    for name, low in minimums.items():
+        value = cfg[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise TopictoneError(f"{name} must be an integer of at least {low}, got {value!r}")
+
+
 def one_line(err: BaseException) -> str:
     """The error's message on one line: its unindented lines, then its cause's first."""
     parts = [line.strip() for line in str(err).splitlines() if line and not line[0].isspace()]

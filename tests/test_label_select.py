@@ -454,3 +454,15 @@ def test_the_topics_take_turns_and_share_the_picks_with_the_tone():
     picked = UncertaintySampler().pick([""] * 5, pool, 5).tolist()
     assert set(picked[:4]) == {0, 1, 2, 3} and picked[-1] == 4
     assert picked.index(3) < 2  # the tone's first pick comes with the topics' first
+
+
+def test_diverse_compares_a_bounded_prefix_of_each_text():
+    """Two texts that differ only past SIMILARITY_CHARS are one text to ``diverse``."""
+    from topictone.train.label.selection import SIMILARITY_CHARS
+
+    story = "Army inducts new light tank regiment in Ladakh. " * (SIMILARITY_CHARS // 48 + 1)
+    texts = [story + "x" * 5000, story + "सेना " * 2000, "Chip maker opens design centre"]
+    pool = PoolScores(
+        np.array([[0.5], [0.51], [0.6]]), np.tile([0.34, 0.33, 0.33], (3, 1)), np.array([0.5])
+    )
+    assert DiverseSampler(max_similarity=0.999).pick(texts, pool, 3).tolist() == [0, 2]

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from topictone.infer.artifact import MANIFEST, read_manifest
-from topictone.infer.cli import CONF_DIR, command, settings_of
+from topictone.infer.cli import CONF_DIR, command, integer_options, settings_of
 from topictone.infer.errors import InputError, TopictoneError
 from topictone.infer.io.outputs import check_output
 from topictone.infer.io.readers import read_rows
@@ -35,7 +35,6 @@ from topictone.train.label.auditor import LabelAuditor, check_top
 from topictone.train.label.texts import (
     RUN_CONFIG,
     config_nodes,
-    integer_options,
     label_preset,
     run_config,
     run_labels,

@@ -21,14 +21,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from topictone.infer.cli import CONF_DIR, command
+from topictone.infer.cli import CONF_DIR, command, integer_options
 from topictone.infer.errors import InputError, TopictoneError
 from topictone.infer.schema import LabelSchema
 from topictone.infer.text import text_problem
 from topictone.train.label import studio
 from topictone.train.label.ingest import read_export
 from topictone.train.label.remote import Project, Server, same_config
-from topictone.train.label.texts import integer_options, label_preset
+from topictone.train.label.texts import label_preset
 
 
 def _task_key(task: Any, index: int, path: str) -> str:

@@ -72,15 +72,6 @@ RUN_CONFIG = "config.yaml"  # what `python -m topictone.train` writes into a run
 MAX_RUN_CONFIG_BYTES = 1 << 20  # a run's config is a few kilobytes
 
 
-def integer_options(cfg: Any, minimums: dict[str, int]) -> None:
-    """The named options, typed on the command line, as integers of at least their
-    minimum: one line for a wrong one, before any model loads."""
-    for name, low in minimums.items():
-        value = cfg[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise TopictoneError(f"{name} must be an integer of at least {low}, got {value!r}")
-
-
 def run_config(folder: str | Path) -> tuple[dict[str, Any], Path] | None:
     """The training config of a run folder, or of the run a model folder sits in (its
     ``config.yaml``), and where it was read; None where there is none.
