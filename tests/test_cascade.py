@@ -12,7 +12,14 @@ from conftest import DEMO, FAST_TFIDF, train_run
 
 from topictone import infer
 from topictone.infer.errors import TopictoneError
-from topictone.infer.predictors.cascade import Bands, CascadePredictor
+from topictone.infer.predictors.cascade import (
+    Bands,
+    CascadePredictor,
+    decided_by,
+    mixed,
+    reads,
+    tone_margins,
+)
 from topictone.infer.schema import LabelSchema
 from topictone.train.decisions.routing import _f1s, fit_bands
 
@@ -207,6 +214,9 @@ def test_a_cascade_needs_its_two_stages_and_a_target(tfidf_run: Path, tmp_path):
     with pytest.raises(TopictoneError, match="each in \\[0, 1\\]"):
         overrides = [f"model.members.{s}={model}" for s in ("cheap", "expensive")]
         train_run(["model=cascade", *overrides, "model.max_f1_loss=2"], tmp_path / "c")
+    with pytest.raises(TopictoneError, match="routes by one of \\('text', 'head'\\)"):
+        overrides = [f"model.members.{s}={model}" for s in ("cheap", "expensive")]
+        train_run(["model=cascade", *overrides, "model.route_by=word"], tmp_path / "d")
 
 
 def test_an_exported_cascade_runs_its_transformer_on_onnx_runtime(cascade_run: Path, tmp_path):
@@ -250,8 +260,102 @@ def test_a_cascade_runs_on_the_ray_engine_as_in_the_cli(tfidf_run: Path, tmp_pat
 
 def test_a_cascade_without_fitted_bands_saves_null_and_sends_every_text_on(tfidf_run, tmp_path):
     stages = [f"model.members.{name}={tfidf_run / 'model'}" for name in ("cheap", "expensive")]
-    train_run(["model=cascade", *stages, "decision.calibrate=false"], tmp_path)
+    train_run(
+        ["model=cascade", *stages, "decision.calibrate=false", "model.route_by=head"], tmp_path
+    )
     raw = (tmp_path / "model" / "topictone.json").read_text()
     assert "Infinity" not in raw and json.loads(raw)["settings"]["bands"] is None
+    assert json.loads(raw)["settings"]["route_by"] == "head"
     cascade = infer.load(tmp_path / "model")
+    assert cascade.route_by == "head"
     assert cascade.routed(cascade.preprocess(demo_texts("dev"))).all()
+
+
+def test_route_by_head_takes_only_the_unsure_heads_from_the_expensive_stage():
+    bands = Bands(
+        {"defence": (0.3, 0.7), "counterterrorism": (0.4, 0.6), "technology": (0.5, 0.5)}, 0.2
+    )
+    cheap = (
+        np.array([[0.5, 0.1, 0.9], [0.9, 0.1, 0.1], [0.9, 0.5, 0.1]]),
+        np.array([[0.8, 0.1, 0.1], [0.45, 0.4, 0.15], [0.4, 0.35, 0.25]]),
+    )
+    expensive = (np.full((3, 3), 0.99), np.tile([0.0, 0.0, 1.0], (3, 1)))
+    unsure = bands.unsure(SCHEMA, cheap)
+    by_head = decided_by("head", unsure)
+    assert by_head[0].tolist() == [[True, False, False], [False] * 3, [False, True, False]]
+    assert by_head[1].tolist() == [False, True, True]
+    topics, tones = mixed(cheap, expensive, by_head)
+    assert topics.tolist() == [[0.99, 0.1, 0.9], [0.9, 0.1, 0.1], [0.9, 0.99, 0.1]]
+    assert tones[:, 2].tolist() == [0.1, 1.0, 1.0]
+    # Whole: a topic is unsure; for its tone alone: the second text.
+    assert [r.tolist() for r in reads(by_head)] == [[True, False, True], [False, True, False]]
+    # By text, every score of a routed text is the expensive stage's.
+    by_text = mixed(cheap, expensive, decided_by("text", unsure))
+    assert (by_text[0] == 0.99).all() and (by_text[1][:, 2] == 1.0).all()
+    assert reads(decided_by("text", unsure))[1].sum() == 0
+
+
+def test_bands_fitted_by_head_send_on_only_the_unsure_tones():
+    """Topics the cheap stage gets right everywhere, its tone a coin flip on some texts:
+    by head, the bands send on those texts (for their tone) and keep the expensive F1."""
+    cheap, expensive, truth, sure = synthetic()
+    cheap = (0.1 + 0.8 * truth[0], cheap[1])
+    bands, share = fit_bands(SCHEMA, cheap, expensive, truth, None, 0.01, "head")
+    topics, tone = decided_by("head", bands.unsure(SCHEMA, cheap))
+    assert not topics.any() and share == tone.mean()
+    assert tone[~sure].mean() > 0.9 and tone[sure].mean() < 0.1
+    kept = _f1s(SCHEMA, mixed(cheap, expensive, (topics, tone)), truth)
+    for mine, best in zip(kept, _f1s(SCHEMA, expensive, truth), strict=True):
+        assert mine >= best - 0.01
+
+
+def long_texts() -> list[str]:
+    texts = demo_texts("dev")
+    return [" ".join(texts[i : i + 4]) for i in range(0, 24, 4)] + texts[:4]
+
+
+def test_a_transformers_tone_reader_reads_one_window_for_the_same_tone(transformer_run: Path):
+    full = infer.load(transformer_run / "model")
+    assert full.tone_reader() is full, "a tone averaged over windows needs them all"
+    full.tone_pooling = "first"
+    reader = full.tone_reader()
+    assert reader is not full and reader.max_windows == 1 and full.max_windows == 4
+    clean = full.preprocess(long_texts())
+    assert max(len(doc) for doc in full.encode(clean)) > 1, "some texts must span windows"
+    assert all(len(doc) == 1 for doc in reader.encode(clean))
+    np.testing.assert_allclose(
+        reader.predict_scores_clean(clean)[1], full.predict_scores_clean(clean)[1], atol=1e-5
+    )
+
+
+def test_a_cascade_by_head_reads_a_tone_alone_from_the_first_window(
+    tfidf_run: Path, transformer_run: Path, monkeypatch
+):
+    cheap, expensive = infer.load(tfidf_run / "model"), infer.load(transformer_run / "model")
+    expensive.tone_pooling = "first"
+    clean = cheap.preprocess(long_texts())
+    scores = cheap.predict_scores_clean(clean)
+    # Bands that leave some texts unsure of a topic, some of the tone alone.
+    centre = float(np.median(scores[0][:, 0]))
+    margin = float(np.median(tone_margins(scores[1])))
+    bands = Bands({**{t: (0.0, 0.0) for t in SCHEMA.topics}, "defence": (0.0, centre)}, margin)
+    cascade = CascadePredictor(SCHEMA, cheap, expensive, bands, route_by="head")
+    every = {"cheap": scores, "expensive": expensive.predict_scores_clean(clean)}
+    whole, lead = cascade.reads(clean)
+    assert whole.any() and lead.any()
+    windows: list[int] = []
+    reader = expensive.tone_reader()
+    original = reader.encode
+
+    def counting(texts):
+        docs = original(texts)
+        windows.extend(len(doc) for doc in docs)
+        return docs
+
+    monkeypatch.setattr(reader, "encode", counting)
+    monkeypatch.setattr(expensive, "tone_reader", lambda: reader)
+    topics, tones = cascade.predict_scores_clean(clean)
+    assert windows == [1] * int(lead.sum()), "the tone alone reads one window a text"
+    expected = cascade.combine(every)  # as fitted: the expensive stage read every window
+    np.testing.assert_allclose(topics, expected[0], atol=1e-5)
+    np.testing.assert_allclose(tones, expected[1], atol=1e-5)

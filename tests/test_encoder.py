@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import train_run
+from conftest import DEMO, train_run
 
 from topictone import infer
 from topictone.infer.errors import TopictoneError
@@ -297,3 +297,18 @@ def test_a_garbage_heads_file_is_one_line(encoder_run, tmp_path):
     reseal(folder)
     with pytest.raises(TopictoneError, match="unreadable safetensors file"):
         infer.load(folder)
+
+
+def test_the_encoders_tone_reader_embeds_one_window_for_the_same_tone(encoder_run: Path):
+    full = infer.load(encoder_run / "model")
+    assert full.tone_reader() is full, "a tone from averaged windows needs them all"
+    full.tone_pooling = "first"
+    reader = full.tone_reader()
+    assert reader.encoder.max_windows == 1 and full.encoder.max_windows == 3
+    demo = [json.loads(line)["text"] for line in open(DEMO / "dev.jsonl", encoding="utf-8")]
+    clean = full.preprocess([" ".join(demo[i : i + 4]) for i in range(0, 20, 4)])
+    assert max(len(pieces) for pieces in full.encoder.windows(clean)) > 1
+    assert all(len(pieces) == 1 for pieces in reader.encoder.windows(clean))
+    np.testing.assert_allclose(
+        reader.predict_scores_clean(clean)[1], full.predict_scores_clean(clean)[1], atol=1e-6
+    )

@@ -12,7 +12,8 @@ fastest of ``--repeats`` passes over all 710 texts, each by a freshly loaded mod
 encoder and the transformer remember recent windows); one pass where a pass takes over a
 minute; with ``--every N`` over every N-th text, the mix kept, for the slow models on AVX2.
 Printed per model: docs/s, words/s (whitespace words), the peak RSS of that process
-(VmHWM after the first load and pass), the share a cascade sent to its expensive stage,
+(VmHWM after the first load and pass), the share a cascade sent to its expensive stage
+(and of it, the share read only for its tone),
 and the honest topic and tone macro-F1 with bootstrap 95% intervals: the run's
 cross-fitted dev decisions where its decisions were fitted on dev, else its dev
 decisions (fitted without dev). The timed process's decisions are checked against the
@@ -91,7 +92,8 @@ def child(run: Path, repeats: int, every: int) -> dict[str, Any]:
         if seconds > SLOW_PASS_S:
             break
     assert predictions is not None
-    routed = getattr(predictor, "routed", None)
+    reads = getattr(predictor, "reads", None)
+    whole, lead = reads(predictor.preprocess(texts)) if reads else (None, None)
     return {
         "kind": predictor.kind,
         "texts": len(texts),
@@ -99,7 +101,8 @@ def child(run: Path, repeats: int, every: int) -> dict[str, Any]:
         "seconds": best,
         "load_s": load_s,
         "peak_rss_mib": peak,
-        "expensive_share": float(routed(predictor.preprocess(texts)).mean()) if routed else None,
+        "expensive_share": None if whole is None else float((whole | lead).mean()),
+        "tone_only_share": None if lead is None else float(lead.mean()),
         "topics": [p.topics for p in predictions],
         "tones": [p.tone for p in predictions],
         "torch_capability": torch.backends.cpu.get_cpu_capability(),
@@ -162,6 +165,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
         low_t, high_t = r["interval"]["topics/macro_f1"]
         low_o, high_o = r["interval"]["tone/macro_f1"]
         share = "-" if r["expensive_share"] is None else f"{r['expensive_share']:.0%}"
+        if r.get("tone_only_share"):
+            share += f" ({r['tone_only_share']:.0%} for tone alone)"
         print(
             row(
                 r["name"],

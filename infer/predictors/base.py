@@ -151,6 +151,12 @@ class Predictor(ABC):
             return np.zeros((0, len(self.schema.topics))), np.zeros((0, len(self.schema.tones)))
         return self._forward(clean)
 
+    def tone_reader(self) -> Predictor:
+        """A predictor whose calibrated tone equals this one's on every text, reading no
+        more of it: kinds that pool the tone from a text's first window return one that
+        reads only that window (a cascade's stage asked for a tone alone)."""
+        return self
+
     def explain(self, text: str, prediction: Prediction, top_k: int = 5) -> dict:
         """For each decided label, the terms that pushed it most (kinds override this)."""
         raise TopictoneError(f"explanations are not available for '{self.kind}' models")

@@ -1,14 +1,22 @@
 """A cascade: a cheap model decides every text; the texts it is unsure of go to an
 expensive one, whose decision then stands.
 
-Most texts are clear to TF-IDF; the slow models earn their cost on the rest. A text goes
-on when the cheap model's calibrated score of some topic falls inside that topic's band
-(around the cheap model's threshold), or its tone margin (top tone probability minus the
-second) is below ``tone_margin``. The bands are fitted with the decisions
-(``topictone.train.decisions.routing``), on scores the model did not train on, for a
-target share of expensive texts or a largest F1 loss. Both stages are complete model
-folders under ``members/cheap`` and ``members/expensive``; the cascade's own calibration
-and thresholds decide on the merged scores.
+Most texts are clear to TF-IDF; the slow models earn their cost on the rest. A head is
+unsure of a text when the cheap model's calibrated score of a topic falls inside that
+topic's band (around the cheap model's threshold), or the tone margin (top tone
+probability minus the second) is below ``tone_margin``. ``route_by`` says what the
+expensive stage then decides:
+
+- ``text``: every score of a text any head is unsure of;
+- ``head``: only the unsure heads' scores. A text unsure of its tone alone is read only as
+  far as the expensive stage's tone reads (its first window, where the tone is pooled
+  from it: :meth:`Predictor.tone_reader`); the rest of an article's windows are read only
+  while a topic is still unsure.
+
+The bands are fitted with the decisions (``topictone.train.decisions.routing``), on scores
+the model did not train on, for a target share of expensive texts or a largest F1 loss.
+Both stages are complete model folders under ``members/cheap`` and ``members/expensive``;
+the cascade's own calibration and thresholds decide on the merged scores.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from topictone.infer.predictors.ensemble import check_member_specs, load_members
 from topictone.infer.schema import LabelSchema, Prediction
 
 STAGES = ("cheap", "expensive")
+ROUTES = ("text", "head")  # what the expensive stage decides: see the module docstring
 
 
 @dataclass(frozen=True)
@@ -44,13 +53,19 @@ class Bands:
     def everything(cls, schema: LabelSchema) -> Bands:
         return cls(dict.fromkeys(schema.topics, (-math.inf, math.inf)), math.inf)
 
-    def route(self, schema: LabelSchema, scores: Scores) -> np.ndarray:
-        """A boolean per text: whether the expensive model decides it."""
+    def unsure(self, schema: LabelSchema, scores: Scores) -> tuple[np.ndarray, np.ndarray]:
+        """Per text and topic, whether the score is inside the topic's band; per text,
+        whether the tone margin is below the band's."""
         topic_scores, tone_probs = scores
         low = np.array([self.topics[t][0] for t in schema.topics])
         high = np.array([self.topics[t][1] for t in schema.topics])
-        unsure = ((topic_scores > low) & (topic_scores < high)).any(axis=1)
-        return unsure | (tone_margins(tone_probs) < self.tone_margin)
+        inside = (topic_scores > low) & (topic_scores < high)
+        return inside, tone_margins(tone_probs) < self.tone_margin
+
+    def route(self, schema: LabelSchema, scores: Scores) -> np.ndarray:
+        """A boolean per text: whether any head is unsure of it."""
+        topics, tone = self.unsure(schema, scores)
+        return topics.any(axis=1) | tone
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +105,32 @@ def tone_margins(tone_probs: np.ndarray) -> np.ndarray:
     return top_two[:, 1] - top_two[:, 0]
 
 
+def decided_by(rule: str, unsure: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Which topic scores (texts × topics) and tones (per text) the expensive stage
+    decides, from the heads' unsureness (:meth:`Bands.unsure`), under a ``route_by`` rule."""
+    topics, tone = unsure
+    if rule == "head":
+        return topics, tone
+    routed = topics.any(axis=1) | tone
+    return np.repeat(routed[:, None], topics.shape[1], axis=1), routed
+
+
+def mixed(cheap: Scores, expensive: Scores, decided: tuple[np.ndarray, np.ndarray]) -> Scores:
+    """The cheap scores with the entries the expensive stage decides (:func:`decided_by`)
+    taken from ``expensive`` (rows of every text; rows it did not read are never taken)."""
+    topics, tone = decided
+    return (
+        np.where(topics, expensive[0], cheap[0]).astype(float),
+        np.where(tone[:, None], expensive[1], cheap[1]).astype(float),
+    )
+
+
+def check_route(rule: object, where: object = "model.route_by") -> str:
+    if rule not in ROUTES:
+        raise TopictoneError(f"{where}: a cascade routes by one of {ROUTES}, got {rule!r:.40}")
+    return str(rule)
+
+
 def _number(value: Any) -> TypeGuard[float]:
     """A real number that is not NaN (infinities mean "no limit")."""
     return isinstance(value, Real) and not isinstance(value, bool) and not math.isnan(value)
@@ -110,8 +151,10 @@ class CascadePredictor(Predictor):
         target: Mapping[str, float | None] | None = None,
         thresholds: Mapping[str, float] | None = None,
         calibration: Calibration | dict[str, Any] | None = None,
+        route_by: str = "text",
     ) -> None:
         super().__init__(schema, thresholds, calibration)
+        self.route_by = check_route(route_by)
         for name, stage in (("cheap", cheap), ("expensive", expensive)):
             if stage.schema != schema:
                 raise TopictoneError(
@@ -136,18 +179,34 @@ class CascadePredictor(Predictor):
         """Both stages' calibrated scores of every text merged by the bands (how the
         decisions are fitted: the expensive stage has scored every text there)."""
         cheap, expensive = part_scores["cheap"], part_scores["expensive"]
-        routed = self.bands.route(self.schema, cheap)
-        return merged(cheap, (expensive[0][routed], expensive[1][routed]), routed)
+        return mixed(cheap, expensive, self.decided(cheap))
+
+    def decided(self, cheap: Scores) -> tuple[np.ndarray, np.ndarray]:
+        """The entries the expensive stage decides, given the cheap stage's scores."""
+        return decided_by(self.route_by, self.bands.unsure(self.schema, cheap))
 
     def _forward(self, texts: list[str]) -> Scores:
         cheap = self.cheap.predict_scores_clean(texts)
-        routed = self.bands.route(self.schema, cheap)
-        chosen = [text for text, go in zip(texts, routed.tolist(), strict=True) if go]
-        return merged(cheap, self.expensive.predict_scores_clean(chosen), routed)
+        decided = self.decided(cheap)
+        whole, lead = reads(decided)
+        expensive = tuple(np.array(part, dtype=float) for part in cheap)
+        if whole.any():
+            read = self.expensive.predict_scores_clean(_chosen(texts, whole))
+            expensive[0][whole], expensive[1][whole] = read
+        if lead.any():
+            reader = self.expensive.tone_reader()
+            expensive[1][lead] = reader.predict_scores_clean(_chosen(texts, lead))[1]
+        return mixed(cheap, (expensive[0], expensive[1]), decided)
+
+    def reads(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """For normalised texts, which the expensive stage reads whole, and which only as
+        far as its tone reads."""
+        return reads(self.decided(self.cheap.predict_scores_clean(texts)))
 
     def routed(self, texts: list[str]) -> np.ndarray:
-        """For normalised texts, whether each goes to the expensive stage."""
-        return self.bands.route(self.schema, self.cheap.predict_scores_clean(texts))
+        """For normalised texts, whether the expensive stage reads any of each."""
+        whole, lead = self.reads(texts)
+        return whole | lead
 
     def explain(self, text: str, prediction: Prediction, top_k: int = 5) -> dict:
         """The evidence of the stage that decided the text, for the cascade's labels."""
@@ -163,6 +222,7 @@ class CascadePredictor(Predictor):
             # null, not JSON's non-standard Infinity, for "every text goes on"
             "bands": None if self.bands == Bands.everything(self.schema) else self.bands.to_dict(),
             "target": self.target,
+            "route_by": self.route_by,
             "fitted_expensive_share": self.fitted_share,
         }
 
@@ -192,15 +252,19 @@ class CascadePredictor(Predictor):
             target,
             thresholds=manifest.thresholds,
             calibration=manifest.calibration,
+            route_by=check_route(manifest.settings.get("route_by", "text"), folder),
         )
         share = manifest.settings.get("fitted_expensive_share")
         predictor.fitted_share = float(share) if _number(share) else None
         return predictor
 
 
-def merged(cheap: Scores, expensive: Scores, routed: np.ndarray) -> Scores:
-    """The cheap scores with the routed rows replaced by ``expensive``, the scores of
-    those rows alone (in row order)."""
-    topic_scores, tone_probs = np.array(cheap[0], dtype=float), np.array(cheap[1], dtype=float)
-    topic_scores[routed], tone_probs[routed] = expensive
-    return topic_scores, tone_probs
+def reads(decided: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Texts the expensive stage reads whole (a topic of theirs it decides), and texts it
+    reads only for their tone."""
+    whole: np.ndarray = np.any(decided[0], axis=1)
+    return whole, decided[1] & ~whole
+
+
+def _chosen(texts: list[str], rows: np.ndarray) -> list[str]:
+    return [text for text, go in zip(texts, rows.tolist(), strict=True) if go]

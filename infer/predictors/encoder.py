@@ -11,6 +11,7 @@ accepted, their files must lie inside the folder, and no class is imported by na
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -417,6 +418,18 @@ class EncoderPredictor(Predictor):
 
     def _forward(self, texts: list[str]) -> Scores:
         return scores_from_logits(*self.logits_clean(texts))
+
+    def tone_reader(self) -> EncoderPredictor:
+        """With the tone read from the first window, a copy embedding only that window
+        (it shares the encoder's network and caches: the window's vector is the same)."""
+        if self.tone_pooling != "first" or self.encoder.max_windows == 1:
+            return self
+        encoder = copy.copy(self.encoder)
+        encoder.max_windows = 1
+        encoder.reads_chars = readable_prefix(encoder.tokenizer, encoder.max_length)
+        reader = copy.copy(self)
+        reader.encoder = encoder
+        return reader
 
     def settings(self) -> dict[str, Any]:
         e = self.encoder

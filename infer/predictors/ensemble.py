@@ -8,6 +8,7 @@ complete model folder under ``members/<name>/``; the ensemble's own thresholds d
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import replace
@@ -61,6 +62,15 @@ class EnsemblePredictor(Predictor):
 
     def parts(self) -> dict[str, Predictor]:
         return dict(self.members)
+
+    def tone_reader(self) -> EnsemblePredictor:
+        """The tone is the members' tones combined: a copy of members' tone readers."""
+        readers = {name: member.tone_reader() for name, member in self.members.items()}
+        if all(readers[name] is member for name, member in self.members.items()):
+            return self
+        reader = copy.copy(self)
+        reader.members = readers
+        return reader
 
     def combine(self, part_scores: Mapping[str, Scores]) -> Scores:
         """The weighted mean of the members' calibrated scores."""

@@ -11,6 +11,7 @@ where torch is not installed.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from collections.abc import Sequence
@@ -183,6 +184,15 @@ class TransformerPredictor(Predictor):
 
     def _forward(self, texts: list[str]) -> Scores:
         return scores_from_logits(*self.logits_clean(texts))
+
+    def tone_reader(self) -> TransformerPredictor:
+        """With the tone pooled from the first window, a copy reading only that window."""
+        if self.tone_pooling != "first" or self.max_windows == 1:
+            return self
+        reader = copy.copy(self)
+        reader.max_windows, reader._memo = 1, None
+        reader.reads_chars = readable_prefix(self.tokenizer, self.max_length)
+        return reader
 
     def explain(
         self, text: str, prediction: Prediction, top_k: int = 5, max_units: int = 80

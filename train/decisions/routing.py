@@ -17,7 +17,13 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from topictone.infer.predictors.base import Predictor, Scores
-from topictone.infer.predictors.cascade import Bands, CascadePredictor, merged, tone_margins
+from topictone.infer.predictors.cascade import (
+    Bands,
+    CascadePredictor,
+    decided_by,
+    mixed,
+    tone_margins,
+)
 from topictone.infer.schema import LabelSchema
 from topictone.train.decisions.thresholds import ThresholdRule, apply_thresholds
 
@@ -40,6 +46,7 @@ def fit_routing(
         (truth[0][rows], truth[1][rows]),
         target.get("max_expensive_share"),
         target.get("max_f1_loss"),
+        predictor.route_by,
     )
 
 
@@ -56,25 +63,31 @@ def fit_bands(
     truth: _Truth,
     max_share: float | None,
     max_loss: float | None,
+    route_by: str = "text",
 ) -> tuple[Bands, float]:
     """Bands meeting ``max_loss`` within ``max_share`` (the best macro-F1 within
     ``max_share`` alone), and the share of these texts they send on.
 
     Greedy: from empty bands, widen one head's band a step at a time (a twentieth of its
     distances), the head whose step buys the most F1 per text sent on, until the target
-    holds or no step fits under ``max_share``."""
+    holds or no step fits under ``max_share``. ``route_by`` is the cascade's rule for
+    what the expensive stage decides of a text it reads."""
     cuts = ThresholdRule("f1").tune(schema, cheap[0], truth[0])
     centre = np.array([cuts[t] for t in schema.topics])
     distances = np.column_stack([np.abs(cheap[0] - centre), tone_margins(cheap[1])])
     levels = np.quantile(distances, STEPS, axis=0)  # steps × heads: band widths
+    levels[0] = 0.0  # routes nothing, as the smallest distance would if centre ± it were exact
     goal = np.array(_f1s(schema, expensive, truth)) - (max_loss or 0.0)
 
     def worth(step: np.ndarray) -> tuple[float, float]:
         """(the F1 a step's bands keep, as the target counts it; their share)."""
-        routed = (distances < levels[step, np.arange(len(step))]).any(axis=1)
-        kept = np.array(_f1s(schema, merged(cheap, _rows(expensive, routed), routed), truth))
+        # Through the Bands themselves: the share is what the saved bands route, to the
+        # last bit of float rounding at a band's edge.
+        bands = _bands(schema, centre, levels[step, np.arange(len(step))])
+        decided = decided_by(route_by, bands.unsure(schema, cheap))
+        kept = np.array(_f1s(schema, mixed(cheap, expensive, decided), truth))
         value = np.minimum(kept - goal, 0).sum() if max_loss is not None else kept.sum()
-        return float(value), float(routed.mean())
+        return float(value), float(bands.route(schema, cheap).mean())
 
     step = np.zeros(distances.shape[1], dtype=int)
     value, share = worth(step)

@@ -11,7 +11,7 @@ from typing import Any
 import datasets
 
 from topictone.infer.errors import TopictoneError
-from topictone.infer.predictors.cascade import STAGES, CascadePredictor
+from topictone.infer.predictors.cascade import STAGES, CascadePredictor, check_route
 from topictone.infer.schema import LabelSchema
 from topictone.train.fitters.base import Fitter
 from topictone.train.fitters.ensemble import fit_members
@@ -21,7 +21,9 @@ class CascadeFitter(Fitter):
     """``members.cheap`` and ``members.expensive`` are model configs or trained model
     folders, as an ensemble's members are. ``max_expensive_share`` (a fraction of texts)
     or ``max_f1_loss`` (topic and tone macro-F1 against the expensive stage alone) is the
-    target the bands are fitted for; with both, the share caps the loss target."""
+    target the bands are fitted for; with both, the share caps the loss target.
+    ``route_by``: what the expensive stage decides of a text it reads, every score
+    (``text``) or only the unsure heads' (``head``; see ``infer/predictors/cascade.py``)."""
 
     kind = "cascade"
 
@@ -30,10 +32,12 @@ class CascadeFitter(Fitter):
         members: Mapping[str, Any],
         max_expensive_share: float | None = None,
         max_f1_loss: float | None = 0.01,
+        route_by: str = "text",
     ) -> None:
         self.members = members
         self.max_expensive_share = max_expensive_share
         self.max_f1_loss = max_f1_loss
+        self.route_by = route_by
 
     def fit(
         self,
@@ -62,5 +66,6 @@ class CascadeFitter(Fitter):
             stages["cheap"],
             stages["expensive"],
             target={"max_expensive_share": target[0], "max_f1_loss": target[1]},
+            route_by=check_route(self.route_by),
         )
         return self
