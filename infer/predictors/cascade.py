@@ -162,6 +162,7 @@ class CascadePredictor(Predictor):
                     f"the cascade {schema.to_dict()}"
                 )
         self.cheap, self.expensive = cheap, expensive
+        self._tone_reader: Predictor | None = None
         self.bands = bands or Bands.everything(schema)
         # What the bands are fitted for (max_expensive_share, max_f1_loss), and the share
         # of texts they sent on where they were fitted.
@@ -194,8 +195,10 @@ class CascadePredictor(Predictor):
             read = self.expensive.predict_scores_clean(_chosen(texts, whole))
             expensive[0][whole], expensive[1][whole] = read
         if lead.any():
-            reader = self.expensive.tone_reader()
-            expensive[1][lead] = reader.predict_scores_clean(_chosen(texts, lead))[1]
+            if self._tone_reader is None:  # built once: a copy, and a scan of the vocabulary
+                self._tone_reader = self.expensive.tone_reader()
+            read_tone = self._tone_reader.predict_scores_clean(_chosen(texts, lead))[1]
+            expensive[1][lead] = read_tone
         return mixed(cheap, (expensive[0], expensive[1]), decided)
 
     def reads(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:

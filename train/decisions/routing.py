@@ -87,7 +87,7 @@ def fit_bands(
         decided = decided_by(route_by, bands.unsure(schema, cheap))
         kept = np.array(_f1s(schema, mixed(cheap, expensive, decided), truth))
         value = np.minimum(kept - goal, 0).sum() if max_loss is not None else kept.sum()
-        return float(value), float(bands.route(schema, cheap).mean())
+        return float(value), float((decided[0].any(axis=1) | decided[1]).mean())
 
     step = np.zeros(distances.shape[1], dtype=int)
     value, share = worth(step)
